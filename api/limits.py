@@ -1,0 +1,132 @@
+"""Request body caps enforced while streaming, and per-client write rate limiting.
+
+FastAPI has no body limit of its own. :class:`BodySizeLimit` is ASGI middleware that refuses a
+declared ``Content-Length`` above the cap at once and, for chunked bodies (no length, or a lying
+one), counts bytes as they arrive and answers 413 the moment the cap is crossed, before the
+route ever sees the body.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.problems import PROBLEM_JSON
+
+_WRITE_METHODS = frozenset({"POST", "PUT", "PATCH"})
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _send_problem(send: Send, status: int, title: str, detail: str, kind: str) -> None:
+    body = json.dumps(
+        {
+            "type": f"https://amnesty-ledger.invalid/problems/{kind}",
+            "title": title,
+            "status": status,
+            "detail": detail,
+        }
+    ).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", PROBLEM_JSON.encode()),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class BodySizeLimit:
+    """Refuse request bodies over ``max_bytes`` with 413, counting while streaming."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        detail = f"couldn't accept the request body: it is over the {self.max_bytes}-byte limit"
+        for name, value in scope.get("headers", []):
+            if name == b"content-length":
+                try:
+                    declared = int(value)
+                except ValueError:
+                    await _send_problem(send, 400, "Bad request", "invalid Content-Length", "malformed")
+                    return
+                if declared > self.max_bytes:
+                    await _send_problem(send, 413, "Payload too large", detail, "too-large")
+                    return
+        received = 0
+        started = False
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise _TooLarge
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, tracking_send)
+        except _TooLarge:
+            if not started:
+                await _send_problem(send, 413, "Payload too large", detail, "too-large")
+
+
+class RateLimiter:
+    """A token bucket per client address, for write requests only. Thread-safe.
+
+    ``check(client)`` returns 0 when the request may proceed, else the seconds to wait.
+    """
+
+    def __init__(self, per_minute: int, burst: int, max_clients: int = 100_000) -> None:
+        self.rate = per_minute / 60.0
+        self.burst = float(burst)
+        self.max_clients = max_clients
+        self._buckets: dict[str, tuple[float, float]] = {}
+        self._lock = threading.Lock()
+
+    def check(self, client: str, now: float | None = None) -> float:
+        moment = time.monotonic() if now is None else now
+        with self._lock:
+            tokens, last = self._buckets.get(client, (self.burst, moment))
+            tokens = min(self.burst, tokens + (moment - last) * self.rate)
+            if tokens >= 1.0:
+                self._buckets[client] = (tokens - 1.0, moment)
+                self._evict_if_needed()
+                return 0.0
+            self._buckets[client] = (tokens, moment)
+            return (1.0 - tokens) / self.rate
+
+    def _evict_if_needed(self) -> None:
+        if len(self._buckets) > self.max_clients:
+            # Drop the half that refilled longest ago: they are full buckets anyway.
+            ordered = sorted(self._buckets.items(), key=lambda item: item[1][1])
+            for key, _ in ordered[: len(ordered) // 2]:
+                del self._buckets[key]
+
+
+def is_write(scope: dict[str, Any]) -> bool:
+    """Whether a request is a write (rate limited)."""
+    return scope.get("method", "GET") in _WRITE_METHODS

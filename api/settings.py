@@ -1,0 +1,29 @@
+"""Service settings: explicit values, environment overrides (``AMNESTY_*``), failing closed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Everything the service needs to start. No defaults that could silently expose a log:
+    the database must be named; without a key file the service serves reads only."""
+
+    model_config = SettingsConfigDict(env_prefix="AMNESTY_", frozen=True)
+
+    db: str = Field(description="database URL (sqlite:///file.db, postgresql://...) or a path")
+    key_path: Path | None = Field(
+        default=None, description="the log's private key file; None means read-only"
+    )
+    read_only: bool = Field(default=False, description="serve reads only, even with a key")
+    max_body_bytes: int = Field(default=256 * 1024, ge=1024)
+    batch_max_entries: int = Field(default=1024, ge=1)
+    batch_max_delay_ms: int = Field(default=10, ge=0)
+    max_pending: int = Field(default=20_000, ge=1)
+    write_rate_per_minute: int = Field(default=6_000, ge=1)
+    write_burst: int = Field(default=1_000, ge=1)
+    healthy_checkpoint_age_s: int = Field(default=3600, ge=1)
+    cors_origins: tuple[str, ...] = ("*",)

@@ -1,0 +1,339 @@
+"""``amnesty``: one command for keys, logs, statements, verification, audit and serving.
+
+A thin typer shell over the library: results go to stdout (``--json`` for machines), progress
+and logs to stderr, and the exit code carries the verdict (0 ok, 1 verification or audit failed,
+2 bad usage or input).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from ledger.checkpoint import Checkpoint, sign_checkpoint
+from ledger.errors import LedgerError
+from ledger.merkle import EMPTY_ROOT
+from ledger.note import Signer, VerifierKey
+
+app = typer.Typer(
+    name="amnesty",
+    help="amnesty-ledger: a verifiable public-commitment ledger for the Model Amnesty offer.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+stderr = Console(stderr=True)
+
+DbOption = Annotated[
+    str,
+    typer.Option("--db", envvar="AMNESTY_DB", help="database URL (sqlite:///f.db, postgresql://…) or path"),
+]
+JsonOption = Annotated[bool, typer.Option("--json", help="machine-readable JSON on stdout")]
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    """Print an error on stderr and exit with ``code``."""
+    stderr.print(f"[bold red]error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def emit(result: Any, as_json: bool, text: str) -> None:
+    """Print ``result`` as JSON or ``text`` as plain text on stdout."""
+    if as_json:
+        sys.stdout.write(json.dumps(result, indent=2, sort_keys=True) + "\n")
+    else:
+        sys.stdout.write(text.rstrip("\n") + "\n")
+
+
+def write_private_key(path: Path, text: str) -> None:
+    """Write a private key file readable by its owner only (created 0600, never replaced)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        fail(f"couldn't write key {path}: the file exists (refusing to overwrite a key)")
+    except OSError as exc:
+        fail(f"couldn't write key {path}: {exc}")
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text + "\n")
+
+
+def read_signer(path: Path) -> Signer:
+    """Load an Ed25519 signer from a ``PRIVATE+KEY+…`` file."""
+    try:
+        text = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        fail(f"couldn't read key {path}: {exc}")
+    try:
+        return Signer.parse_private_key(text)
+    except LedgerError as exc:
+        fail(f"couldn't load key {path}: {exc}")
+
+
+def progress_bar() -> Progress:
+    """A rich progress bar with rate and ETA, on stderr."""
+    return Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TaskProgressColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=stderr,
+        transient=False,
+    )
+
+
+# -- keys ---------------------------------------------------------------------------------------
+
+
+@app.command()
+def keygen(
+    name: Annotated[str, typer.Argument(help="key name (for a log: its origin)")],
+    out: Annotated[Path, typer.Option("--out", help="private key file to create (0600)")],
+    as_json: JsonOption = False,
+) -> None:
+    """Generate an Ed25519 key; write the private key file and print the vkey."""
+    try:
+        signer = Signer.generate(name)
+    except LedgerError as exc:
+        fail(str(exc))
+    write_private_key(out, signer.private_key_text())
+    emit({"vkey": signer.vkey, "key_file": str(out)}, as_json, signer.vkey)
+
+
+# -- logs ---------------------------------------------------------------------------------------
+
+
+@app.command()
+def init(
+    db: DbOption,
+    origin: Annotated[str, typer.Option("--origin", help="the log's origin line, e.g. example.org/amnesty")],
+    key: Annotated[Path, typer.Option("--key", help="the log's private key file (name = origin)")],
+    as_json: JsonOption = False,
+) -> None:
+    """Create a new, empty log (an explicit act: refuses if the database already holds one)."""
+    from ledger.storage.base import LogIdentity
+    from ledger.storage.sql import SqlLogStore
+
+    signer = read_signer(key)
+    if signer.name != origin:
+        fail(f"couldn't create log {origin!r}: the key is named {signer.name!r}; a log key's name is its origin")
+    try:
+        checkpoint = sign_checkpoint(Checkpoint(origin=origin, size=0, root_hash=EMPTY_ROOT), signer)
+        store = SqlLogStore(db)
+        store.create_log(
+            LogIdentity(
+                origin=origin,
+                log_vkey=signer.vkey,
+                created_ms=time.time_ns() // 1_000_000,
+                key_path=str(key.resolve()),
+            ),
+            checkpoint,
+        )
+        store.close()
+    except LedgerError as exc:
+        fail(str(exc))
+    emit(
+        {"origin": origin, "log_vkey": signer.vkey, "db": db},
+        as_json,
+        f"created log {origin}\nlog vkey: {signer.vkey}",
+    )
+
+
+@app.command()
+def serve(
+    db: DbOption,
+    host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port")] = 8080,
+    key: Annotated[
+        Path | None, typer.Option("--key", help="log key file (default: the one given to init)")
+    ] = None,
+    read_only: Annotated[bool, typer.Option("--read-only", help="serve reads only")] = False,
+    log_level: Annotated[str, typer.Option("--log-level")] = "info",
+) -> None:
+    """Serve the log over HTTP (tlog-tiles, JSON API, web page) with uvicorn."""
+    import logging
+
+    import uvicorn
+
+    from api.app import create_app
+    from api.settings import Settings
+
+    logging.basicConfig(
+        level=log_level.upper(),
+        stream=sys.stderr,
+        format='{"ts":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s","msg":"%(message)s"}',
+    )
+    settings = Settings(db=db, key_path=key, read_only=read_only)
+    try:
+        application = create_app(settings)
+        uvicorn.run(application, host=host, port=port, log_level=log_level, access_log=False)
+    except LedgerError as exc:
+        fail(str(exc), 1)
+
+
+@app.command()
+def append(
+    db: DbOption,
+    files: Annotated[
+        list[Path] | None, typer.Argument(help="signed statement files (default: one note per stdin record)")
+    ] = None,
+    key: Annotated[Path | None, typer.Option("--key", help="log key file (default: the one given to init)")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Append signed statements to a local log, safely alongside a running server.
+
+    Statements come from FILES, or from stdin where records are separated by a line holding
+    only ``%%`` (a statement note itself contains blank lines).
+    """
+    from ledger.admission import StatementPolicy
+    from ledger.logview import LogView
+    from ledger.sequencer import Receipt, Sequencer
+    from ledger.storage.sql import SqlLogStore
+
+    if files:
+        blobs = [path.read_bytes() for path in files]
+    else:
+        blobs = [
+            (chunk.strip("\n") + "\n").encode()
+            for chunk in sys.stdin.read().split("\n%%\n")
+            if chunk.strip()
+        ]
+    try:
+        store = SqlLogStore(db)
+        view = LogView(store)
+        key_path = key if key is not None else Path(view.identity.key_path or "")
+        signer = read_signer(key_path)
+        policy = StatementPolicy(view.origin)
+        sequencer = Sequencer(store, signer, policy)
+        prepared = []
+        for number, blob in enumerate(blobs):
+            try:
+                prepared.append(policy.prepare(blob))
+            except LedgerError as exc:
+                fail(f"couldn't append statement {number}: {exc}")
+        results = sequencer.sequence_now(prepared)
+    except LedgerError as exc:
+        fail(str(exc), 1)
+    out: list[dict[str, Any]] = []
+    failed = False
+    for number, result in enumerate(results):
+        if isinstance(result, Receipt):
+            out.append({"statement": number, "index": result.index, "duplicate": result.duplicate})
+        else:
+            failed = True
+            out.append({"statement": number, "error": str(result)})
+    emit(out, as_json, "\n".join(
+        f"statement {o['statement']}: " + (f"index {o['index']}" + (" (already logged)" if o.get("duplicate") else "") if "index" in o else f"refused: {o['error']}")
+        for o in out
+    ))
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def verify(
+    source: Annotated[str, typer.Argument(help="service URL, mirror directory or database URL")],
+    vkey: Annotated[str | None, typer.Option("--vkey", help="the log's vkey (required for URLs and mirrors)")] = None,
+    as_json: JsonOption = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
+) -> None:
+    """Verify a whole log: checkpoint signature, every tile and bundle, every entry's chain link,
+    every statement's signatures and authority, and the protocol replay."""
+    from ledger.admission import ReplayCheck
+    from ledger.verify import verify_log
+
+    log_source, log_key = open_source(source, vkey)
+    check = ReplayCheck(log_key_origin=log_key.name)
+    with progress_bar() if not quiet else _NoProgress() as bar:
+        task = bar.add_task("verifying", total=None)
+
+        def on_progress(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        try:
+            result = verify_log(log_source, log_key, entry_check=check, progress=on_progress)
+        except LedgerError as exc:
+            report = {"ok": False, "error": str(exc), "index": getattr(exc, "index", None)}
+            emit(report, as_json, f"FAILED: {exc}")
+            raise typer.Exit(1) from None
+    result.details.update(check.summary())
+    summary = result.to_json()
+    emit(
+        summary,
+        as_json,
+        f"OK: {result.checkpoint.origin} size {result.checkpoint.size}: "
+        f"{result.entries} entries and {result.tiles_checked} tiles verified",
+    )
+
+
+class _NoProgress:
+    def __enter__(self) -> _NoProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def add_task(self, *args: Any, **kwargs: Any) -> int:
+        return 0
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+def open_source(source: str, vkey: str | None) -> tuple[Any, VerifierKey]:
+    """Turn SOURCE into a LogSource and the log key to check it with."""
+    from ledger.verify import DirectorySource
+
+    if source.startswith(("http://", "https://")):
+        from ledger.client import HttpLogSource
+
+        if vkey is None:
+            fail("--vkey is required to verify a log over HTTP (trust the key, not the server)")
+        return HttpLogSource(source), _parse_vkey(vkey)
+    if Path(source).is_dir():
+        if vkey is None:
+            fail("--vkey is required to verify a mirror directory")
+        return DirectorySource(Path(source)), _parse_vkey(vkey)
+    from ledger.logview import LogView
+    from ledger.storage.sql import SqlLogStore
+
+    try:
+        view = LogView(SqlLogStore(source))
+    except LedgerError as exc:
+        fail(str(exc))
+    key = _parse_vkey(vkey) if vkey is not None else view.log_key
+    if key.vkey() != view.log_key.vkey():
+        fail(f"couldn't verify: the database's log key {view.log_key.vkey()} is not {key.vkey()}", 1)
+    return view, key
+
+
+def _parse_vkey(vkey: str) -> VerifierKey:
+    try:
+        return VerifierKey.parse(vkey)
+    except LedgerError as exc:
+        fail(f"couldn't parse --vkey: {exc}")
+
+
+def main() -> None:
+    """Console entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

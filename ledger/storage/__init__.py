@@ -1,0 +1,1 @@
+"""Storage adapters: the contract (:mod:`ledger.storage.base`) and its SQLAlchemy implementation."""

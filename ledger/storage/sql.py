@@ -1,0 +1,440 @@
+"""SQLAlchemy 2.0 implementation of :class:`ledger.storage.base.LogStore`.
+
+SQLite is the embedded default: WAL journal, ``synchronous=FULL`` (a commit is on disk when it
+returns), and ``BEGIN IMMEDIATE`` for append transactions so that the write lock is taken before
+anything is read. PostgreSQL (psycopg 3) is the engine for several processes or machines: an
+append transaction takes a row lock on the single ``log_head`` row (``SELECT ... FOR UPDATE``)
+before reading anything.
+
+Either way the checkpoint is replaced with a compare-and-swap
+(``UPDATE log_head SET ... WHERE id = 1 AND checkpoint = :previous``, then exactly one row must
+have changed), and every signed checkpoint is also kept in ``checkpoints`` keyed by size, so the
+store itself refuses to hold two different checkpoints of one size: two writers can never fork
+the log, even if the locking above were broken.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    Engine,
+    Index,
+    LargeBinary,
+    String,
+    Text,
+    create_engine,
+    event,
+    func,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.pool import NullPool
+
+from ledger.errors import ConflictError, StorageError
+from ledger.storage.base import EntryQuery, LogIdentity, StoredEntry
+from ledger.tiles import TileID
+
+
+class Base(DeclarativeBase):
+    """Declarative base of the ledger's tables (the schema is owned by the Alembic migrations)."""
+
+
+class LogIdentityRow(Base):
+    """The log's identity: exactly one row, written once by ``create_log``."""
+
+    __tablename__ = "log_identity"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    origin: Mapped[str] = mapped_column(Text)
+    log_vkey: Mapped[str] = mapped_column(Text)
+    created_ms: Mapped[int] = mapped_column(BigInteger)
+    key_path: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class LogHeadRow(Base):
+    """The latest signed checkpoint: exactly one row, replaced by compare-and-swap."""
+
+    __tablename__ = "log_head"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    size: Mapped[int] = mapped_column(BigInteger)
+    checkpoint: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class CheckpointRow(Base):
+    """Every checkpoint the log ever signed, by size (primary key: one checkpoint per size)."""
+
+    __tablename__ = "checkpoints"
+    size: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    checkpoint: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class EntryRow(Base):
+    """One log entry: the leaf bytes (the truth) and columns derived from them for queries."""
+
+    __tablename__ = "entries"
+    idx: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    statement_id: Mapped[bytes] = mapped_column(LargeBinary, unique=True)
+    statement_type: Mapped[str] = mapped_column(String(64))
+    log_time_ms: Mapped[int] = mapped_column(BigInteger)
+    __table_args__ = (
+        Index("ix_entries_type_idx", "statement_type", "idx"),
+        Index("ix_entries_time", "log_time_ms"),
+    )
+
+
+class EntrySubjectRow(Base):
+    """Which subjects an entry concerns (for ``GET /v1/entries?subject=``)."""
+
+    __tablename__ = "entry_subjects"
+    subject: Mapped[str] = mapped_column(Text, primary_key=True)
+    idx: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+
+
+class EntrySignerRow(Base):
+    """Which keys signed an entry's statement (for ``GET /v1/entries?signer=``)."""
+
+    __tablename__ = "entry_signers"
+    signer: Mapped[str] = mapped_column(Text, primary_key=True)
+    idx: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+
+
+class TileRow(Base):
+    """A hash tile: full (256 hashes, immutable) or the current right-edge partial tile."""
+
+    __tablename__ = "tiles"
+    level: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    idx: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+_ENTRIES = EntryRow.__table__
+_TILES = TileRow.__table__
+_SUBJECTS = EntrySubjectRow.__table__
+_SIGNERS = EntrySignerRow.__table__
+_HEAD = LogHeadRow.__table__
+_CHECKPOINTS = CheckpointRow.__table__
+_IDENTITY = LogIdentityRow.__table__
+
+
+def normalise_database_url(url: str) -> str:
+    """Accept ``sqlite:///path``, a bare file path, or ``postgresql://`` (driven by psycopg 3)."""
+    if "://" not in url:
+        return f"sqlite:///{Path(url).expanduser().resolve()}"
+    if url.startswith(("postgresql://", "postgres://")):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    """WAL, synchronous=FULL, and transactions begun by us (``BEGIN`` or ``BEGIN IMMEDIATE``).
+
+    pysqlite's own implicit transaction handling is switched off so that the ``begin`` event
+    below is the only place a transaction starts; append transactions ask for ``IMMEDIATE`` so
+    the write lock is held before the head checkpoint is read.
+    """
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=FULL")
+        cursor.execute("PRAGMA busy_timeout=60000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        immediate = conn.get_execution_options().get("sqlite_immediate", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+
+def make_engine(url: str) -> Engine:
+    """Build an engine for ``url`` with the durability settings this store relies on."""
+    url = normalise_database_url(url)
+    if url.startswith("sqlite"):
+        engine = create_engine(url, poolclass=NullPool)
+        _configure_sqlite(engine)
+        return engine
+    return create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=8)
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest Alembic revision (idempotent)."""
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(Path(__file__).with_name("migrations")))
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "head")
+
+
+def _wrap(verb: str, exc: SQLAlchemyError) -> StorageError:
+    return StorageError(f"couldn't {verb}: {type(exc).__name__}: {exc.orig if hasattr(exc, 'orig') else exc}")
+
+
+class _SqlAppendTransaction:
+    """The write side of one batch on an open connection holding the write lock."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    def checkpoint(self) -> bytes:
+        row = self._conn.execute(select(_HEAD.c.checkpoint).where(_HEAD.c.id == 1)).first()
+        if row is None:
+            raise StorageError("couldn't read the log head: no log here (run `amnesty init`)")
+        return bytes(row[0])
+
+    def read_tile(self, level: int, index: int) -> bytes:
+        return _read_tile(self._conn, level, index)
+
+    def read_entries(self, start: int, end: int) -> list[bytes]:
+        return _read_entries(self._conn, start, end)
+
+    def find_statement(self, statement_id: bytes) -> int | None:
+        return _find_statement(self._conn, statement_id)
+
+    def commit_batch(
+        self,
+        previous_checkpoint: bytes,
+        new_checkpoint: bytes,
+        new_size: int,
+        entries: Sequence[StoredEntry],
+        tiles: Sequence[tuple[TileID, bytes]],
+    ) -> None:
+        conn = self._conn
+        try:
+            if entries:
+                conn.execute(
+                    _ENTRIES.insert(),
+                    [
+                        {
+                            "idx": e.index,
+                            "data": e.data,
+                            "statement_id": e.statement_id,
+                            "statement_type": e.statement_type,
+                            "log_time_ms": e.log_time_ms,
+                        }
+                        for e in entries
+                    ],
+                )
+                subjects = [{"subject": s, "idx": e.index} for e in entries for s in set(e.subjects)]
+                if subjects:
+                    conn.execute(_SUBJECTS.insert(), subjects)
+                signers = [{"signer": s, "idx": e.index} for e in entries for s in set(e.signers)]
+                if signers:
+                    conn.execute(_SIGNERS.insert(), signers)
+            for tile, data in tiles:
+                _upsert_tile(conn, tile.level, tile.index, data)
+            conn.execute(_CHECKPOINTS.insert().values(size=new_size, checkpoint=new_checkpoint))
+        except IntegrityError as exc:
+            raise ConflictError(
+                f"couldn't store batch up to size {new_size}: another writer stored an entry, "
+                f"statement or checkpoint first ({exc.orig})"
+            ) from exc
+        # The compare-and-swap: the head moves only from the checkpoint this batch was built on.
+        swapped = conn.execute(
+            update(_HEAD)
+            .where(_HEAD.c.id == 1, _HEAD.c.checkpoint == previous_checkpoint)
+            .values(size=new_size, checkpoint=new_checkpoint)
+        )
+        if swapped.rowcount != 1:
+            raise ConflictError(
+                f"couldn't replace the checkpoint with size {new_size}: the stored checkpoint "
+                "is no longer the one this batch was built on (another writer appended)"
+            )
+
+
+def _upsert_tile(conn: Connection, level: int, index: int, data: bytes) -> None:
+    dialect = conn.dialect.name
+    insert_fn = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = insert_fn(_TILES).values(level=level, idx=index, data=data)
+    conn.execute(
+        stmt.on_conflict_do_update(index_elements=["level", "idx"], set_={"data": data})
+    )
+
+
+def _read_tile(conn: Connection, level: int, index: int) -> bytes:
+    row = conn.execute(
+        select(_TILES.c.data).where(_TILES.c.level == level, _TILES.c.idx == index)
+    ).first()
+    return bytes(row[0]) if row is not None else b""
+
+
+def _read_entries(conn: Connection, start: int, end: int) -> list[bytes]:
+    rows = conn.execute(
+        select(_ENTRIES.c.data)
+        .where(_ENTRIES.c.idx >= start, _ENTRIES.c.idx < end)
+        .order_by(_ENTRIES.c.idx)
+    )
+    return [bytes(r[0]) for r in rows]
+
+
+def _find_statement(conn: Connection, statement_id: bytes) -> int | None:
+    row = conn.execute(
+        select(_ENTRIES.c.idx).where(_ENTRIES.c.statement_id == statement_id)
+    ).first()
+    return int(row[0]) if row is not None else None
+
+
+class SqlLogStore:
+    """A :class:`~ledger.storage.base.LogStore` on SQLite or PostgreSQL."""
+
+    def __init__(self, url: str, *, engine: Engine | None = None) -> None:
+        self.url = normalise_database_url(url)
+        self.engine = engine if engine is not None else make_engine(self.url)
+        self.dialect = self.engine.dialect.name
+
+    # -- creation -----------------------------------------------------------------------------
+
+    def create_log(self, identity: LogIdentity, checkpoint: bytes) -> None:
+        try:
+            migrate(self.engine)
+            with self.engine.begin() as conn:
+                existing = conn.execute(select(func.count()).select_from(_IDENTITY)).scalar_one()
+                if existing:
+                    origin = conn.execute(select(_IDENTITY.c.origin)).scalar_one()
+                    raise StorageError(
+                        f"couldn't create log {identity.origin!r}: this database already holds "
+                        f"log {origin!r}"
+                    )
+                conn.execute(
+                    _IDENTITY.insert().values(
+                        id=1,
+                        origin=identity.origin,
+                        log_vkey=identity.log_vkey,
+                        created_ms=identity.created_ms,
+                        key_path=identity.key_path,
+                    )
+                )
+                conn.execute(_HEAD.insert().values(id=1, size=0, checkpoint=checkpoint))
+                conn.execute(_CHECKPOINTS.insert().values(size=0, checkpoint=checkpoint))
+        except SQLAlchemyError as exc:
+            raise _wrap(f"create log {identity.origin!r}", exc) from exc
+
+    # -- reads --------------------------------------------------------------------------------
+
+    def identity(self) -> LogIdentity:
+        try:
+            with self.engine.connect() as conn:
+                row = conn.execute(select(_IDENTITY)).first()
+        except OperationalError as exc:
+            raise StorageError(
+                f"couldn't read the log identity from {self._safe_url()}: no log here? "
+                f"(run `amnesty init`): {exc.orig}"
+            ) from exc
+        if row is None:
+            raise StorageError(
+                f"couldn't read the log identity from {self._safe_url()}: no log here "
+                "(run `amnesty init`)"
+            )
+        return LogIdentity(
+            origin=row.origin, log_vkey=row.log_vkey, created_ms=row.created_ms, key_path=row.key_path
+        )
+
+    def checkpoint(self) -> bytes:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(_HEAD.c.checkpoint).where(_HEAD.c.id == 1)).first()
+        if row is None:
+            raise StorageError(f"couldn't read the checkpoint from {self._safe_url()}: no log here")
+        return bytes(row[0])
+
+    def checkpoint_at(self, size: int) -> bytes | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(_CHECKPOINTS.c.checkpoint).where(_CHECKPOINTS.c.size == size)
+            ).first()
+        return bytes(row[0]) if row is not None else None
+
+    def has_checkpoint_between(self, low: int, high: int) -> bool:
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                select(_CHECKPOINTS.c.size)
+                .where(_CHECKPOINTS.c.size >= low, _CHECKPOINTS.c.size < high)
+                .limit(1)
+            ).first()
+        return row is not None
+
+    def read_tile(self, level: int, index: int) -> bytes:
+        with self.engine.connect() as conn:
+            return _read_tile(conn, level, index)
+
+    def read_entries(self, start: int, end: int) -> list[bytes]:
+        with self.engine.connect() as conn:
+            return _read_entries(conn, start, end)
+
+    def iter_entries(self, start: int, end: int, chunk: int = 4096) -> Iterator[bytes]:
+        position = start
+        while position < end:
+            batch = self.read_entries(position, min(end, position + chunk))
+            if not batch:
+                return
+            yield from batch
+            position += len(batch)
+
+    def find_statement(self, statement_id: bytes) -> int | None:
+        with self.engine.connect() as conn:
+            return _find_statement(conn, statement_id)
+
+    def query_entries(self, query: EntryQuery) -> list[tuple[int, bytes]]:
+        stmt = select(_ENTRIES.c.idx, _ENTRIES.c.data).where(_ENTRIES.c.idx > query.after)
+        if query.below_size is not None:
+            stmt = stmt.where(_ENTRIES.c.idx < query.below_size)
+        if query.statement_type is not None:
+            stmt = stmt.where(_ENTRIES.c.statement_type == query.statement_type)
+        if query.since_ms is not None:
+            stmt = stmt.where(_ENTRIES.c.log_time_ms >= query.since_ms)
+        if query.until_ms is not None:
+            stmt = stmt.where(_ENTRIES.c.log_time_ms < query.until_ms)
+        if query.subject is not None:
+            stmt = stmt.where(
+                _ENTRIES.c.idx.in_(select(_SUBJECTS.c.idx).where(_SUBJECTS.c.subject == query.subject))
+            )
+        if query.signer is not None:
+            stmt = stmt.where(
+                _ENTRIES.c.idx.in_(select(_SIGNERS.c.idx).where(_SIGNERS.c.signer == query.signer))
+            )
+        stmt = stmt.order_by(_ENTRIES.c.idx).limit(query.limit)
+        with self.engine.connect() as conn:
+            return [(int(r[0]), bytes(r[1])) for r in conn.execute(stmt)]
+
+    # -- writes -------------------------------------------------------------------------------
+
+    @contextmanager
+    def append_transaction(self) -> Iterator[_SqlAppendTransaction]:
+        """Hold the write lock for one batch; commit when the block exits cleanly.
+
+        Crash safety: nothing of the batch is visible to anyone until the COMMIT at the end of
+        this block returns; SQLite with WAL and ``synchronous=FULL`` (and PostgreSQL with its
+        default ``synchronous_commit=on``) has the commit record on disk when COMMIT returns, so
+        a crash before it loses the whole batch (no submitter was told an index yet) and a crash
+        after it loses nothing.
+        """
+        conn = self.engine.connect()
+        try:
+            if self.dialect == "sqlite":
+                conn = conn.execution_options(sqlite_immediate=True)
+            with conn.begin():
+                if self.dialect == "postgresql":
+                    conn.execute(select(_HEAD.c.id).where(_HEAD.c.id == 1).with_for_update())
+                yield _SqlAppendTransaction(conn)
+        except SQLAlchemyError as exc:
+            raise _wrap("append a batch", exc) from exc
+        finally:
+            conn.close()
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def _safe_url(self) -> str:
+        return self.engine.url.render_as_string(hide_password=True)
