@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.limits import BodySizeLimit, RateLimiter, is_write
 from api.problems import install_problem_handlers, problem_response
-from api.routes import tlog
+from api.routes import statements, tlog
 from api.service import LedgerService, load_signer
 from api.settings import Settings
 from ledger.admission import StatementPolicy
@@ -117,6 +117,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     install_problem_handlers(app)
     app.include_router(tlog.router)
+    app.include_router(statements.router)
 
     @app.middleware("http")
     async def _log_requests(request: Request, call_next):  # type: ignore[no-untyped-def]

@@ -20,10 +20,6 @@ from api.problems import PROBLEM_JSON
 _WRITE_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
-class _TooLarge(Exception):
-    pass
-
-
 async def _send_problem(send: Send, status: int, title: str, detail: str, kind: str) -> None:
     body = json.dumps(
         {
@@ -71,27 +67,35 @@ class BodySizeLimit:
                     return
         received = 0
         started = False
+        rejected = False
 
         async def counting_receive() -> Message:
-            nonlocal received
+            # Past the cap, answer 413 ourselves at once and tell the app the client has gone:
+            # the route never sees more than ``max_bytes`` and nothing it sends afterwards is
+            # written (the response has already been sent).
+            nonlocal received, rejected, started
+            if rejected:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
-                    raise _TooLarge
+                    rejected = True
+                    if not started:
+                        started = True
+                        await _send_problem(send, 413, "Payload too large", detail, "too-large")
+                    return {"type": "http.disconnect"}
             return message
 
-        async def tracking_send(message: Message) -> None:
+        async def guarded_send(message: Message) -> None:
             nonlocal started
+            if rejected:
+                return
             if message["type"] == "http.response.start":
                 started = True
             await send(message)
 
-        try:
-            await self.app(scope, counting_receive, tracking_send)
-        except _TooLarge:
-            if not started:
-                await _send_problem(send, 413, "Payload too large", detail, "too-large")
+        await self.app(scope, counting_receive, guarded_send)
 
 
 class RateLimiter:

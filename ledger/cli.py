@@ -259,7 +259,7 @@ def verify(
     from ledger.verify import verify_log
 
     log_source, log_key = open_source(source, vkey)
-    check = ReplayCheck(log_key_origin=log_key.name)
+    check = ReplayCheck(log_key.name)
     with progress_bar() if not quiet else _NoProgress() as bar:
         task = bar.add_task("verifying", total=None)
 
@@ -328,6 +328,20 @@ def _parse_vkey(vkey: str) -> VerifierKey:
         return VerifierKey.parse(vkey)
     except LedgerError as exc:
         fail(f"couldn't parse --vkey: {exc}")
+
+
+_COMMAND_MODULES: tuple[str, ...] = ()
+"""Modules that add commands with ``register(app)``; each owns one group of commands."""
+
+
+def _register_commands() -> None:
+    import importlib
+
+    for name in _COMMAND_MODULES:
+        importlib.import_module(name).register(app)
+
+
+_register_commands()
 
 
 def main() -> None:

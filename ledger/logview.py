@@ -139,7 +139,7 @@ class LogView:
         """A C2SP ``tlog-proof`` file for entry ``index`` against ``checkpoint`` (default latest)."""
         signed = checkpoint if checkpoint is not None else self.latest()
         proof = self.inclusion_proof(index, signed.size)
-        return format_tlog_proof(TlogProof(index=index, proof=tuple(proof), checkpoint=signed.note))
+        return format_tlog_proof(TlogProof(index=index, hashes=tuple(proof), checkpoint=signed.note))
 
     def leaf_hash(self, index: int) -> bytes:
         """The RFC 6962 leaf hash of entry ``index``."""

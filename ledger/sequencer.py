@@ -91,8 +91,11 @@ class EntryPolicy(Protocol):
     def catch_up(self, entry: LogEntry, leaf: bytes) -> None:
         """Apply an entry already in the log."""
 
-    def admit(self, prepared: Prepared, index: int, log_time_ms: int) -> object:
-        """Check admissibility at ``index``; return a token for :meth:`apply`."""
+    def admit(self, prepared: Prepared, entry: LogEntry, leaf: bytes) -> object:
+        """Check admissibility as ``entry`` (leaf hash ``leaf``); return a token for :meth:`apply`.
+
+        Raises a :class:`LedgerError` subclass to refuse; must not change any state.
+        """
 
     def apply(self, admitted: object, entry: LogEntry, leaf: bytes) -> None:
         """Record an admitted entry in the state."""
@@ -319,18 +322,14 @@ class Sequencer:
                 outcomes.append((pending, existing))
                 continue
             index = tree.size
-            try:
-                admitted = self._policy.admit(prepared, index, now)
-            except LedgerError as exc:
-                outcomes.append((pending, exc))
-                continue
             entry = LogEntry(index=index, log_time_ms=now, prev=tree.root(), statement=prepared.statement)
             try:
                 data = entry.encode()
+                leaf = leaf_hash(data)
+                admitted = self._policy.admit(prepared, entry, leaf)
             except LedgerError as exc:
                 outcomes.append((pending, exc))
                 continue
-            leaf = leaf_hash(data)
             tree.append(leaf)
             self._policy.apply(admitted, entry, leaf)
             seen[prepared.statement_id] = index

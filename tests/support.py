@@ -49,10 +49,10 @@ class OpaquePolicy:
         assert entry.index == self._size
         self._size += 1
 
-    def admit(self, prepared: Prepared, index: int, log_time_ms: int) -> object:
+    def admit(self, prepared: Prepared, entry: LogEntry, leaf: bytes) -> object:
         if prepared.statement in self.refuse:
             raise MalformedError(f"couldn't admit {prepared.statement!r}: refused by the test")
-        assert index == self._size
+        assert entry.index == self._size
         return None
 
     def apply(self, admitted: object, entry: LogEntry, leaf: bytes) -> None:
@@ -72,3 +72,49 @@ def create_log(url: str, signer: Signer, origin: str = ORIGIN) -> SqlLogStore:
         checkpoint,
     )
     return store
+
+
+def body_members(count: int = 5, prefix: str = "member") -> list[Signer]:
+    """Deterministic body member keys ``member1.body.example`` …"""
+    return [
+        Signer.from_seed(f"{prefix}{i}.body.example", hashlib.sha256(f"{prefix}{i}".encode()).digest())
+        for i in range(1, count + 1)
+    ]
+
+
+def signed_statement(
+    signers: list[Signer],
+    statement_type: str,
+    body: dict[str, object],
+    *,
+    origin: str = ORIGIN,
+    listed: list[Signer] | None = None,
+    time_ms: int | None = None,
+) -> bytes:
+    """Build a statement listing ``listed`` (default ``signers``) and sign it with ``signers``."""
+    from ledger.protocol.statements import STATEMENT_TYPES
+    from ledger.statement import new_statement, sign_statement
+
+    statement = new_statement(
+        type=statement_type,
+        v=STATEMENT_TYPES[statement_type][0],
+        origin=origin,
+        signers=[s.vkey for s in (listed if listed is not None else signers)],
+        time_ms=int(time.time() * 1000) if time_ms is None else time_ms,
+        body=body,  # type: ignore[arg-type]
+    )
+    data = statement.text.encode()
+    for signer in signers:
+        data = sign_statement(data, signer)
+    return data
+
+
+def genesis_keyset(members: list[Signer], threshold: int, signing: list[Signer], origin: str = ORIGIN) -> bytes:
+    """A keyset genesis statement listing all members, signed by ``signing``."""
+    return signed_statement(
+        signing,
+        "keyset",
+        {"members": sorted(m.vkey for m in members), "threshold": threshold},
+        origin=origin,
+        listed=members,
+    )
