@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -60,7 +59,9 @@ class BodySizeLimit:
                 try:
                     declared = int(value)
                 except ValueError:
-                    await _send_problem(send, 400, "Bad request", "invalid Content-Length", "malformed")
+                    await _send_problem(
+                        send, 400, "Bad request", "invalid Content-Length", "malformed"
+                    )
                     return
                 if declared > self.max_bytes:
                     await _send_problem(send, 413, "Payload too large", detail, "too-large")
@@ -131,6 +132,6 @@ class RateLimiter:
                 del self._buckets[key]
 
 
-def is_write(scope: dict[str, Any]) -> bool:
+def is_write(scope: Scope) -> bool:
     """Whether a request is a write (rate limited)."""
     return scope.get("method", "GET") in _WRITE_METHODS

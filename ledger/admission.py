@@ -13,17 +13,20 @@ statement its rules would have refused fails verification at that entry.
 
 from __future__ import annotations
 
-import functools
 from collections import Counter
 from dataclasses import dataclass
 
 from ledger.entry import LogEntry
 from ledger.errors import MalformedError
-from ledger.note import VerifierKey
-from ledger.protocol.statements import LoggedStatement, parse_body
 from ledger.protocol.state import ProtocolState
+from ledger.protocol.statements import LoggedStatement, parse_body
 from ledger.sequencer import Prepared
-from ledger.statement import SignedStatement, parse_statement, verified_signers
+from ledger.statement import (
+    SignedStatement,
+    parse_statement,
+    present_signers,
+    verified_signers,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,27 +35,6 @@ class _Checked:
 
     signed: SignedStatement
     verified: frozenset[str]
-
-
-@functools.lru_cache(maxsize=65536)
-def _key_of(vkey: str) -> VerifierKey:
-    return VerifierKey.parse(vkey)
-
-
-def present_signers(signed: SignedStatement) -> frozenset[str]:
-    """Listed signers that have a signature line, WITHOUT checking the signatures.
-
-    Only for replaying entries this log already admitted (their lines were verified at
-    admission, and the stored tree is checked against the signed checkpoint at startup); a
-    verifier uses :func:`ledger.statement.verified_signers` instead.
-    """
-    lines = {(sig.name, sig.key_id) for sig in signed.note.signatures}
-    present = set()
-    for vkey in signed.statement.signers:
-        key = _key_of(vkey)
-        if (key.name, key.key_id) in lines:
-            present.add(vkey)
-    return frozenset(present)
 
 
 def logged_statement(

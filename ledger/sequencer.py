@@ -238,8 +238,10 @@ class Sequencer:
             while len(batch) < self._max_batch:
                 remaining = deadline - time.monotonic()
                 try:
-                    item = self._queue.get(timeout=max(remaining, 0)) if remaining > 0 else (
-                        self._queue.get_nowait()
+                    item = (
+                        self._queue.get(timeout=max(remaining, 0))
+                        if remaining > 0
+                        else (self._queue.get_nowait())
                     )
                 except queue.Empty:
                     break
@@ -309,7 +311,7 @@ class Sequencer:
                 f"couldn't sequence: the clock reads {now} ms, behind the last entry's log time "
                 f"{self._last_log_time_ms} ms; refusing to write a decreasing log time"
             )
-        outcomes: list[tuple[_Pending, Receipt | LedgerError | int]] = []
+        outcomes: list[tuple[_Pending, LedgerError | int]] = []
         stored: list[StoredEntry] = []
         seen: dict[bytes, int] = {}
         first_index = tree.size
@@ -322,7 +324,9 @@ class Sequencer:
                 outcomes.append((pending, existing))
                 continue
             index = tree.size
-            entry = LogEntry(index=index, log_time_ms=now, prev=tree.root(), statement=prepared.statement)
+            entry = LogEntry(
+                index=index, log_time_ms=now, prev=tree.root(), statement=prepared.statement
+            )
             try:
                 data = entry.encode()
                 leaf = leaf_hash(data)

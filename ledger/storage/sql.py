@@ -18,8 +18,10 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+from alembic import command
+from alembic.config import Config
 from sqlalchemy import (
     BigInteger,
     Connection,
@@ -27,6 +29,7 @@ from sqlalchemy import (
     Index,
     LargeBinary,
     String,
+    Table,
     Text,
     create_engine,
     event,
@@ -116,13 +119,13 @@ class TileRow(Base):
     data: Mapped[bytes] = mapped_column(LargeBinary)
 
 
-_ENTRIES = EntryRow.__table__
-_TILES = TileRow.__table__
-_SUBJECTS = EntrySubjectRow.__table__
-_SIGNERS = EntrySignerRow.__table__
-_HEAD = LogHeadRow.__table__
-_CHECKPOINTS = CheckpointRow.__table__
-_IDENTITY = LogIdentityRow.__table__
+_ENTRIES = cast(Table, EntryRow.__table__)
+_TILES = cast(Table, TileRow.__table__)
+_SUBJECTS = cast(Table, EntrySubjectRow.__table__)
+_SIGNERS = cast(Table, EntrySignerRow.__table__)
+_HEAD = cast(Table, LogHeadRow.__table__)
+_CHECKPOINTS = cast(Table, CheckpointRow.__table__)
+_IDENTITY = cast(Table, LogIdentityRow.__table__)
 
 
 def normalise_database_url(url: str) -> str:
@@ -169,9 +172,6 @@ def make_engine(url: str) -> Engine:
 
 def migrate(engine: Engine) -> None:
     """Bring the schema to the newest Alembic revision (idempotent)."""
-    from alembic import command
-    from alembic.config import Config
-
     config = Config()
     config.set_main_option("script_location", str(Path(__file__).with_name("migrations")))
     with engine.begin() as conn:
@@ -180,7 +180,9 @@ def migrate(engine: Engine) -> None:
 
 
 def _wrap(verb: str, exc: SQLAlchemyError) -> StorageError:
-    return StorageError(f"couldn't {verb}: {type(exc).__name__}: {exc.orig if hasattr(exc, 'orig') else exc}")
+    return StorageError(
+        f"couldn't {verb}: {type(exc).__name__}: {exc.orig if hasattr(exc, 'orig') else exc}"
+    )
 
 
 class _SqlAppendTransaction:
@@ -228,7 +230,9 @@ class _SqlAppendTransaction:
                         for e in entries
                     ],
                 )
-                subjects = [{"subject": s, "idx": e.index} for e in entries for s in set(e.subjects)]
+                subjects = [
+                    {"subject": s, "idx": e.index} for e in entries for s in set(e.subjects)
+                ]
                 if subjects:
                     conn.execute(_SUBJECTS.insert(), subjects)
                 signers = [{"signer": s, "idx": e.index} for e in entries for s in set(e.signers)]
@@ -259,9 +263,7 @@ def _upsert_tile(conn: Connection, level: int, index: int, data: bytes) -> None:
     dialect = conn.dialect.name
     insert_fn = postgresql.insert if dialect == "postgresql" else sqlite.insert
     stmt = insert_fn(_TILES).values(level=level, idx=index, data=data)
-    conn.execute(
-        stmt.on_conflict_do_update(index_elements=["level", "idx"], set_={"data": data})
-    )
+    conn.execute(stmt.on_conflict_do_update(index_elements=["level", "idx"], set_={"data": data}))
 
 
 def _read_tile(conn: Connection, level: int, index: int) -> bytes:
@@ -339,7 +341,10 @@ class SqlLogStore:
                 "(run `amnesty init`)"
             )
         return LogIdentity(
-            origin=row.origin, log_vkey=row.log_vkey, created_ms=row.created_ms, key_path=row.key_path
+            origin=row.origin,
+            log_vkey=row.log_vkey,
+            created_ms=row.created_ms,
+            key_path=row.key_path,
         )
 
     def checkpoint(self) -> bytes:
@@ -398,7 +403,9 @@ class SqlLogStore:
             stmt = stmt.where(_ENTRIES.c.log_time_ms < query.until_ms)
         if query.subject is not None:
             stmt = stmt.where(
-                _ENTRIES.c.idx.in_(select(_SUBJECTS.c.idx).where(_SUBJECTS.c.subject == query.subject))
+                _ENTRIES.c.idx.in_(
+                    select(_SUBJECTS.c.idx).where(_SUBJECTS.c.subject == query.subject)
+                )
             )
         if query.signer is not None:
             stmt = stmt.where(
