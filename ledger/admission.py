@@ -14,6 +14,7 @@ statement its rules would have refused fails verification at that entry.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ledger.entry import LogEntry
@@ -56,6 +57,44 @@ def logged_statement(
     )
 
 
+def subject_keys(statement_type: str, body: Mapping[str, object]) -> tuple[str, ...]:
+    """The strings under which an entry is indexed as concerning subjects (``Prepared.subjects``).
+
+    State-free, from the validated body alone, so that :meth:`StatementPolicy.prepare` can fill
+    it outside the write lock. Two kinds of string, which never collide:
+
+    - the decimal index of every entry the body names that belongs to exactly one subject: a
+      ``subject`` reference (a subject is named by its first application), the ``application``
+      a decision or withdrawal answers, and the ``grievance`` an answer answers;
+    - every subject vkey the body names: the applicant's ``vkey``, a rotation's ``new_vkey``,
+      and the keys of an enforcement action's wild target.
+
+    The read API finds a subject's entries by querying each of its application and grievance
+    indexes and each of its vkeys (``api.service``). Only serves queries: the leaf is the truth.
+    """
+    keys: set[str] = set()
+    for field_name in ("subject", "application", "grievance"):
+        ref = body.get(field_name)
+        if isinstance(ref, Mapping) and isinstance(ref.get("index"), int):
+            keys.add(str(ref["index"]))
+    for field_name in ("vkey", "new_vkey") if statement_type in _KEYED_TYPES else ():
+        vkey = body.get(field_name)
+        if isinstance(vkey, str):
+            keys.add(vkey)
+    target = body.get("target")
+    if statement_type == "enforcement_action" and isinstance(target, Mapping):
+        ref = target.get("subject")
+        if isinstance(ref, Mapping) and isinstance(ref.get("index"), int):
+            keys.add(str(ref["index"]))
+        vkeys = target.get("vkeys")
+        if isinstance(vkeys, list):
+            keys.update(v for v in vkeys if isinstance(v, str))
+    return tuple(sorted(keys))
+
+
+_KEYED_TYPES = frozenset({"application", "subject_key_rotation"})
+
+
 def check_statement(data: bytes, origin: str) -> _Checked:
     """Parse a signed statement for ``origin``, validate its body, verify its signatures."""
     signed = parse_statement(data, origin=origin)
@@ -86,7 +125,7 @@ class StatementPolicy:
             statement=checked.signed.to_bytes().decode("utf-8"),
             statement_id=statement.statement_id,
             statement_type=statement.type,
-            subjects=(),
+            subjects=subject_keys(statement.type, statement.body),
             signers=tuple(sorted(checked.verified)),
             context=checked,
         )
@@ -118,12 +157,23 @@ class ReplayCheck:
     :class:`~ledger.errors.LedgerError` naming what is wrong with the first bad entry.
     """
 
-    def __init__(self, origin: str) -> None:
+    def __init__(self, origin: str, *, limit: int | None = None) -> None:
         self.origin = origin
+        self.limit = limit
         self.state = ProtocolState()
         self.types: Counter[str] = Counter()
+        self.root_at_limit: bytes | None = None
+        self.last_log_time_ms = 0
 
     def __call__(self, entry: LogEntry, leaf: bytes) -> None:
+        if self.limit is not None and entry.index >= self.limit:
+            # Replay stops at ``limit`` (an audit "as of" that size). The entry's ``prev`` is
+            # the root of the first ``limit`` entries, which the verifier has just checked
+            # against the chain; later entries are still checked by the verifier's tree.
+            if entry.index == self.limit:
+                self.root_at_limit = entry.prev
+            return
+        self.last_log_time_ms = entry.log_time_ms
         checked = check_statement(entry.statement.encode("utf-8"), self.origin)
         logged = logged_statement(checked.signed, checked.verified, entry, leaf)
         self.state.admit(logged)

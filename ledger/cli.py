@@ -20,6 +20,7 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    TaskID,
     TaskProgressColumn,
     TextColumn,
     TimeElapsedColumn,
@@ -41,7 +42,9 @@ stderr = Console(stderr=True)
 
 DbOption = Annotated[
     str,
-    typer.Option("--db", envvar="AMNESTY_DB", help="database URL (sqlite:///f.db, postgresql://…) or path"),
+    typer.Option(
+        "--db", envvar="AMNESTY_DB", help="database URL (sqlite:///f.db, postgresql://…) or path"
+    ),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="machine-readable JSON on stdout")]
 
@@ -84,8 +87,8 @@ def read_signer(path: Path) -> Signer:
         fail(f"couldn't load key {path}: {exc}")
 
 
-def progress_bar() -> Progress:
-    """A rich progress bar with rate and ETA, on stderr."""
+def progress_bar(quiet: bool = False) -> Progress:
+    """A rich progress bar with rate and ETA, on stderr (``quiet`` hides it)."""
     return Progress(
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
@@ -95,6 +98,7 @@ def progress_bar() -> Progress:
         TimeRemainingColumn(),
         console=stderr,
         transient=False,
+        disable=quiet,
     )
 
 
@@ -122,7 +126,9 @@ def keygen(
 @app.command()
 def init(
     db: DbOption,
-    origin: Annotated[str, typer.Option("--origin", help="the log's origin line, e.g. example.org/amnesty")],
+    origin: Annotated[
+        str, typer.Option("--origin", help="the log's origin line, e.g. example.org/amnesty")
+    ],
     key: Annotated[Path, typer.Option("--key", help="the log's private key file (name = origin)")],
     as_json: JsonOption = False,
 ) -> None:
@@ -132,9 +138,13 @@ def init(
 
     signer = read_signer(key)
     if signer.name != origin:
-        fail(f"couldn't create log {origin!r}: the key is named {signer.name!r}; a log key's name is its origin")
+        fail(
+            f"couldn't create log {origin!r}: the key is named {signer.name!r}; a log key's name is its origin"
+        )
     try:
-        checkpoint = sign_checkpoint(Checkpoint(origin=origin, size=0, root_hash=EMPTY_ROOT), signer)
+        checkpoint = sign_checkpoint(
+            Checkpoint(origin=origin, size=0, root_hash=EMPTY_ROOT), signer
+        )
         store = SqlLogStore(db)
         store.create_log(
             LogIdentity(
@@ -191,9 +201,12 @@ def serve(
 def append(
     db: DbOption,
     files: Annotated[
-        list[Path] | None, typer.Argument(help="signed statement files (default: one note per stdin record)")
+        list[Path] | None,
+        typer.Argument(help="signed statement files (default: one note per stdin record)"),
     ] = None,
-    key: Annotated[Path | None, typer.Option("--key", help="log key file (default: the one given to init)")] = None,
+    key: Annotated[
+        Path | None, typer.Option("--key", help="log key file (default: the one given to init)")
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Append signed statements to a local log, safely alongside a running server.
@@ -238,10 +251,19 @@ def append(
         else:
             failed = True
             out.append({"statement": number, "error": str(result)})
-    emit(out, as_json, "\n".join(
-        f"statement {o['statement']}: " + (f"index {o['index']}" + (" (already logged)" if o.get("duplicate") else "") if "index" in o else f"refused: {o['error']}")
-        for o in out
-    ))
+    emit(
+        out,
+        as_json,
+        "\n".join(
+            f"statement {o['statement']}: "
+            + (
+                f"index {o['index']}" + (" (already logged)" if o.get("duplicate") else "")
+                if "index" in o
+                else f"refused: {o['error']}"
+            )
+            for o in out
+        ),
+    )
     if failed:
         raise typer.Exit(1)
 
@@ -249,7 +271,9 @@ def append(
 @app.command()
 def verify(
     source: Annotated[str, typer.Argument(help="service URL, mirror directory or database URL")],
-    vkey: Annotated[str | None, typer.Option("--vkey", help="the log's vkey (required for URLs and mirrors)")] = None,
+    vkey: Annotated[
+        str | None, typer.Option("--vkey", help="the log's vkey (required for URLs and mirrors)")
+    ] = None,
     as_json: JsonOption = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
 ) -> None:
@@ -289,8 +313,8 @@ class _NoProgress:
     def __exit__(self, *exc: object) -> None:
         return None
 
-    def add_task(self, *args: Any, **kwargs: Any) -> int:
-        return 0
+    def add_task(self, *args: Any, **kwargs: Any) -> TaskID:
+        return TaskID(0)
 
     def update(self, *args: Any, **kwargs: Any) -> None:
         return None
@@ -319,7 +343,9 @@ def open_source(source: str, vkey: str | None) -> tuple[Any, VerifierKey]:
         fail(str(exc))
     key = _parse_vkey(vkey) if vkey is not None else view.log_key
     if key.vkey() != view.log_key.vkey():
-        fail(f"couldn't verify: the database's log key {view.log_key.vkey()} is not {key.vkey()}", 1)
+        fail(
+            f"couldn't verify: the database's log key {view.log_key.vkey()} is not {key.vkey()}", 1
+        )
     return view, key
 
 
@@ -330,7 +356,10 @@ def _parse_vkey(vkey: str) -> VerifierKey:
         fail(f"couldn't parse --vkey: {exc}")
 
 
-_COMMAND_MODULES: tuple[str, ...] = ()
+_COMMAND_MODULES: tuple[str, ...] = (
+    "ledger.cli_demo",
+    "ledger.cli_statements",
+)
 """Modules that add commands with ``register(app)``; each owns one group of commands."""
 
 
