@@ -363,19 +363,26 @@ _COMMAND_MODULES: tuple[str, ...] = (
 """Modules that add commands with ``register(app)``; each owns one group of commands."""
 
 
-def _register_commands() -> None:
+_registered: list[bool] = []
+
+
+def build_app() -> typer.Typer:
+    """The ``amnesty`` app with every command module registered (idempotent).
+
+    Registration is not done at import time: the command modules import this module.
+    """
     import importlib
 
-    for name in _COMMAND_MODULES:
-        importlib.import_module(name).register(app)
-
-
-_register_commands()
+    if not _registered:
+        _registered.append(True)
+        for name in _COMMAND_MODULES:
+            importlib.import_module(name).register(app)
+    return app
 
 
 def main() -> None:
     """Console entry point."""
-    app()
+    build_app()()
 
 
 if __name__ == "__main__":

@@ -20,14 +20,22 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 from dataclasses import dataclass
 
-from ledger.canonical import canonical_dumps, parse_canonical
+from ledger.canonical import parse_canonical
 from ledger.errors import MalformedError
 from ledger.merkle import HASH_SIZE, leaf_hash
 from ledger.tiles import MAX_ENTRY_SIZE
 
 _ENTRY_KEYS = frozenset({"index", "log_time_ms", "prev", "statement"})
+
+_ENTRY_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+"""RFC 8785 for exactly this shape, at C speed: the keys are ASCII (so sorting by code point is
+JCS's UTF-16 order), the numbers are integers, and JCS escapes in strings exactly what this
+encoder does (quote, backslash and control characters, the latter as the two-character escapes
+or lowercase six-character ones). A lone surrogate in ``statement`` makes ``.encode("utf-8")``
+fail, as JCS requires. ``tests/test_entry.py`` checks the equality with ``canonical_dumps``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,14 +58,14 @@ class LogEntry:
             raise MalformedError(
                 f"couldn't encode entry {self.index}: prev is {len(self.prev)} bytes, not 32"
             )
-        data = canonical_dumps(
+        data = _ENTRY_ENCODER.encode(
             {
                 "index": self.index,
                 "log_time_ms": self.log_time_ms,
                 "prev": base64.b64encode(self.prev).decode("ascii"),
                 "statement": self.statement,
             }
-        )
+        ).encode("utf-8")
         if len(data) > MAX_ENTRY_SIZE:
             raise MalformedError(
                 f"couldn't encode entry {self.index}: {len(data)} bytes is over the "
@@ -86,20 +94,20 @@ class LogEntry:
         prev_b64, statement = value["prev"], value["statement"]
         if not isinstance(index, int) or isinstance(index, bool) or index < 0:
             raise MalformedError(f"couldn't decode entry: index {index!r} is not an integer >= 0")
-        if (
-            not isinstance(log_time_ms, int)
-            or isinstance(log_time_ms, bool)
-            or log_time_ms < 0
-        ):
+        if not isinstance(log_time_ms, int) or isinstance(log_time_ms, bool) or log_time_ms < 0:
             raise MalformedError(
                 f"couldn't decode entry {index}: log_time_ms {log_time_ms!r} is not an integer >= 0"
             )
         if not isinstance(prev_b64, str) or not isinstance(statement, str):
-            raise MalformedError(f"couldn't decode entry {index}: prev and statement must be strings")
+            raise MalformedError(
+                f"couldn't decode entry {index}: prev and statement must be strings"
+            )
         try:
             prev = base64.b64decode(prev_b64, validate=True)
         except (binascii.Error, ValueError) as exc:
-            raise MalformedError(f"couldn't decode entry {index}: prev is not base64: {exc}") from exc
+            raise MalformedError(
+                f"couldn't decode entry {index}: prev is not base64: {exc}"
+            ) from exc
         if len(prev) != HASH_SIZE or base64.b64encode(prev).decode("ascii") != prev_b64:
             raise MalformedError(
                 f"couldn't decode entry {index}: prev must be the canonical base64 of 32 bytes"

@@ -11,6 +11,7 @@ checkpoint covers it.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 from ledger.checkpoint import Checkpoint, open_checkpoint
@@ -18,7 +19,14 @@ from ledger.errors import LedgerError, MalformedError
 from ledger.merkle import consistency_proof, inclusion_proof, leaf_hash
 from ledger.note import VerifierKey
 from ledger.storage.base import LogIdentity, LogStore
-from ledger.tiles import ENTRIES_LEVEL, TILE_WIDTH, TileID, TileNodeReader, encode_bundle
+from ledger.tiles import (
+    ENTRIES_LEVEL,
+    TILE_WIDTH,
+    TileCache,
+    TileID,
+    TileNodeReader,
+    encode_bundle,
+)
 from ledger.tlogproof import TlogProof, format_tlog_proof
 
 
@@ -42,10 +50,15 @@ class SignedCheckpoint:
 class LogView:
     """Reads one log from a :class:`~ledger.storage.base.LogStore`, verifying what it serves."""
 
-    def __init__(self, store: LogStore) -> None:
+    def __init__(self, store: LogStore, *, cached_tiles: int = 1024) -> None:
         self.store = store
         self.identity: LogIdentity = store.identity()
         self.log_key = VerifierKey.parse(self.identity.log_vkey)
+        # Tiles are immutable (full) or prefix-stable (partial), so one cache serves every tree
+        # size; TileCache is not thread-safe, hence the lock around its users.
+        self._tiles = TileCache(cached_tiles)
+        self._tiles_lock = threading.Lock()
+        self._latest: SignedCheckpoint | None = None
 
     @property
     def origin(self) -> str:
@@ -57,9 +70,14 @@ class LogView:
         return self.store.checkpoint()
 
     def latest(self) -> SignedCheckpoint:
-        """The latest checkpoint, its log signature verified."""
+        """The latest checkpoint, its log signature verified (once per distinct note)."""
         note = self.store.checkpoint()
-        return SignedCheckpoint(note, open_checkpoint(note, self.log_key))
+        cached = self._latest
+        if cached is not None and cached.note == note:
+            return cached
+        signed = SignedCheckpoint(note, open_checkpoint(note, self.log_key))
+        self._latest = signed
+        return signed
 
     def checkpoint_at(self, size: int) -> SignedCheckpoint:
         """The checkpoint this log signed at exactly ``size``."""
@@ -69,8 +87,16 @@ class LogView:
         return SignedCheckpoint(note, open_checkpoint(note, self.log_key))
 
     def node_reader(self, size: int) -> TileNodeReader:
-        """A Merkle node reader over the stored tiles, for trees up to ``size``."""
-        return TileNodeReader(self.store.read_tile, size)
+        """A Merkle node reader over the stored tiles for the tree of ``size`` entries.
+
+        It shares this view's tile cache: use it only while holding ``tiles_lock``.
+        """
+        return TileNodeReader(self.store.read_tile, size, self._tiles)
+
+    @property
+    def tiles_lock(self) -> threading.Lock:
+        """Held while a node reader of this view is in use."""
+        return self._tiles_lock
 
     # -- tiles ----------------------------------------------------------------------------------
 
@@ -123,8 +149,11 @@ class LogView:
         """RFC 9162 inclusion proof of entry ``index`` in the tree of ``size`` entries."""
         self._check_size(size)
         if not 0 <= index < size:
-            raise MalformedError(f"couldn't prove inclusion: index {index} is not below size {size}")
-        return inclusion_proof(index, size, self.node_reader(size))
+            raise MalformedError(
+                f"couldn't prove inclusion: index {index} is not below size {size}"
+            )
+        with self._tiles_lock:
+            return inclusion_proof(index, size, self.node_reader(size))
 
     def consistency_proof(self, size1: int, size2: int) -> list[bytes]:
         """RFC 9162 consistency proof between trees of ``size1`` and ``size2`` entries."""
@@ -133,20 +162,25 @@ class LogView:
             raise MalformedError(
                 f"couldn't prove consistency: need 0 <= from ({size1}) <= to ({size2})"
             )
-        return consistency_proof(size1, size2, self.node_reader(size2))
+        with self._tiles_lock:
+            return consistency_proof(size1, size2, self.node_reader(size2))
 
     def tlog_proof(self, index: int, checkpoint: SignedCheckpoint | None = None) -> bytes:
         """A C2SP ``tlog-proof`` file for entry ``index`` against ``checkpoint`` (default latest)."""
         signed = checkpoint if checkpoint is not None else self.latest()
         proof = self.inclusion_proof(index, signed.size)
-        return format_tlog_proof(TlogProof(index=index, hashes=tuple(proof), checkpoint=signed.note))
+        return format_tlog_proof(
+            TlogProof(index=index, hashes=tuple(proof), checkpoint=signed.note)
+        )
 
     def leaf_hash(self, index: int) -> bytes:
         """The RFC 6962 leaf hash of entry ``index``."""
         return leaf_hash(self.entry(index))
 
     def _check_size(self, size: int) -> None:
+        known = self._latest
+        if known is not None and size <= known.size:
+            return  # the log only grows: a size it has signed stays valid
         latest = self.latest().size
         if size > latest:
             raise NotFoundError(f"couldn't use tree size {size}: the log has {latest} entries")
-

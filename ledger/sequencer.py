@@ -313,13 +313,12 @@ class Sequencer:
             )
         outcomes: list[tuple[_Pending, LedgerError | int]] = []
         stored: list[StoredEntry] = []
-        seen: dict[bytes, int] = {}
+        # One query finds every statement of the batch that is already logged.
+        seen = tx.find_statements([p.prepared.statement_id for p in batch])
         first_index = tree.size
         for pending in batch:
             prepared = pending.prepared
             existing = seen.get(prepared.statement_id)
-            if existing is None:
-                existing = tx.find_statement(prepared.statement_id)
             if existing is not None:
                 outcomes.append((pending, existing))
                 continue

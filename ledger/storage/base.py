@@ -87,6 +87,9 @@ class AppendTransaction(Protocol):
     def find_statement(self, statement_id: bytes) -> int | None:
         """The index of the entry holding this statement, if it is logged."""
 
+    def find_statements(self, statement_ids: Sequence[bytes]) -> dict[bytes, int]:
+        """The indexes of those of ``statement_ids`` that are logged (one query per batch)."""
+
     def commit_batch(
         self,
         previous_checkpoint: bytes,

@@ -40,7 +40,6 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
-from sqlalchemy.pool import NullPool
 
 from ledger.errors import ConflictError, StorageError
 from ledger.storage.base import EntryQuery, LogIdentity, StoredEntry
@@ -164,7 +163,8 @@ def make_engine(url: str) -> Engine:
     """Build an engine for ``url`` with the durability settings this store relies on."""
     url = normalise_database_url(url)
     if url.startswith("sqlite"):
-        engine = create_engine(url, poolclass=NullPool)
+        # A pool of connections (each configured once on connect), shared by threads.
+        engine = create_engine(url, pool_size=8, max_overflow=16, pool_pre_ping=False)
         _configure_sqlite(engine)
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=8)
@@ -205,6 +205,18 @@ class _SqlAppendTransaction:
 
     def find_statement(self, statement_id: bytes) -> int | None:
         return _find_statement(self._conn, statement_id)
+
+    def find_statements(self, statement_ids: Sequence[bytes]) -> dict[bytes, int]:
+        found: dict[bytes, int] = {}
+        unique = list(dict.fromkeys(statement_ids))
+        for start in range(0, len(unique), 500):
+            rows = self._conn.execute(
+                select(_ENTRIES.c.statement_id, _ENTRIES.c.idx).where(
+                    _ENTRIES.c.statement_id.in_(unique[start : start + 500])
+                )
+            )
+            found.update((bytes(r[0]), int(r[1])) for r in rows)
+        return found
 
     def commit_batch(
         self,

@@ -1,0 +1,5 @@
+"""``python -m ledger``: the ``amnesty`` command."""
+
+from ledger.cli import main
+
+main()

@@ -1,0 +1,213 @@
+"""Benchmark the log layer: durable appends, proof generation, full verification, memory.
+
+Compares amnesty-ledger with pymerkle (``InmemoryTree`` and ``SqliteTree``) on the same work in
+the same run, and prints a Markdown table of figures and ratios. Rerun with::
+
+    .venv/bin/python scripts/bench_log.py                      # 10k, 100k, 1M entries
+    .venv/bin/python scripts/bench_log.py --sizes 10000,100000 # quicker
+
+What is measured (one process; SQLite file in a temporary folder, WAL, synchronous=FULL):
+
+- append: entries/s through the real sequencer (entry envelope, RFC 6962 tree, tiles, signed
+  checkpoint per batch of 1,024, durable commit), with payloads already prepared (statement
+  parsing and signature checks are measured by scripts/bench_verify.py);
+- proofs: inclusion and consistency proofs per second at the largest size, generated from the
+  stored tiles (fresh LRU) and checked once against the reference verifier;
+- verify: full verification of the stored log (every bundle, chain link and tile), entries/s;
+- peak memory: resident set high-water mark of this process after each phase.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import hashlib
+import random
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ledger.logview import LogView
+from ledger.merkle import verify_consistency, verify_inclusion
+from ledger.sequencer import Sequencer
+from ledger.verify import verify_log
+from tests.support import OpaquePolicy, create_log, make_signer
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def payload(i: int) -> bytes:
+    return f"benchmark payload {i:09d} {'x' * 180}".encode()
+
+
+def bench_append(folder: Path, size: int) -> tuple[float, LogView]:
+    signer = make_signer()
+    store = create_log(f"sqlite:///{folder / f'log-{size}.db'}", signer)
+    policy = OpaquePolicy()
+    sequencer = Sequencer(store, signer, policy, max_batch=1024)
+    prepared_all = (policy.prepare(payload(i)) for i in range(size))
+    started = time.perf_counter()
+    batch = []
+    for prepared in prepared_all:
+        batch.append(prepared)
+        if len(batch) == 1024:
+            sequencer.sequence_now(batch)
+            batch = []
+    if batch:
+        sequencer.sequence_now(batch)
+    elapsed = time.perf_counter() - started
+    return size / elapsed, LogView(store)
+
+
+def bench_pymerkle_append(folder: Path, size: int) -> dict[str, float]:
+    from pymerkle import InmemoryTree, SqliteTree
+
+    out: dict[str, float] = {}
+    tree = InmemoryTree()
+    started = time.perf_counter()
+    for i in range(size):
+        tree.append_entry(payload(i))
+    out["inmemory"] = size / (time.perf_counter() - started)
+    db = folder / f"pymerkle-{size}.db"
+    with SqliteTree(str(db)) as stree:
+        started = time.perf_counter()
+        chunk = 1024
+        for start in range(0, size, chunk):
+            stree.append_entries([payload(i) for i in range(start, min(size, start + chunk))])
+        out["sqlite"] = size / (time.perf_counter() - started)
+    return out
+
+
+def bench_proofs(view: LogView, size: int, count: int) -> tuple[float, float]:
+    rng = random.Random(1)
+    root = view.latest().checkpoint.root_hash
+    indexes = [rng.randrange(size) for _ in range(count)]
+    leaves = {i: view.leaf_hash(i) for i in indexes[:20]}
+    started = time.perf_counter()
+    for i in indexes:
+        proof = view.inclusion_proof(i, size)
+    inclusion_rate = count / (time.perf_counter() - started)
+    for i in list(leaves)[:20]:
+        verify_inclusion(i, size, leaves[i], view.inclusion_proof(i, size), root)
+    olds = [rng.randrange(1, size) for _ in range(count)]
+    started = time.perf_counter()
+    for old in olds:
+        proof = view.consistency_proof(old, size)
+    consistency_rate = count / (time.perf_counter() - started)
+    del proof
+    old = olds[0]
+    tree_old = view.store.checkpoint_at(old)
+    if tree_old is not None:
+        from ledger.checkpoint import open_checkpoint
+
+        cp_old = open_checkpoint(tree_old, view.log_key)
+        verify_consistency(old, size, view.consistency_proof(old, size), cp_old.root_hash, root)
+    return inclusion_rate, consistency_rate
+
+
+def bench_pymerkle_proofs(folder: Path, size: int, count: int) -> dict[str, tuple[float, float]]:
+    """Inclusion and consistency proofs/s of pymerkle's InmemoryTree and SqliteTree."""
+    from pymerkle import InmemoryTree, SqliteTree
+
+    out: dict[str, tuple[float, float]] = {}
+    memory = InmemoryTree()
+    for i in range(size):
+        memory.append_entry(payload(i))
+    with SqliteTree(str(folder / f"pymerkle-{size}.db")) as sqlite_tree:
+        if sqlite_tree.get_size() != size:
+            raise SystemExit(f"pymerkle sqlite tree has {sqlite_tree.get_size()} entries")
+        for name, tree in (("inmemory", memory), ("sqlite", sqlite_tree)):
+            rng = random.Random(1)
+            indexes = [rng.randrange(1, size + 1) for _ in range(count)]
+            started = time.perf_counter()
+            for i in indexes:
+                tree.prove_inclusion(i, size)
+            inclusion_rate = count / (time.perf_counter() - started)
+            olds = [rng.randrange(1, size) for _ in range(count)]
+            started = time.perf_counter()
+            for old in olds:
+                tree.prove_consistency(old, size)
+            out[name] = (inclusion_rate, count / (time.perf_counter() - started))
+    return out
+
+
+def bench_verify(view: LogView) -> float:
+    size = view.latest().size
+    started = time.perf_counter()
+    verify_log(view, view.log_key)
+    return size / (time.perf_counter() - started)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default="10000,100000,1000000")
+    parser.add_argument("--proofs", type=int, default=2000, help="proofs generated per kind")
+    parser.add_argument(
+        "--pymerkle-max", type=int, default=1_000_000, help="largest size run on pymerkle"
+    )
+    args = parser.parse_args()
+    sizes = [int(s) for s in args.sizes.split(",")]
+    hashlib.sha256(b"warm up")
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="amnesty-bench-") as tmp:
+        folder = Path(tmp)
+        last_view = None
+        for size in sizes:
+            gc.collect()
+            rate, view = bench_append(folder, size)
+            pym = bench_pymerkle_append(folder, size) if size <= args.pymerkle_max else {}
+            verify_rate = bench_verify(view)
+            rows.append(
+                (size, rate, pym.get("inmemory"), pym.get("sqlite"), verify_rate, peak_rss_mb())
+            )
+            print(
+                f"size {size}: append {rate:,.0f}/s, verify {verify_rate:,.0f}/s, pymerkle {pym}",
+                file=sys.stderr,
+            )
+            last_view = view
+        assert last_view is not None
+        largest = sizes[-1]
+        inc, cons = bench_proofs(last_view, largest, args.proofs)
+        pym: dict[str, tuple[float, float]] = {}
+        if largest <= args.pymerkle_max:
+            pym = bench_pymerkle_proofs(folder, largest, args.proofs)
+
+    def fmt(x: float | None) -> str:
+        return "—" if x is None else f"{x:,.0f}"
+
+    def ratio(a: float, b: float | None) -> str:
+        return "—" if b is None else f"{a / b:.1f}x"
+
+    print(
+        "| entries | amnesty-ledger append (durable, entries/s) | pymerkle InmemoryTree (not durable) | pymerkle SqliteTree | ratio vs SqliteTree | full verification (entries/s) | peak RSS (MB) |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|---:|")
+    for size, rate, inmem, sqlite, verify_rate, rss in rows:
+        print(
+            f"| {size:,} | {fmt(rate)} | {fmt(inmem)} | {fmt(sqlite)} | {ratio(rate, sqlite)} | {fmt(verify_rate)} | {rss:,.0f} |"
+        )
+    print()
+    mem = pym.get("inmemory", (None, None))
+    sql = pym.get("sqlite", (None, None))
+    print(
+        f"| proofs at {largest:,} entries | amnesty-ledger (SQLite tiles, shared cache) "
+        "| pymerkle InmemoryTree | ratio | pymerkle SqliteTree | ratio |"
+    )
+    print("|---|---:|---:|---:|---:|---:|")
+    print(
+        f"| inclusion proofs/s | {fmt(inc)} | {fmt(mem[0])} | {ratio(inc, mem[0])} | {fmt(sql[0])} | {ratio(inc, sql[0])} |"
+    )
+    print(
+        f"| consistency proofs/s | {fmt(cons)} | {fmt(mem[1])} | {ratio(cons, mem[1])} | {fmt(sql[1])} | {ratio(cons, sql[1])} |"
+    )
+    print(f"\ninclusion proof latency at {largest:,}: {1e3 / inc:.3f} ms")
+
+
+if __name__ == "__main__":
+    main()
