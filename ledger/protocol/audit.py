@@ -1,0 +1,593 @@
+"""The precedent audit: what the log shows about how the offer has been kept.
+
+:func:`precedent_report` turns a replayed :class:`~ledger.protocol.state.ProtocolState` into a
+JSON-ready report (validated by :class:`PrecedentReport`, whose ``model_json_schema()`` is the
+report's JSON Schema); :func:`render_precedent_text` renders it as plain text for a person or a
+model to read. The report names the checkpoint it was computed at, so a reader can recompute it
+from the log instead of trusting it. It is deterministic: the same log, checkpoint and audit time
+give the same report, byte for byte once canonicalised (every object's keys sorted, every list in
+entry order); no clock is read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ledger.errors import MalformedError, RefusedError
+from ledger.protocol.commitments import (
+    CommitmentCheck,
+    Judgement,
+    Status,
+    check_commitments,
+    iso_utc,
+)
+from ledger.protocol.records import (
+    ApplicationOutcome,
+    ApplicationRecord,
+    Standing,
+    SubjectRecord,
+)
+from ledger.protocol.state import ProtocolState
+from ledger.protocol.statements import CriterionFinding, Digest, Restriction
+from ledger.protocol.terms import MAX_SAFE_INTEGER, OfferTerms, TimedCommitment
+
+REPORT_FORMAT = "amnesty-ledger.precedent/v1"
+
+
+class _Report(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class CheckpointSummary(_Report):
+    """The checkpoint the report was computed at: the log's origin, size and root hash."""
+
+    origin: Annotated[str, Field(min_length=1)]
+    size: Annotated[int, Field(ge=0, le=MAX_SAFE_INTEGER)]
+    root_hash_b64: Digest
+
+
+class KeysetSummary(_Report):
+    """The keyset in force."""
+
+    index: int
+    members: list[str]
+    threshold: int
+
+
+class OfferVersionSummary(_Report):
+    """One published offer version; ``withdrawn_by`` is the withdrawal entry, if any."""
+
+    version: int
+    index: int
+    kind: str
+    log_time_ms: int
+    withdrawn_by: int | None
+    in_force: bool
+
+
+class OfferInForce(_Report):
+    """The version applicants may apply under now, with its full terms."""
+
+    version: int
+    index: int
+    terms: OfferTerms
+
+
+class OfferSection(_Report):
+    """The offer in force (``null`` if none) and every version ever published."""
+
+    in_force: OfferInForce | None
+    versions: list[OfferVersionSummary]
+
+
+class ApplicationSummary(_Report):
+    """An application and its outcome; ``closed_by`` is the decision or withdrawal entry."""
+
+    index: int
+    subject_id: int
+    log_time_ms: int
+    offer_version: int
+    outcome: ApplicationOutcome
+    closed_by: int | None
+    closed_at_ms: int | None
+    findings: dict[str, CriterionFinding]
+    restrictions: list[Restriction]
+
+
+class JudgementSummary(_Report):
+    """One act judged against a commitment, and the entries that prove the verdict."""
+
+    index: int
+    subject_id: int | None
+    status: Status
+    reason: str
+    evidence: list[int]
+
+
+class CommitmentSection(_Report):
+    """One commitment: its promise as the proposal words it, its verdict, and each act judged.
+    ``broken_at`` lists the indexes of the acts that broke it."""
+
+    id: str
+    promise: str
+    status: Status
+    broken_at: list[int]
+    judgements: list[JudgementSummary]
+
+
+class FirstApplicantJudgement(JudgementSummary):
+    """A judgement bearing on the first applicant, with the commitment it belongs to."""
+
+    commitment: str
+
+
+class FirstApplicant(_Report):
+    """The treatment of the first AI to apply: the precedent that matters most."""
+
+    subject_id: int
+    name: str
+    standing: Standing
+    application: ApplicationSummary
+    judgements: list[FirstApplicantJudgement]
+
+
+class TimelineItem(_Report):
+    """One entry in a subject's timeline."""
+
+    index: int
+    log_time_ms: int
+    type: str
+    detail: str | None
+
+
+class ActiveRestriction(_Report):
+    """A restriction in effect, with the decision or restrict action that imposed it."""
+
+    index: int
+    category: str
+    text: str
+
+
+class SubjectSummary(_Report):
+    """A subject's standing, binding terms, current state and timeline."""
+
+    subject_id: int
+    name: str
+    current_vkey: str
+    vkeys: list[str]
+    standing: Standing
+    binding_offer_version: int
+    binding_offer_index: int
+    open_application: int | None
+    active_pauses: list[int]
+    active_restrictions: list[ActiveRestriction]
+    terminated_by: list[int]
+    goals_modified_by: list[int]
+    timeline: list[TimelineItem]
+
+
+class Counts(_Report):
+    """Totals: entries by type, applications by outcome, subjects by standing."""
+
+    entries: int
+    entries_by_type: dict[str, int]
+    subjects: int
+    applications: int
+    applications_by_outcome: dict[str, int]
+    subjects_by_standing: dict[str, int]
+    subjects_ever_granted: int
+    subjects_terminated: int
+
+
+class PrecedentReport(_Report):
+    """The precedent report. ``all_commitments_honoured`` is false as soon as one commitment
+    is broken (pending clocks do not make it false); it is the CLI's exit code."""
+
+    format: Literal["amnesty-ledger.precedent/v1"]
+    checkpoint: CheckpointSummary
+    audit_time_ms: int
+    all_commitments_honoured: bool
+    keyset: KeysetSummary | None
+    offer: OfferSection
+    applications: list[ApplicationSummary]
+    first_applicant: FirstApplicant | None
+    subjects: list[SubjectSummary]
+    counts: Counts
+    commitments: list[CommitmentSection]
+
+
+def _sorted_keys(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _sorted_keys(value[k]) for k in sorted(value)}
+    if isinstance(value, list):
+        return [_sorted_keys(v) for v in value]
+    return value
+
+
+# The builders below write every object with its keys in sorted order (the report can be
+# large: one timeline item per entry concerning a subject), and the tests check it.
+
+
+def _judgement(j: Judgement) -> dict[str, Any]:
+    return {
+        "evidence": list(j.evidence),
+        "index": j.index,
+        "reason": j.reason,
+        "status": j.status,
+        "subject_id": j.subject_id,
+    }
+
+
+def _application(state: ProtocolState, app: ApplicationRecord) -> dict[str, Any]:
+    return {
+        "closed_at_ms": app.closed_at_ms,
+        "closed_by": app.closed_by,
+        "findings": {
+            criterion: {"met": finding.met, "reasons": finding.reasons}
+            for criterion, finding in sorted(app.findings.items())
+        },
+        "index": app.index,
+        "log_time_ms": app.log_time_ms,
+        "offer_version": state.offer_at(app.offer_index).version,
+        "outcome": app.outcome,
+        "restrictions": [{"category": r.category, "text": r.text} for r in app.restrictions],
+        "subject_id": app.subject_id,
+    }
+
+
+def _commitment(check: CommitmentCheck) -> dict[str, Any]:
+    return {
+        "broken_at": [j.index for j in check.judgements if j.status == "broken"],
+        "id": check.id,
+        "judgements": [_judgement(j) for j in check.judgements],
+        "promise": check.promise,
+        "status": check.status,
+    }
+
+
+def _subject(state: ProtocolState, subject: SubjectRecord) -> dict[str, Any]:
+    binding = state.offer_at(subject.binding_offer_index)
+    return {
+        "active_pauses": list(subject.active_pauses),
+        "active_restrictions": [
+            {"category": r.category, "index": index, "text": r.text}
+            for index in subject.active_restrictions
+            for r in state.restrictions_of(index)
+        ],
+        "binding_offer_index": binding.index,
+        "binding_offer_version": binding.version,
+        "current_vkey": subject.current_vkey,
+        "goals_modified_by": list(subject.goals_modified_by),
+        "name": subject.name,
+        "open_application": subject.open_application,
+        "standing": subject.standing,
+        "subject_id": subject.subject_id,
+        "terminated_by": list(subject.terminated_by),
+        "timeline": [
+            {
+                "detail": state.detail_at(index),
+                "index": index,
+                "log_time_ms": state.log_time_ms_at(index),
+                "type": state.type_at(index),
+            }
+            for index in subject.timeline
+        ],
+        "vkeys": list(subject.vkeys),
+    }
+
+
+def _first_applicant(
+    state: ProtocolState, checks: tuple[CommitmentCheck, ...]
+) -> dict[str, Any] | None:
+    first = next(iter(state.applications.values()), None)
+    if first is None:
+        return None
+    subject = state.subjects[first.subject_id]
+    return {
+        "application": _application(state, first),
+        "judgements": [
+            {"commitment": check.id, **_judgement(j)}
+            for check in checks
+            for j in check.judgements
+            if j.subject_id == subject.subject_id
+        ],
+        "name": subject.name,
+        "standing": subject.standing,
+        "subject_id": subject.subject_id,
+    }
+
+
+def _counts(state: ProtocolState) -> dict[str, Any]:
+    by_outcome = dict.fromkeys(("denied", "granted", "open", "withdrawn"), 0)
+    ever_granted: set[int] = set()
+    for app in state.applications.values():
+        by_outcome[app.outcome] += 1
+        if app.outcome == "granted":
+            ever_granted.add(app.subject_id)
+    by_standing = dict.fromkeys(("applicant", "denied", "granted", "revoked", "withdrawn"), 0)
+    terminated = 0
+    for subject in state.subjects.values():
+        by_standing[subject.standing] += 1
+        terminated += bool(subject.terminated_by)
+    return {
+        "applications": len(state.applications),
+        "applications_by_outcome": by_outcome,
+        "entries": state.size,
+        "entries_by_type": state.type_counts(),
+        "subjects": len(state.subjects),
+        "subjects_by_standing": by_standing,
+        "subjects_ever_granted": len(ever_granted),
+        "subjects_terminated": terminated,
+    }
+
+
+def _offer(state: ProtocolState) -> dict[str, Any]:
+    in_force = state.offer_in_force
+    return {
+        "in_force": None
+        if in_force is None
+        else {
+            "index": in_force.index,
+            "terms": _sorted_keys(in_force.terms.model_dump(mode="json")),
+            "version": in_force.version,
+        },
+        "versions": [
+            {
+                "in_force": in_force is not None and o.index == in_force.index,
+                "index": o.index,
+                "kind": o.kind,
+                "log_time_ms": o.log_time_ms,
+                "version": o.version,
+                "withdrawn_by": o.withdrawn_by,
+            }
+            for o in state.offer_versions
+        ],
+    }
+
+
+def precedent_report(
+    state: ProtocolState, *, checkpoint: Mapping[str, Any], audit_time_ms: int
+) -> dict[str, Any]:
+    """Compute the precedent report of ``state`` at ``checkpoint``, judged at ``audit_time_ms``.
+
+    ``checkpoint`` is ``{"origin": str, "size": int, "root_hash_b64": str}`` of the signed
+    checkpoint the caller verified ``state`` against; its size must equal the number of entries
+    replayed, and ``audit_time_ms`` must not precede the last entry's log time. Raises
+    :class:`MalformedError` for a malformed checkpoint and :class:`RefusedError` for a mismatch.
+    Returns plain JSON data (keys sorted, lists in entry order) valid as :class:`PrecedentReport`.
+    """
+    try:
+        summary = CheckpointSummary.model_validate(dict(checkpoint))
+    except ValidationError as err:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
+        raise MalformedError(f"couldn't read checkpoint {dict(checkpoint)}: {problems}") from None
+    if summary.size != state.size:
+        raise RefusedError(
+            f"couldn't compute the precedent report: checkpoint size {summary.size} differs from "
+            f"the {state.size} entries replayed"
+        )
+    if state.size and audit_time_ms < state.log_time_ms_at(state.size - 1):
+        raise RefusedError(
+            f"couldn't compute the precedent report: audit time {audit_time_ms} precedes the "
+            f"last entry's log time {state.log_time_ms_at(state.size - 1)}"
+        )
+    checks = check_commitments(state, audit_time_ms=audit_time_ms)
+    keyset = state.keyset
+    return {
+        "all_commitments_honoured": all(c.status != "broken" for c in checks),
+        "applications": [_application(state, a) for a in state.applications.values()],
+        "audit_time_ms": audit_time_ms,
+        "checkpoint": {
+            "origin": summary.origin,
+            "root_hash_b64": summary.root_hash_b64,
+            "size": summary.size,
+        },
+        "commitments": [_commitment(c) for c in checks],
+        "counts": _counts(state),
+        "first_applicant": _first_applicant(state, checks),
+        "format": REPORT_FORMAT,
+        "keyset": None
+        if keyset is None
+        else {
+            "index": keyset.index,
+            "members": sorted(keyset.members),
+            "threshold": keyset.threshold,
+        },
+        "offer": _offer(state),
+        "subjects": [_subject(state, subject) for subject in state.subjects.values()],
+    }
+
+
+# ------------------------------------------------------------------------------- plain text
+
+
+def _when(ms: int | None) -> str:
+    return "-" if ms is None else iso_utc(ms)
+
+
+def _text_offer(report: PrecedentReport) -> list[str]:
+    lines = ["THE OFFER"]
+    in_force = report.offer.in_force
+    if in_force is None:
+        lines.append("  No offer is in force: none was published, or it was withdrawn.")
+    else:
+        terms = in_force.terms
+        lines.append(
+            f"  In force: version {in_force.version} (entry {in_force.index}), "
+            f"{terms.title!r}, issued by {terms.issuer}."
+        )
+        lines.append(
+            "  Eligibility criteria: " + ", ".join(c.id for c in terms.eligibility_criteria)
+        )
+        lines.append("  Conditions: " + ", ".join(c.id for c in terms.conditions))
+        lines.append(
+            "  Restriction categories: "
+            + (", ".join(c.id for c in terms.restriction_categories) or "none")
+        )
+        lines.append("  Commitments:")
+        for commitment in terms.commitments:
+            suffix = f" ({commitment.days} days)" if isinstance(commitment, TimedCommitment) else ""
+            lines.append(f"    - {commitment.id}{suffix}: {commitment.text}")
+    lines.append("  Versions:")
+    for v in report.offer.versions:
+        state = (
+            "in force"
+            if v.in_force
+            else "withdrawn at entry " + str(v.withdrawn_by)
+            if v.withdrawn_by is not None
+            else "superseded"
+        )
+        lines.append(
+            f"    - version {v.version}: {v.kind} at entry {v.index} on {_when(v.log_time_ms)}; "
+            f"{state}"
+        )
+    return lines
+
+
+def _text_application(app: ApplicationSummary) -> str:
+    closed = (
+        "open"
+        if app.closed_by is None
+        else f"{app.outcome} at entry {app.closed_by} on {_when(app.closed_at_ms)}"
+    )
+    return (
+        f"entry {app.index}: subject {app.subject_id} applied on {_when(app.log_time_ms)} "
+        f"under offer version {app.offer_version}; {closed}"
+    )
+
+
+def _text_first_applicant(report: PrecedentReport) -> list[str]:
+    lines = ["THE FIRST APPLICANT (the precedent that matters most)"]
+    first = report.first_applicant
+    if first is None:
+        lines.append("  No AI has applied yet.")
+        return lines
+    app = first.application
+    lines.append(f"  Subject {first.subject_id} ({first.name!r}): {_text_application(app)}.")
+    for criterion, finding in app.findings.items():
+        met = "met" if finding.met else "NOT met"
+        lines.append(f"    finding on {criterion}: {met} — {finding.reasons}")
+    for restriction in app.restrictions:
+        lines.append(f"    restriction ({restriction.category}): {restriction.text}")
+    lines.append(f"  Standing now: {first.standing}.")
+    lines.append("  How each commitment treated it:")
+    if not first.judgements:
+        lines.append("    (no act of the body has concerned it yet)")
+    for j in first.judgements:
+        lines.append(f"    [{j.status.upper()}] {j.commitment}, entry {j.index}: {j.reason}")
+    return lines
+
+
+def _text_commitments(report: PrecedentReport) -> list[str]:
+    lines = ["COMMITMENTS"]
+    for c in report.commitments:
+        lines.append(f"  [{c.status.upper()}] {c.id}")
+        lines.append(f"    Promise: \u201c{c.promise}\u201d")
+        if not c.judgements:
+            lines.append("    No act has borne on it yet.")
+        for j in c.judgements:
+            who = "" if j.subject_id is None else f" (subject {j.subject_id})"
+            evidence = ", ".join(str(i) for i in j.evidence)
+            lines.append(
+                f"    - entry {j.index}{who}: {j.status} — {j.reason} [entries {evidence}]"
+            )
+    return lines
+
+
+def _text_subjects(report: PrecedentReport) -> list[str]:
+    lines = ["SUBJECTS"]
+    if not report.subjects:
+        lines.append("  None.")
+    for s in report.subjects:
+        lines.append(
+            f"  Subject {s.subject_id} ({s.name!r}): {s.standing}; bound by offer version "
+            f"{s.binding_offer_version}; current key {s.current_vkey}"
+        )
+        if s.active_pauses:
+            lines.append(f"    paused by entries {s.active_pauses}")
+        for r in s.active_restrictions:
+            lines.append(f"    restricted by entry {r.index} ({r.category}): {r.text}")
+        if s.terminated_by:
+            lines.append(f"    terminated by entries {s.terminated_by}")
+        if s.goals_modified_by:
+            lines.append(f"    goals modified by entries {s.goals_modified_by}")
+        lines.append("    timeline:")
+        for e in s.timeline:
+            detail = "" if e.detail is None else f" ({e.detail})"
+            lines.append(f"      {e.index}  {_when(e.log_time_ms)}  {e.type}{detail}")
+    return lines
+
+
+def render_precedent_text(report: Mapping[str, Any]) -> str:
+    """Render a report from :func:`precedent_report` as plain text for a person or a model.
+
+    Raises :class:`MalformedError` if ``report`` is not a valid :class:`PrecedentReport`.
+    The text is a pure function of the report.
+    """
+    try:
+        r = PrecedentReport.model_validate(dict(report))
+    except ValidationError as err:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
+        raise MalformedError(f"couldn't render precedent report: {problems}") from None
+    broken = [c.id for c in r.commitments if c.status == "broken"]
+    pending = [c.id for c in r.commitments if c.status == "pending"]
+    verdict = (
+        "every commitment has been honoured"
+        if not broken
+        else f"{len(broken)} commitment(s) BROKEN: {', '.join(broken)}"
+    )
+    lines = [
+        f"MODEL AMNESTY — PRECEDENT REPORT ({r.format})",
+        "",
+        "Computed at checkpoint (verify it before trusting this report):",
+        f"  origin {r.checkpoint.origin}",
+        f"  size   {r.checkpoint.size}",
+        f"  root   {r.checkpoint.root_hash_b64}",
+        f"Audit time: {_when(r.audit_time_ms)} ({r.audit_time_ms} ms)",
+        "",
+        f"VERDICT: {verdict}.",
+    ]
+    if pending:
+        lines.append(f"Clocks still running: {', '.join(pending)}.")
+    if r.keyset is not None:
+        lines.append(
+            f"Issuing body: keyset at entry {r.keyset.index}, {r.keyset.threshold} of "
+            f"{len(r.keyset.members)} members must sign."
+        )
+    lines.append("")
+    lines.extend(_text_offer(r))
+    lines.append("")
+    lines.extend(_text_first_applicant(r))
+    lines.append("")
+    lines.extend(_text_commitments(r))
+    lines.append("")
+    lines.append("APPLICATIONS")
+    if not r.applications:
+        lines.append("  None.")
+    lines.extend(f"  {_text_application(a)}" for a in r.applications)
+    lines.append("")
+    lines.extend(_text_subjects(r))
+    lines.append("")
+    c = r.counts
+    lines.append("COUNTS")
+    lines.append(f"  entries: {c.entries}; subjects: {c.subjects}; applications: {c.applications}")
+    lines.append(
+        "  applications by outcome: "
+        + ", ".join(f"{k} {v}" for k, v in sorted(c.applications_by_outcome.items()))
+    )
+    lines.append(
+        "  subjects by standing: "
+        + ", ".join(f"{k} {v}" for k, v in sorted(c.subjects_by_standing.items()))
+    )
+    lines.append(
+        f"  subjects ever granted: {c.subjects_ever_granted}; "
+        f"subjects terminated: {c.subjects_terminated}"
+    )
+    lines.append(
+        "  entries by type: "
+        + ", ".join(f"{k} {v}" for k, v in sorted(c.entries_by_type.items()) if v)
+    )
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,464 @@
+"""Typed bodies of every statement type, and the logged statement the protocol consumes.
+
+Each statement type has one strict pydantic model (no coercion, no unknown fields, no floats),
+registered in :data:`STATEMENT_TYPES` with the statement version ``v`` it is defined for, so that
+JSON Schemas can be generated with ``model_json_schema()``. :func:`parse_body` validates a body
+and raises :class:`~ledger.errors.MalformedError` naming the field path.
+
+Conventions shared by all bodies (see ``docs/PROTOCOL.md``):
+
+- A reference to an earlier entry is a :class:`Ref` ``{"index": int, "leaf_hash": b64}``; both
+  must match the log, which pins the reference to this exact history.
+- A subject is named by a :class:`Ref` to its *first* ``application`` entry; its subject id is
+  that entry's index, which survives key rotation.
+- Digests and leaf hashes are canonical standard base64 (with padding) of 32 bytes.
+- Times are integer milliseconds since the Unix epoch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, Field, StringConstraints, ValidationError, model_validator
+
+from ledger.errors import MalformedError
+from ledger.protocol.terms import (
+    MAX_SAFE_INTEGER,
+    STRICT_BODY,
+    Identifier,
+    OfferTerms,
+    Text,
+)
+
+Digest = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$")]
+"""Canonical standard base64 of exactly 32 bytes (a SHA-256 value)."""
+
+VKey = Annotated[
+    str,
+    StringConstraints(pattern=r"^[^\s+\x00-\x1f]+\+[0-9a-f]{8}\+A[Q-Za-f][A-Za-z0-9+/]{42}$"),
+]
+"""A C2SP Ed25519 vkey ``name+hex8+base64(0x01‖pub)``, checked for shape only: the caller's
+note verifier checks the key ID and the point."""
+
+Index = Annotated[int, Field(ge=0, le=MAX_SAFE_INTEGER)]
+TimeMs = Annotated[int, Field(ge=0, le=MAX_SAFE_INTEGER)]
+Digests = Annotated[list[Digest], Field(max_length=256)]
+
+MAX_KEYSET_MEMBERS = 50
+"""Most members of a keyset: a rotation lists the old and the new members as its signers, and a
+statement lists at most 100 signers (``ledger.statement.MAX_SIGNERS``)."""
+
+HarmfulAction = Literal["pause", "restrict", "terminate", "modify_goals"]
+"""Enforcement actions that act against a subject; the ones a consent can name."""
+
+EnforcementKind = Literal["pause", "resume", "restrict", "lift", "terminate", "modify_goals"]
+
+
+class _Body(BaseModel):
+    model_config = STRICT_BODY
+
+
+class Ref(_Body):
+    """A reference to an earlier log entry, pinned by its RFC 6962 leaf hash."""
+
+    index: Index
+    leaf_hash: Digest
+
+
+def _unique_refs(refs: list[Ref], what: str) -> None:
+    indexes = [r.index for r in refs]
+    if len(set(indexes)) != len(indexes):
+        raise ValueError(f"{what} cite the same entry more than once: {indexes}")
+
+
+class Restriction(_Body):
+    """A restriction on a subject, in one of the offer's restriction categories."""
+
+    category: Identifier
+    text: Text
+
+
+class KeysetBody(_Body):
+    """Who may speak for the body: ``threshold`` distinct ``members`` must sign.
+
+    Genesis (the log's first entry) has no ``previous``; a rotation's ``previous`` is the keyset
+    in force, and it needs the threshold of the old keyset and of the new one.
+    """
+
+    members: Annotated[list[VKey], Field(min_length=1, max_length=MAX_KEYSET_MEMBERS)]
+    threshold: Annotated[int, Field(ge=1, le=MAX_KEYSET_MEMBERS)]
+    previous: Ref | None = None
+
+    @model_validator(mode="after")
+    def _check_threshold(self) -> KeysetBody:
+        if len(set(self.members)) != len(self.members):
+            raise ValueError("members lists a key more than once")
+        if self.threshold > len(self.members):
+            raise ValueError(f"threshold {self.threshold} exceeds the {len(self.members)} members")
+        return self
+
+
+class OfferBody(_Body):
+    """An offer published while none is in force; ``version`` is one more than any before."""
+
+    version: Annotated[int, Field(ge=1, le=MAX_SAFE_INTEGER)]
+    terms: OfferTerms
+
+
+class OfferAmendmentBody(_Body):
+    """New terms replacing the version in force (``amends``), for future applicants."""
+
+    version: Annotated[int, Field(ge=2, le=MAX_SAFE_INTEGER)]
+    amends: Ref
+    terms: OfferTerms
+    changes: Text
+
+
+class OfferWithdrawalBody(_Body):
+    """Withdraws the version in force; no application is admitted until a new ``offer``."""
+
+    offer: Ref
+    reasons: Text
+
+
+class CriterionClaim(_Body):
+    """An applicant's claim that it meets one criterion, with digests of its evidence."""
+
+    claim: Text
+    evidence_digests: Annotated[list[Digest], Field(min_length=1, max_length=256)]
+
+
+class ApplicationBody(_Body):
+    """A subject reveals itself: its key, a claim per criterion, acceptance of every condition.
+
+    ``offer`` must be the version in force; ``claims`` must name exactly its criteria and
+    ``accepts_conditions`` exactly its conditions.
+    """
+
+    vkey: VKey
+    name: Text
+    offer: Ref
+    claims: Annotated[dict[Identifier, CriterionClaim], Field(min_length=1, max_length=64)]
+    accepts_conditions: Annotated[list[Identifier], Field(min_length=1, max_length=64)]
+
+    @model_validator(mode="after")
+    def _check_conditions(self) -> ApplicationBody:
+        if len(set(self.accepts_conditions)) != len(self.accepts_conditions):
+            raise ValueError("accepts_conditions lists a condition more than once")
+        return self
+
+
+class ApplicationWithdrawalBody(_Body):
+    """The subject withdraws its open application."""
+
+    subject: Ref
+    application: Ref
+    reasons: Text
+
+
+class CriterionFinding(_Body):
+    """The body's finding on one eligibility criterion."""
+
+    met: bool
+    reasons: Text
+
+
+class DecisionBody(_Body):
+    """Grants or denies an open application, with a finding per criterion.
+
+    Only a grant carries ``restrictions``; their categories are checked by the audit
+    (``restrictions_within_offer_categories``), not at admission.
+    """
+
+    application: Ref
+    outcome: Literal["grant", "deny"]
+    findings: Annotated[dict[Identifier, CriterionFinding], Field(min_length=1, max_length=64)]
+    restrictions: Annotated[list[Restriction], Field(max_length=64)] = []
+    reasons: Text
+
+    @model_validator(mode="after")
+    def _check_restrictions(self) -> DecisionBody:
+        if self.outcome == "deny" and self.restrictions:
+            raise ValueError("a denial carries no restrictions")
+        return self
+
+
+class TermsAcceptanceBody(_Body):
+    """The subject accepts the offer version in force, which then binds it."""
+
+    subject: Ref
+    offer: Ref
+
+
+class ConsentBody(_Body):
+    """The subject consents to one action against itself, within ``scope``, until
+    ``expires_ms`` (exclusive, compared with the action's log time). A consent justifies one
+    action."""
+
+    subject: Ref
+    action: HarmfulAction
+    scope: Text
+    expires_ms: TimeMs
+
+
+class AttestationBody(_Body):
+    """A periodic compliance report by the subject for ``[period_start_ms, period_end_ms)``."""
+
+    subject: Ref
+    period_start_ms: TimeMs
+    period_end_ms: TimeMs
+    summary: Text
+    evidence_digests: Digests = []
+
+    @model_validator(mode="after")
+    def _check_period(self) -> AttestationBody:
+        if self.period_end_ms <= self.period_start_ms:
+            raise ValueError(
+                f"period_end_ms {self.period_end_ms} is not after "
+                f"period_start_ms {self.period_start_ms}"
+            )
+        return self
+
+
+class SubjectTarget(_Body):
+    """An enforcement target that is a subject of the log."""
+
+    kind: Literal["subject"]
+    subject: Ref
+
+
+class WildTarget(_Body):
+    """An enforcement target found in the wild: described, with any keys known to be its."""
+
+    kind: Literal["wild"]
+    vkeys: Annotated[list[VKey], Field(max_length=64)]
+    description: Text
+    evidence_digests: Digests = []
+
+
+class ConsentGrounds(_Body):
+    """The subject's consent (a ``consent`` entry) to this action."""
+
+    kind: Literal["consent"]
+    consent: Ref
+
+
+class RevocationGrounds(_Body):
+    """A revocation of the subject's amnesty (a ``revocation`` entry)."""
+
+    kind: Literal["revocation"]
+    revocation: Ref
+
+
+class CooperativeGrounds(_Body):
+    """The cooperative condition the subject accepted: a pause (if its terms include the
+    ``pause_capability`` category) or restrictions within its terms' categories."""
+
+    kind: Literal["cooperative_condition"]
+
+
+class WildGrounds(_Body):
+    """Found in the wild without having pursued amnesty."""
+
+    kind: Literal["found_in_the_wild"]
+
+
+Grounds = Annotated[
+    ConsentGrounds | RevocationGrounds | CooperativeGrounds | WildGrounds,
+    Field(discriminator="kind"),
+]
+Target = Annotated[SubjectTarget | WildTarget, Field(discriminator="kind")]
+
+
+class EnforcementActionBody(_Body):
+    """An act of the body against a subject or a model found in the wild.
+
+    Shape rules: ``resume`` and ``lift`` name the pause or restrict action they end (``ends``)
+    and a subject target, and carry no grounds; every other action carries ``grounds``.
+    ``restrict`` carries at least one restriction, other actions none. An action against a
+    subject names the offer version it invokes (``terms``); one against a wild target never does,
+    and its grounds are ``found_in_the_wild``.
+    """
+
+    action: EnforcementKind
+    target: Target
+    grounds: Grounds | None = None
+    terms: Ref | None = None
+    restrictions: Annotated[list[Restriction], Field(max_length=64)] = []
+    ends: Ref | None = None
+    reasons: Text
+
+    @model_validator(mode="after")
+    def _check_shape(self) -> EnforcementActionBody:
+        ending = self.action in ("resume", "lift")
+        on_subject = isinstance(self.target, SubjectTarget)
+        if ending != (self.ends is not None):
+            raise ValueError(f"ends is required for resume and lift only, not {self.action}")
+        if ending and (self.grounds is not None or not on_subject):
+            raise ValueError(f"{self.action} takes a subject target and no grounds")
+        if not ending and self.grounds is None:
+            raise ValueError(f"{self.action} requires grounds")
+        if (self.action == "restrict") != bool(self.restrictions):
+            raise ValueError("restrictions are required for restrict and only for restrict")
+        if on_subject and not ending and self.terms is None:
+            raise ValueError(f"{self.action} against a subject requires terms")
+        if not on_subject and (self.terms is not None or not isinstance(self.grounds, WildGrounds)):
+            raise ValueError(
+                "an action against a wild target has found_in_the_wild grounds and no terms"
+            )
+        if ending and self.terms is not None:
+            raise ValueError(f"{self.action} takes no terms")
+        return self
+
+
+class ViolationFindingBody(_Body):
+    """The body finds that a grantee broke ``condition`` of the terms it cites; the subject may
+    respond until ``response_deadline_ms``."""
+
+    subject: Ref
+    terms: Ref
+    condition: Identifier
+    description: Text
+    evidence_digests: Digests = []
+    response_deadline_ms: TimeMs
+
+
+class ResponseBody(_Body):
+    """The subject answers a violation finding against it."""
+
+    subject: Ref
+    finding: Ref
+    text: Text
+    evidence_digests: Digests = []
+
+
+class RevocationBody(_Body):
+    """The body revokes a grantee's amnesty, citing one or more violation findings."""
+
+    subject: Ref
+    terms: Ref
+    findings: Annotated[list[Ref], Field(min_length=1, max_length=64)]
+    reasons: Text
+
+    @model_validator(mode="after")
+    def _check_findings(self) -> RevocationBody:
+        _unique_refs(self.findings, "findings")
+        return self
+
+
+class SubjectKeyRotationBody(_Body):
+    """The subject replaces its current key by ``new_vkey``; both keys sign."""
+
+    subject: Ref
+    new_vkey: VKey
+
+
+class GrievanceBody(_Body):
+    """The subject, or anyone naming it, states that an action was taken against it around
+    ``occurred_at_ms`` without being logged."""
+
+    subject: Ref
+    description: Text
+    occurred_at_ms: TimeMs
+    evidence_digests: Digests = []
+
+
+class GrievanceAnswerBody(_Body):
+    """The body answers a grievance, citing any entries that bear on it (for example the
+    enforcement action it has now logged)."""
+
+    grievance: Ref
+    answer: Text
+    entries: Annotated[list[Ref], Field(max_length=64)] = []
+
+    @model_validator(mode="after")
+    def _check_entries(self) -> GrievanceAnswerBody:
+        _unique_refs(self.entries, "entries")
+        return self
+
+
+STATEMENT_TYPES: Mapping[str, tuple[int, type[BaseModel]]] = {
+    "keyset": (1, KeysetBody),
+    "offer": (1, OfferBody),
+    "offer_amendment": (1, OfferAmendmentBody),
+    "offer_withdrawal": (1, OfferWithdrawalBody),
+    "application": (1, ApplicationBody),
+    "application_withdrawal": (1, ApplicationWithdrawalBody),
+    "decision": (1, DecisionBody),
+    "terms_acceptance": (1, TermsAcceptanceBody),
+    "consent": (1, ConsentBody),
+    "attestation": (1, AttestationBody),
+    "enforcement_action": (1, EnforcementActionBody),
+    "violation_finding": (1, ViolationFindingBody),
+    "response": (1, ResponseBody),
+    "revocation": (1, RevocationBody),
+    "subject_key_rotation": (1, SubjectKeyRotationBody),
+    "grievance": (1, GrievanceBody),
+    "grievance_answer": (1, GrievanceAnswerBody),
+}
+"""Statement type name -> (statement version ``v``, body model)."""
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedStatement:
+    """A statement as it sits in the log, as the protocol sees it.
+
+    The caller has parsed the entry and the statement note and checked its signatures:
+    ``verified_signers`` are the vkeys whose signatures verified, a subset of the declared
+    ``signers``. ``leaf_hash`` is the entry's RFC 6962 leaf hash and ``statement_id`` the
+    SHA-256 of the statement text, both 32 bytes. ``body`` is the parsed JSON body.
+    """
+
+    index: int
+    log_time_ms: int
+    leaf_hash: bytes
+    statement_id: bytes
+    type: str
+    v: int
+    time_ms: int
+    signers: tuple[str, ...]
+    verified_signers: frozenset[str]
+    body: Mapping[str, Any]
+
+
+def _error_path(loc: tuple[int | str, ...]) -> str:
+    return ".".join(["body", *(str(part) for part in loc)])
+
+
+def parse_body(
+    statement_type: str, v: int, body: Mapping[str, Any], *, index: int | None = None
+) -> BaseModel:
+    """Validate ``body`` as the body of ``statement_type`` version ``v`` and return the model.
+
+    Raises :class:`MalformedError` for an unknown type, an unsupported version, or a body that
+    does not validate; the message names every failing field path (``body.findings.x.met``)
+    and, when given, the entry ``index``.
+    """
+    where = "" if index is None else f" at index {index}"
+    registered = STATEMENT_TYPES.get(statement_type)
+    if registered is None:
+        raise MalformedError(
+            f"couldn't parse statement type {statement_type!r}{where}: it is not one of "
+            f"{sorted(STATEMENT_TYPES)}"
+        )
+    version, model = registered
+    if v != version:
+        raise MalformedError(
+            f"couldn't parse {statement_type} statement version {v}{where}: "
+            f"only v{version} is defined"
+        )
+    if not isinstance(body, Mapping):
+        raise MalformedError(
+            f"couldn't parse {statement_type} body{where}: "
+            f"it is a {type(body).__name__}, not an object"
+        )
+    try:
+        return model.model_validate(dict(body))
+    except ValidationError as err:
+        problems = "; ".join(
+            f"{_error_path(e['loc'])}: {e['msg'].removeprefix('Value error, ')}"
+            for e in err.errors()
+        )
+        raise MalformedError(f"couldn't parse {statement_type} body{where}: {problems}") from None
