@@ -16,11 +16,11 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
-    TaskID,
     TaskProgressColumn,
     TextColumn,
     TimeElapsedColumn,
@@ -51,7 +51,7 @@ JsonOption = Annotated[bool, typer.Option("--json", help="machine-readable JSON 
 
 def fail(message: str, code: int = 2) -> NoReturn:
     """Print an error on stderr and exit with ``code``."""
-    stderr.print(f"[bold red]error:[/] {message}", highlight=False)
+    stderr.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -268,58 +268,6 @@ def append(
         raise typer.Exit(1)
 
 
-@app.command()
-def verify(
-    source: Annotated[str, typer.Argument(help="service URL, mirror directory or database URL")],
-    vkey: Annotated[
-        str | None, typer.Option("--vkey", help="the log's vkey (required for URLs and mirrors)")
-    ] = None,
-    as_json: JsonOption = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")] = False,
-) -> None:
-    """Verify a whole log: checkpoint signature, every tile and bundle, every entry's chain link,
-    every statement's signatures and authority, and the protocol replay."""
-    from ledger.admission import ReplayCheck
-    from ledger.verify import verify_log
-
-    log_source, log_key = open_source(source, vkey)
-    check = ReplayCheck(log_key.name)
-    with progress_bar() if not quiet else _NoProgress() as bar:
-        task = bar.add_task("verifying", total=None)
-
-        def on_progress(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
-        try:
-            result = verify_log(log_source, log_key, entry_check=check, progress=on_progress)
-        except LedgerError as exc:
-            report = {"ok": False, "error": str(exc), "index": getattr(exc, "index", None)}
-            emit(report, as_json, f"FAILED: {exc}")
-            raise typer.Exit(1) from None
-    result.details.update(check.summary())
-    summary = result.to_json()
-    emit(
-        summary,
-        as_json,
-        f"OK: {result.checkpoint.origin} size {result.checkpoint.size}: "
-        f"{result.entries} entries and {result.tiles_checked} tiles verified",
-    )
-
-
-class _NoProgress:
-    def __enter__(self) -> _NoProgress:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-    def add_task(self, *args: Any, **kwargs: Any) -> TaskID:
-        return TaskID(0)
-
-    def update(self, *args: Any, **kwargs: Any) -> None:
-        return None
-
-
 def open_source(source: str, vkey: str | None) -> tuple[Any, VerifierKey]:
     """Turn SOURCE into a LogSource and the log key to check it with."""
     from ledger.verify import DirectorySource
@@ -357,8 +305,10 @@ def _parse_vkey(vkey: str) -> VerifierKey:
 
 
 _COMMAND_MODULES: tuple[str, ...] = (
+    "ledger.cli_verifier",
     "ledger.cli_demo",
     "ledger.cli_statements",
+    "ledger.cli_service",
 )
 """Modules that add commands with ``register(app)``; each owns one group of commands."""
 

@@ -61,6 +61,7 @@ class LogView:
         self._tiles = TileCache(cached_tiles)
         self._tiles_lock = threading.Lock()
         self._latest: SignedCheckpoint | None = None
+        self._opened: dict[bytes, SignedCheckpoint] = {}
 
     @property
     def origin(self) -> str:
@@ -79,6 +80,19 @@ class LogView:
             return cached
         signed = SignedCheckpoint(note, open_checkpoint(note, self.log_key))
         self._latest = signed
+        return signed
+
+    def open(self, note: bytes) -> SignedCheckpoint:
+        """Verify a checkpoint note of this log (cached: receipts of one batch share one)."""
+        with self._tiles_lock:
+            cached = self._opened.get(note)
+        if cached is not None:
+            return cached
+        signed = SignedCheckpoint(note, open_checkpoint(note, self.log_key))
+        with self._tiles_lock:
+            self._opened[note] = signed
+            while len(self._opened) > 64:
+                self._opened.pop(next(iter(self._opened)))
         return signed
 
     def checkpoint_at(self, size: int) -> SignedCheckpoint:

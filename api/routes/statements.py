@@ -11,6 +11,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from api.deps import Service
+from api.service import LedgerService
 from ledger.merkle import leaf_hash
 from ledger.sequencer import Receipt
 
@@ -53,7 +54,9 @@ _EXAMPLE_NOTE = "amnesty-ledger.statement/v1\n{...canonical JSON...}\n\n— sign
         }
     },
 )
-async def submit_statement(request: Request, response: Response, service: Service) -> SubmissionReceipt:
+async def submit_statement(
+    request: Request, response: Response, service: Service
+) -> SubmissionReceipt:
     """The body is the signed statement note (C2SP signed-note; see docs/FORMAT.md).
 
     The response comes only after the entry is durably committed under a signed checkpoint;
@@ -67,12 +70,9 @@ async def submit_statement(request: Request, response: Response, service: Servic
     return await run_in_threadpool(build_receipt, service, receipt)
 
 
-def build_receipt(service: Any, receipt: Receipt) -> SubmissionReceipt:
+def build_receipt(service: LedgerService, receipt: Receipt) -> SubmissionReceipt:
     """Assemble the receipt, with a tlog-proof against the checkpoint that covers the entry."""
-    from ledger.checkpoint import open_checkpoint
-    from ledger.logview import SignedCheckpoint
-
-    signed = SignedCheckpoint(receipt.checkpoint, open_checkpoint(receipt.checkpoint, service.view.log_key))
+    signed = service.view.open(receipt.checkpoint)
     proof = service.view.tlog_proof(receipt.index, signed)
     return SubmissionReceipt(
         index=receipt.index,
