@@ -174,25 +174,49 @@ def serve(
         Path | None, typer.Option("--key", help="log key file (default: the one given to init)")
     ] = None,
     read_only: Annotated[bool, typer.Option("--read-only", help="serve reads only")] = False,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            min=1,
+            help="server processes; each runs its own sequencer on the shared database",
+        ),
+    ] = 1,
     log_level: Annotated[str, typer.Option("--log-level")] = "info",
 ) -> None:
-    """Serve the log over HTTP (tlog-tiles, JSON API, web page) with uvicorn."""
-    import logging
+    """Serve the log over HTTP (tlog-tiles, JSON API, web page) with uvicorn.
 
+    Logs are JSON lines on stderr. With ``--workers N`` uvicorn runs N processes; they share the
+    database, whose write lock and checkpoint compare-and-swap keep them from forking the log.
+    """
     import uvicorn
 
     from api.app import create_app
+    from api.observability import configure_json_logging
     from api.settings import Settings
 
-    logging.basicConfig(
-        level=log_level.upper(),
-        stream=sys.stderr,
-        format='{"ts":"%(asctime)s","level":"%(levelname)s","logger":"%(name)s","msg":"%(message)s"}',
-    )
-    settings = Settings(db=db, key_path=key, read_only=read_only)
+    configure_json_logging(log_level.upper())
     try:
-        application = create_app(settings)
-        uvicorn.run(application, host=host, port=port, log_level=log_level, access_log=False)
+        settings = Settings(db=db, key_path=key, read_only=read_only)
+        if workers == 1:
+            uvicorn.run(
+                create_app(settings), host=host, port=port, log_level=log_level, access_log=False
+            )
+            return
+        # Several processes: each builds the app from the same settings, passed by environment.
+        os.environ["AMNESTY_DB"] = settings.db
+        os.environ["AMNESTY_READ_ONLY"] = "true" if read_only else "false"
+        if key is not None:
+            os.environ["AMNESTY_KEY_PATH"] = str(key.resolve())
+        uvicorn.run(
+            "api.app:app_from_env",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            log_level=log_level,
+            access_log=False,
+        )
     except LedgerError as exc:
         fail(str(exc), 1)
 
@@ -309,6 +333,7 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "ledger.cli_demo",
     "ledger.cli_statements",
     "ledger.cli_service",
+    "ledger.cli_witness",
 )
 """Modules that add commands with ``register(app)``; each owns one group of commands."""
 
