@@ -284,3 +284,27 @@ def test_long_hostile_values_are_cut_in_messages() -> None:
     with pytest.raises(CanonicalJSONError) as caught:
         parse_canonical(b"[0." + b"1" * 5000 + b"]")
     assert len(str(caught.value)) < 200
+
+
+_json_leaves = (
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**53) + 1, 2**53 - 1)
+    | st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=20)
+)
+_json_values = st.recursive(
+    _json_leaves,
+    lambda children: st.lists(children, max_size=4)
+    | st.dictionaries(
+        st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=8),
+        children,
+        max_size=4,
+    ),
+    max_leaves=20,
+)
+
+
+@given(_json_values)
+def test_canonical_dumps_is_exactly_rfc8785(value: object) -> None:
+    assert canonical_dumps(value) == rfc8785.dumps(value)  # type: ignore[arg-type]
+    assert parse_canonical(canonical_dumps(value)) == value  # type: ignore[arg-type]
