@@ -25,7 +25,9 @@ def build_client(out: Path) -> Path:
     go = shutil.which("go")
     if go is None or not Path(GOPATH, "src/golang.org/x/mod/sumdb/tlog").is_dir():
         pytest.fail("Go and golang-golang-x-mod-dev are required (scripts/setup installs them)")
-    env = dict(os.environ, GOPATH=GOPATH, GO111MODULE="off", GOFLAGS="", GOCACHE=str(out / "gocache"))
+    env = dict(
+        os.environ, GOPATH=GOPATH, GO111MODULE="off", GOFLAGS="", GOCACHE=str(out / "gocache")
+    )
     binary = out / "tlogclient"
     subprocess.run(
         [go, "build", "-o", str(binary), "tlogclient.go"],
@@ -41,7 +43,18 @@ def test_go_reference_client_verifies_the_served_log(tmp_path: Path) -> None:
     client = build_client(tmp_path)
     db = make_demo_log(tmp_path)
     subprocess.run(
-        [sys.executable, "-m", "ledger", "demo", "--db", db, "--keys", str(tmp_path / "keys"), "--scale", "700"],
+        [
+            sys.executable,
+            "-m",
+            "ledger",
+            "demo",
+            "--db",
+            db,
+            "--keys",
+            str(tmp_path / "keys"),
+            "--scale",
+            "700",
+        ],
         cwd=REPO,
         check=True,
         capture_output=True,
@@ -50,7 +63,9 @@ def test_go_reference_client_verifies_the_served_log(tmp_path: Path) -> None:
     vkey = store.identity().log_vkey
     store.close()
     with running(db, tmp_path / "server.log") as server:
-        result = subprocess.run([str(client), server.url, vkey], capture_output=True, text=True, timeout=120)
+        result = subprocess.run(
+            [str(client), server.url, vkey], capture_output=True, text=True, timeout=120
+        )
     assert result.returncode == 0, result.stderr
     assert "OK" in result.stdout and "size 715" in result.stdout, result.stdout
 
@@ -60,6 +75,8 @@ def test_go_reference_client_rejects_a_wrong_key(tmp_path: Path) -> None:
     db = make_demo_log(tmp_path)
     other = "demo.amnesty-ledger.example/log+5c08cdee+ASepmR3t1czP9HSyPj+UhkkAKd8hamn+wccot70EM84z"
     with running(db, tmp_path / "server.log") as server:
-        result = subprocess.run([str(client), server.url, other], capture_output=True, text=True, timeout=120)
+        result = subprocess.run(
+            [str(client), server.url, other], capture_output=True, text=True, timeout=120
+        )
     assert result.returncode != 0
     assert "checkpoint signature" in result.stderr or "vkey" in result.stderr
