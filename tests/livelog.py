@@ -43,8 +43,9 @@ def make_demo_log(folder: Path) -> str:
 class Server:
     """An ``amnesty serve`` process on a loopback port."""
 
-    def __init__(self, db: str, log_path: Path) -> None:
+    def __init__(self, db: str, log_path: Path, *, read_only: bool = False) -> None:
         self.db = db
+        self.read_only = read_only
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
@@ -67,6 +68,7 @@ class Server:
                     str(self.port),
                     "--log-level",
                     "warning",
+                    *(["--read-only"] if self.read_only else []),
                 ],
                 cwd=REPO,
                 stdout=log,
@@ -101,8 +103,8 @@ class Server:
 
 
 @contextlib.contextmanager
-def running(db: str, log_path: Path) -> Iterator[Server]:
-    server = Server(db, log_path)
+def running(db: str, log_path: Path, *, read_only: bool = False) -> Iterator[Server]:
+    server = Server(db, log_path, read_only=read_only)
     server.start()
     try:
         yield server
