@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from ledger.checkpoint import Checkpoint, open_checkpoint
 from ledger.errors import LedgerError, MalformedError
 from ledger.merkle import consistency_proof, inclusion_proof, leaf_hash
-from ledger.note import VerifierKey
+from ledger.note import VerifierKey, format_note, parse_note, parse_signature_line
 from ledger.storage.base import LogIdentity, LogStore
 from ledger.tiles import (
     ENTRIES_LEVEL,
@@ -81,6 +81,20 @@ class LogView:
         signed = SignedCheckpoint(note, open_checkpoint(note, self.log_key))
         self._latest = signed
         return signed
+
+    def witnessed(self, signed: SignedCheckpoint) -> bytes:
+        """The checkpoint note with every witness cosignature kept for its size merged in.
+
+        The text is unchanged, so the log signature and every proof against the checkpoint stay
+        valid; readers that do not know a witness ignore its line (signed-note).
+        """
+        lines = self.store.cosignatures(signed.size)
+        if not lines:
+            return signed.note
+        note = parse_note(signed.note)
+        for line in lines:
+            note = note.with_signature(parse_signature_line(line))
+        return format_note(note)
 
     def open(self, note: bytes) -> SignedCheckpoint:
         """Verify a checkpoint note of this log (cached: receipts of one batch share one)."""
@@ -186,7 +200,7 @@ class LogView:
         signed = checkpoint if checkpoint is not None else self.latest()
         proof = self.inclusion_proof(index, signed.size)
         return format_tlog_proof(
-            TlogProof(index=index, hashes=tuple(proof), checkpoint=signed.note)
+            TlogProof(index=index, hashes=tuple(proof), checkpoint=self.witnessed(signed))
         )
 
     def leaf_hash(self, index: int) -> bytes:

@@ -457,6 +457,11 @@ def parse_note(data: bytes | str) -> Note:
         raise MalformedError(f"couldn't parse note: {err}") from None
 
 
+def parse_signature_line(line: str) -> NoteSignature:
+    """Parse one signature line (``— <name> <base64>``, with or without its newline)."""
+    return _parse_signature_line(1, line.removesuffix("\n"))
+
+
 def _parse_signature_line(number: int, line: str) -> NoteSignature:
     if not line.startswith(SIGNATURE_PREFIX):
         raise MalformedError(

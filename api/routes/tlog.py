@@ -29,10 +29,14 @@ IMMUTABLE_CACHE = "public, max-age=31536000, immutable"
     summary="The latest signed checkpoint (C2SP tlog-checkpoint)",
 )
 async def get_checkpoint(service: Service) -> Response:
-    """The latest checkpoint note, signed by the log."""
-    signed = await run_in_threadpool(service.view.latest)
+    """The latest checkpoint note, signed by the log, with any witness cosignatures."""
+
+    def witnessed_latest() -> bytes:
+        return service.view.witnessed(service.view.latest())
+
+    note = await run_in_threadpool(witnessed_latest)
     return Response(
-        signed.note,
+        note,
         media_type="text/plain; charset=utf-8",
         headers={"Cache-Control": CHECKPOINT_CACHE},
     )

@@ -121,6 +121,13 @@ class LogStore(Protocol):
     def checkpoint_at(self, size: int) -> bytes | None:
         """The checkpoint this log signed at exactly ``size``, if it signed one."""
 
+    def add_cosignature(self, size: int, witness: str, line: str) -> None:
+        """Keep witness ``witness``'s cosignature line on the checkpoint of ``size`` (replacing
+        an earlier line of the same witness key). The log's own checkpoint is untouched."""
+
+    def cosignatures(self, size: int) -> list[str]:
+        """The cosignature lines kept for the checkpoint of ``size``."""
+
     def has_checkpoint_between(self, low: int, high: int) -> bool:
         """Whether this log signed a checkpoint with ``low <= size < high``."""
 

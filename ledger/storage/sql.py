@@ -22,6 +22,8 @@ from typing import Any, cast
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import (
     BigInteger,
     Connection,
@@ -109,6 +111,15 @@ class EntrySignerRow(Base):
     idx: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
 
 
+class CosignatureRow(Base):
+    """A witness's cosignature/v1 line on the checkpoint of ``size`` (one per witness key)."""
+
+    __tablename__ = "cosignatures"
+    size: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    witness: Mapped[str] = mapped_column(Text, primary_key=True)
+    line: Mapped[str] = mapped_column(Text)
+
+
 class TileRow(Base):
     """A hash tile: full (256 hashes, immutable) or the current right-edge partial tile."""
 
@@ -125,6 +136,7 @@ _SIGNERS = cast(Table, EntrySignerRow.__table__)
 _HEAD = cast(Table, LogHeadRow.__table__)
 _CHECKPOINTS = cast(Table, CheckpointRow.__table__)
 _IDENTITY = cast(Table, LogIdentityRow.__table__)
+_COSIGNATURES = cast(Table, CosignatureRow.__table__)
 
 
 def normalise_database_url(url: str) -> str:
@@ -172,13 +184,32 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=8)
 
 
-def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest Alembic revision (idempotent)."""
+def _alembic_config() -> Config:
     config = Config()
     config.set_main_option("script_location", str(Path(__file__).with_name("migrations")))
+    return config
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest Alembic revision (idempotent)."""
+    config = _alembic_config()
     with engine.begin() as conn:
         config.attributes["connection"] = conn
         command.upgrade(config, "head")
+
+
+def upgrade_existing(engine: Engine) -> None:
+    """Migrate a database that already holds a log to the newest revision; leave others alone.
+
+    Opening a store never creates a log (that is ``create_log``'s explicit act), but a log made
+    by an older release is brought up to date, so new tables exist before anything uses them.
+    """
+    with engine.connect() as conn:
+        current = MigrationContext.configure(conn).get_current_revision()
+    if current is None:
+        return
+    if current != ScriptDirectory.from_config(_alembic_config()).get_current_head():
+        migrate(engine)
 
 
 def _wrap(verb: str, exc: SQLAlchemyError) -> StorageError:
@@ -310,6 +341,10 @@ class SqlLogStore:
         self.url = normalise_database_url(url)
         self.engine = engine if engine is not None else make_engine(self.url)
         self.dialect = self.engine.dialect.name
+        try:
+            upgrade_existing(self.engine)
+        except SQLAlchemyError as exc:
+            raise _wrap(f"open the store at {self._safe_url()}", exc) from exc
 
     # -- creation -----------------------------------------------------------------------------
 
@@ -387,6 +422,24 @@ class SqlLogStore:
     def read_tile(self, level: int, index: int) -> bytes:
         with self.engine.connect() as conn:
             return _read_tile(conn, level, index)
+
+    def add_cosignature(self, size: int, witness: str, line: str) -> None:
+        dialect = self.engine.dialect.name
+        insert_fn = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        stmt = insert_fn(_COSIGNATURES).values(size=size, witness=witness, line=line)
+        with self.engine.begin() as conn:
+            conn.execute(
+                stmt.on_conflict_do_update(index_elements=["size", "witness"], set_={"line": line})
+            )
+
+    def cosignatures(self, size: int) -> list[str]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(_COSIGNATURES.c.line)
+                .where(_COSIGNATURES.c.size == size)
+                .order_by(_COSIGNATURES.c.witness)
+            )
+            return [str(r[0]) for r in rows]
 
     def read_entries(self, start: int, end: int) -> list[bytes]:
         with self.engine.connect() as conn:
