@@ -19,11 +19,12 @@ from tests.support import ORIGIN, body_members, create_log, genesis_keyset, make
 
 
 @pytest.fixture
-def log_client(tmp_path: Path) -> Iterator[TestClient]:
+def log_client(tmp_path: Path, db_url: str) -> Iterator[TestClient]:
+    """The service on each storage engine in turn (SQLite, then a real PostgreSQL)."""
     signer = make_signer()
     key = tmp_path / "log.key"
     key.write_text(signer.private_key_text())
-    url = f"sqlite:///{tmp_path / 'log.db'}"
+    url = db_url
     create_log(url, signer).close()
     settings = Settings(db=url, key_path=key, write_rate_per_minute=100_000, write_burst=10_000)
     with TestClient(create_app(settings)) as client:
@@ -58,7 +59,9 @@ def test_three_of_five_genesis_gets_a_verifiable_receipt(log_client: TestClient)
         ([0, 1, 1], "2 of 3 required"),
     ],
 )
-def test_too_few_distinct_keys_are_refused(log_client: TestClient, signing: list[int], why: str) -> None:
+def test_too_few_distinct_keys_are_refused(
+    log_client: TestClient, signing: list[int], why: str
+) -> None:
     members = body_members()
     note = genesis_keyset(members, 3, [members[i] for i in signing])
     response = log_client.post("/v1/statements", content=note)
@@ -94,7 +97,12 @@ def test_a_non_member_signature_adds_no_weight(log_client: TestClient) -> None:
 
 def test_hostile_inputs_get_4xx_and_change_nothing(log_client: TestClient) -> None:
     members = body_members()
-    assert log_client.post("/v1/statements", content=genesis_keyset(members, 3, members[:3])).status_code == 201
+    assert (
+        log_client.post(
+            "/v1/statements", content=genesis_keyset(members, 3, members[:3])
+        ).status_code
+        == 201
+    )
     before = log_client.get("/checkpoint").text
     cases = hostile_statements(ORIGIN, members[0])
     assert len(cases) >= 40
