@@ -48,6 +48,19 @@ def write_atomically(path: Path, data: bytes) -> None:
     fsync_directory(path.parent)
 
 
+def write_durably(path: Path, data: bytes) -> None:
+    """Write a new file and flush it to disk before returning (no rename: see
+    :func:`write_atomically` for replacing a file readers may be reading)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as exc:
+        raise StorageError(f"couldn't write {path}: {exc}") from exc
+
+
 def move_into_place(source: Path, target: Path) -> None:
     """Rename the already durable file ``source`` over ``target`` (same filesystem)."""
     try:

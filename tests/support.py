@@ -68,7 +68,9 @@ def create_log(url: str, signer: Signer, origin: str = ORIGIN) -> SqlLogStore:
     store = SqlLogStore(url)
     checkpoint = sign_checkpoint(Checkpoint(origin, 0, EMPTY_ROOT), signer)
     store.create_log(
-        LogIdentity(origin=origin, log_vkey=signer.vkey, created_ms=int(time.time() * 1000), key_path=None),
+        LogIdentity(
+            origin=origin, log_vkey=signer.vkey, created_ms=int(time.time() * 1000), key_path=None
+        ),
         checkpoint,
     )
     return store
@@ -77,7 +79,9 @@ def create_log(url: str, signer: Signer, origin: str = ORIGIN) -> SqlLogStore:
 def body_members(count: int = 5, prefix: str = "member") -> list[Signer]:
     """Deterministic body member keys ``member1.body.example`` …"""
     return [
-        Signer.from_seed(f"{prefix}{i}.body.example", hashlib.sha256(f"{prefix}{i}".encode()).digest())
+        Signer.from_seed(
+            f"{prefix}{i}.body.example", hashlib.sha256(f"{prefix}{i}".encode()).digest()
+        )
         for i in range(1, count + 1)
     ]
 
@@ -109,7 +113,9 @@ def signed_statement(
     return data
 
 
-def genesis_keyset(members: list[Signer], threshold: int, signing: list[Signer], origin: str = ORIGIN) -> bytes:
+def genesis_keyset(
+    members: list[Signer], threshold: int, signing: list[Signer], origin: str = ORIGIN
+) -> bytes:
     """A keyset genesis statement listing all members, signed by ``signing``."""
     return signed_statement(
         signing,

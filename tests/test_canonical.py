@@ -294,11 +294,13 @@ _json_leaves = (
 )
 _json_values = st.recursive(
     _json_leaves,
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(
-        st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=8),
-        children,
-        max_size=4,
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(
+            st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=8),
+            children,
+            max_size=4,
+        )
     ),
     max_leaves=20,
 )

@@ -10,7 +10,7 @@ from ledger.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
 from ledger.entry import LogEntry
 from ledger.errors import ConflictError, FatalError, StorageError
 from ledger.logview import LogView, NotFoundError
-from ledger.merkle import leaf_hash, verify_inclusion, verify_consistency
+from ledger.merkle import leaf_hash, verify_consistency, verify_inclusion
 from ledger.sequencer import Receipt, Sequencer
 from ledger.storage.base import EntryQuery, StoredEntry
 from ledger.storage.sql import SqlLogStore
@@ -71,8 +71,13 @@ def test_batches_produce_the_same_tiles_as_a_fresh_tree(db_url: str) -> None:
         proof = view.inclusion_proof(index, 700)
         verify_inclusion(index, 700, view.leaf_hash(index), proof, latest.checkpoint.root_hash)
     old = view.checkpoint_at(97 * 3)
-    verify_consistency(old.size, 700, view.consistency_proof(old.size, 700),
-                       old.checkpoint.root_hash, latest.checkpoint.root_hash)
+    verify_consistency(
+        old.size,
+        700,
+        view.consistency_proof(old.size, 700),
+        old.checkpoint.root_hash,
+        latest.checkpoint.root_hash,
+    )
     # Full verification from the database passes.
     assert verify_log(view, signer.verifier_key).entries == 700
     store.close()
@@ -132,15 +137,14 @@ def test_compare_and_swap_refuses_a_stale_checkpoint(db_url: str) -> None:
     stale = store.checkpoint_at(0)
     assert stale is not None
     forged = sign_checkpoint(Checkpoint(ORIGIN, 1, b"\x07" * 32), signer)
-    with pytest.raises((ConflictError, StorageError)):
-        with store.append_transaction() as tx:
-            tx.commit_batch(
-                stale,
-                forged,
-                1,
-                [StoredEntry(1, b"{}", b"\x01" * 32, "test", 0)],
-                [],
-            )
+    with pytest.raises((ConflictError, StorageError)), store.append_transaction() as tx:
+        tx.commit_batch(
+            stale,
+            forged,
+            1,
+            [StoredEntry(1, b"{}", b"\x01" * 32, "test", 0)],
+            [],
+        )
     assert open_checkpoint(store.checkpoint(), signer.verifier_key).size == 1
     assert len(store.read_entries(0, 10)) == 1
 
@@ -176,8 +180,13 @@ def test_two_sequencers_on_one_database_never_fork(db_url: str) -> None:
         if note is None:
             continue
         cp = open_checkpoint(note, signer.verifier_key)
-        verify_consistency(size, final.size, view.consistency_proof(size, final.size),
-                           cp.root_hash, final.checkpoint.root_hash)
+        verify_consistency(
+            size,
+            final.size,
+            view.consistency_proof(size, final.size),
+            cp.root_hash,
+            final.checkpoint.root_hash,
+        )
 
 
 def test_tampered_tile_is_fatal_at_startup(sqlite_url: str) -> None:
@@ -186,7 +195,9 @@ def test_tampered_tile_is_fatal_at_startup(sqlite_url: str) -> None:
     policy = OpaquePolicy()
     _append(Sequencer(store, signer, policy), policy, [f"e{i}" for i in range(40)])
     with store.engine.begin() as conn:
-        data = bytearray(conn.exec_driver_sql("SELECT data FROM tiles WHERE level=0 AND idx=0").scalar_one())
+        data = bytearray(
+            conn.exec_driver_sql("SELECT data FROM tiles WHERE level=0 AND idx=0").scalar_one()
+        )
         data[5] ^= 0x01
         conn.exec_driver_sql("UPDATE tiles SET data=? WHERE level=0 AND idx=0", (bytes(data),))
     seq = Sequencer(store, signer, OpaquePolicy())
