@@ -28,8 +28,12 @@ ADAPTERS = {
     "ledger/cli.py",
     "ledger/cli_demo.py",
     "ledger/cli_statements.py",
+    "ledger/cli_service.py",
+    "ledger/cli_verifier.py",
     "ledger/client.py",
     "ledger/mcp_server.py",
+    "ledger/cli_witness.py",
+    "ledger/witness_client.py",
 }
 
 
