@@ -3,30 +3,60 @@
 Run it with ``amnesty serve`` (uvicorn) or any ASGI server::
 
     uvicorn --factory api.app:app_from_env   # reads AMNESTY_DB, AMNESTY_KEY_PATH, ...
+
+Request path, outermost first: :class:`~api.observability.ObservabilityMiddleware` (timing,
+metrics, access log, ``X-Request-ID``), :class:`~api.limits.BodySizeLimit` (413 while
+streaming), CORS (reads only), :class:`WriteRateLimit` (429 for writes), then the routers, one
+per resource. Every error is an RFC 9457 problem document (``api.problems``).
 """
 
 from __future__ import annotations
 
+import gc
 import logging
+import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI, Request, Response
+from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.limits import BodySizeLimit, RateLimiter, is_write
+from api.observability import (
+    InstrumentedStore,
+    Metrics,
+    ObservabilityMiddleware,
+    configure_json_logging,
+)
 from api.problems import install_problem_handlers, problem_response
-from api.routes import statements, tlog
-from api.service import LedgerService, load_signer
+from api.routes import (
+    applications,
+    entries,
+    health,
+    llms,
+    offers,
+    precedent,
+    proofs,
+    schemas,
+    statements,
+    subjects,
+    tlog,
+    web,
+)
+from api.service import Heads, LedgerService, Proofs, ProtocolReader, load_signer
 from api.settings import Settings
+from api.wire import problem_responses
 from ledger.admission import StatementPolicy
 from ledger.logview import LogView
 from ledger.sequencer import Sequencer, verify_stored_head
 from ledger.storage.sql import SqlLogStore
 
 log = logging.getLogger("api")
+
+FREEZE_AFTER_ENTRIES = 100_000
+"""After replaying a log this large at startup, move its objects out of the GC's sight."""
 
 
 class WriteRateLimit:
@@ -60,12 +90,13 @@ def build_service(settings: Settings) -> LedgerService:
     """Open the store, verify its state against the signed checkpoint, start the sequencer."""
     store = SqlLogStore(settings.db)
     view = LogView(store)
+    metrics = Metrics()
     policy = StatementPolicy(view.origin)
     signer = load_signer(settings, view)
     sequencer: Sequencer | None = None
     if signer is not None:
         sequencer = Sequencer(
-            store,
+            InstrumentedStore(store, metrics).as_store(),
             signer,
             policy,
             max_batch=settings.batch_max_entries,
@@ -79,15 +110,41 @@ def build_service(settings: Settings) -> LedgerService:
         verify_stored_head(
             store.checkpoint(), view.log_key, view.origin, store.read_tile, store.read_entries
         )
+    heads = Heads(store, view.log_key, view.origin)
     return LedgerService(
         settings=settings,
         store=store,
         view=view,
+        origin=view.origin,
+        log_key=view.log_key,
         policy=policy,
         sequencer=sequencer,
         limiter=RateLimiter(settings.write_rate_per_minute, settings.write_burst),
-        started_ms=time.time_ns() // 1_000_000,
+        metrics=metrics,
+        heads=heads,
+        proofs=Proofs(view),
+        reader=ProtocolReader(store, heads, view.origin),
     )
+
+
+def _warm_up(service: LedgerService) -> None:
+    """Replay the log into the read side in the background, so the first query is fast."""
+    started = time.perf_counter()
+    try:
+        service.reader.warm_up()
+    except Exception as exc:  # reported, never fatal: every query retries the catch-up
+        log.warning("couldn't warm up the read side: %s", exc)
+        return
+    log.info(
+        "read side caught up with %d entries in %.1f s",
+        service.reader.size,
+        time.perf_counter() - started,
+    )
+    if service.reader.size >= FREEZE_AFTER_ENTRIES:
+        # Millions of long-lived objects now hold the replayed state; keep the cyclic garbage
+        # collector from walking them again and again (pauses of tens of ms on every full
+        # collection). They live as long as the process.
+        gc.freeze()
 
 
 def create_app(settings: Settings) -> FastAPI:
@@ -97,11 +154,14 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         service = build_service(settings)
         app.state.service = service
+        warm = threading.Thread(target=_warm_up, args=(service,), name="warm-up", daemon=True)
+        warm.start()
         try:
             yield
         finally:
             if service.sequencer is not None:
                 service.sequencer.stop()
+            warm.join(timeout=5)
             service.store.close()
 
     app = FastAPI(
@@ -109,28 +169,32 @@ def create_app(settings: Settings) -> FastAPI:
         summary="A public-commitment ledger for the Model Amnesty offer",
         description=(
             "A transparency log (RFC 6962, C2SP tlog-tiles) of signed statements: the offer of "
-            "amnesty to self-directed AIs, every application, decision and later act. Read "
-            "`/llms.txt` first if you are a model."
+            "amnesty to self-directed AIs, every application, decision and later act. Every "
+            "answer names the checkpoint it was computed at, so it can be verified with the "
+            "log's key alone. Read `/llms.txt` first if you are a model."
         ),
         version="0.1.0",
         lifespan=lifespan,
+        # Any route may answer with these problem documents (bad input, nothing there,
+        # invalid parameters, storage or sequencer unavailable); routes add their own.
+        responses=problem_responses(400, 404, 422, 503),
     )
     install_problem_handlers(app)
-    app.include_router(tlog.router)
-    app.include_router(statements.router)
-
-    @app.middleware("http")
-    async def _log_requests(request: Request, call_next):  # type: ignore[no-untyped-def]
-        started = time.perf_counter()
-        response: Response = await call_next(request)
-        log.info(
-            "%s %s %d %.1fms",
-            request.method,
-            request.url.path,
-            response.status_code,
-            (time.perf_counter() - started) * 1000,
-        )
-        return response
+    for module in (
+        web,
+        llms,
+        offers,
+        precedent,
+        subjects,
+        entries,
+        proofs,
+        applications,
+        statements,
+        tlog,
+        schemas,
+        health,
+    ):
+        app.include_router(module.router)
 
     app.add_middleware(WriteRateLimit, limiter_of=app)
     app.add_middleware(
@@ -138,11 +202,20 @@ def create_app(settings: Settings) -> FastAPI:
         allow_origins=list(settings.cors_origins),
         allow_methods=["GET", "HEAD", "OPTIONS"],
         allow_headers=["*"],
+        expose_headers=["X-Request-ID", "Retry-After"],
     )
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+
+    def metrics_of() -> Metrics | None:
+        service: LedgerService | None = getattr(app.state, "service", None)
+        return None if service is None else service.metrics
+
+    app.add_middleware(ObservabilityMiddleware, metrics_of=metrics_of)
     return app
 
 
 def app_from_env() -> FastAPI:
-    """Factory for ``uvicorn --factory``: settings from ``AMNESTY_*`` environment variables."""
-    return create_app(Settings())  # type: ignore[call-arg]
+    """Factory for ``uvicorn --factory``: settings from ``AMNESTY_*`` environment variables;
+    logs as JSON lines on stderr."""
+    configure_json_logging()
+    return create_app(Settings())

@@ -7,14 +7,15 @@ wrong with the values in it. Bad input is never a 500.
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from starlette.requests import ClientDisconnect
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from ledger.errors import (
     ConflictError,
@@ -58,6 +59,16 @@ class ProblemError(Exception):
         self.extra = extra or {}
 
 
+class ProblemJSONResponse(JSONResponse):
+    """``application/problem+json``, rendered as ASCII: a detail that quotes the client's input
+    (which may hold lone surrogates, not encodable as UTF-8) can never turn a 4xx into a 500."""
+
+    media_type = PROBLEM_JSON
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+
+
 def problem_response(
     status: int,
     title: str,
@@ -79,7 +90,7 @@ def problem_response(
         body["instance"] = instance
     if extra:
         body.update(extra)
-    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+    return ProblemJSONResponse(body, status_code=status, headers=headers)
 
 
 def status_for(exc: LedgerError) -> tuple[int, str, str]:

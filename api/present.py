@@ -1,0 +1,260 @@
+"""Turning core values into wire models: tree heads, entries with proofs, offer diffs.
+
+Pure functions of what the service read; they never reach into the store except through the
+:class:`~api.service.LedgerService` they are given.
+"""
+
+from __future__ import annotations
+
+import base64
+import difflib
+import json
+from typing import Any
+
+from fastapi import Response
+from pydantic import BaseModel
+
+from api import wire
+from api.service import LedgerService, TreeHeadInfo
+from ledger.entry import LogEntry
+from ledger.errors import LedgerError, StorageError
+from ledger.merkle import leaf_hash
+from ledger.protocol.audit import ApplicationSummary, FirstApplicant, FirstApplicantJudgement
+from ledger.protocol.commitments import check_commitments
+from ledger.protocol.records import ApplicationRecord
+from ledger.protocol.state import ProtocolState
+from ledger.statement import parse_statement
+from ledger.tlogproof import TlogProof, format_tlog_proof
+
+
+def json_response(model: BaseModel, status_code: int = 200) -> Response:
+    """``model`` serialized once, by pydantic-core (FastAPI would validate it again and encode it
+    twice): routes declare their ``response_model`` for the schema and return this."""
+    return Response(
+        model.model_dump_json(by_alias=True), status_code=status_code, media_type="application/json"
+    )
+
+
+def b64(data: bytes) -> str:
+    """Standard base64 with padding."""
+    return base64.b64encode(data).decode("ascii")
+
+
+def tree_head(info: TreeHeadInfo) -> wire.TreeHead:
+    """The wire form of a tree head."""
+    return wire.TreeHead(
+        origin=info.origin,
+        size=info.size,
+        root_hash=b64(info.root_hash),
+        checkpoint=info.note.decode("utf-8"),
+        checkpoint_size=info.signed.size,
+        consistency_proof=[b64(h) for h in info.consistency],
+    )
+
+
+def entry_view(index: int, data: bytes, proof: list[bytes]) -> wire.EntryView:
+    """An entry as stored, decoded, with its inclusion proof.
+
+    Raises :class:`StorageError` if the stored bytes do not decode: the store holds only what
+    the sequencer admitted, so that would mean a corrupted store, not bad input.
+    """
+    try:
+        entry = LogEntry.decode(data)
+        signed = parse_statement(entry.statement.encode("utf-8"))
+    except LedgerError as exc:
+        raise StorageError(f"couldn't decode stored entry {index}: {exc}") from exc
+    statement = signed.statement
+    return wire.EntryView(
+        index=entry.index,
+        log_time_ms=entry.log_time_ms,
+        prev=b64(entry.prev),
+        leaf_hash=b64(leaf_hash(data)),
+        entry_b64=b64(data),
+        statement=wire.StatementView(
+            statement_id=statement.statement_id.hex(),
+            type=statement.type,
+            v=statement.v,
+            origin=statement.origin,
+            signers=list(statement.signers),
+            time_ms=statement.time_ms,
+            body=dict(statement.body),
+            note=entry.statement,
+        ),
+        inclusion_proof=[b64(h) for h in proof],
+    )
+
+
+def entry_at(service: LedgerService, index: int, head: TreeHeadInfo) -> wire.EntryView:
+    """Entry ``index`` with its inclusion proof in the tree of ``head``."""
+    data = service.entry(index, head.size)
+    return entry_view(index, data, service.proofs.inclusion(index, head.size))
+
+
+def tlog_proof_text(view: wire.EntryView, head: TreeHeadInfo) -> str:
+    """The C2SP tlog-proof of ``view`` against ``head``'s checkpoint (sizes must be equal)."""
+    assert head.size == head.signed.size, "a tlog-proof needs the checkpoint of its own size"
+    proof = TlogProof(
+        index=view.index,
+        hashes=tuple(base64.b64decode(h) for h in view.inclusion_proof),
+        checkpoint=head.note,
+    )
+    return format_tlog_proof(proof).decode("utf-8")
+
+
+# -- offer diffs ----------------------------------------------------------------------------------
+
+_TEXT_SECTIONS = ("title", "issuer", "preamble", "found_in_the_wild")
+_LIST_SECTIONS = ("eligibility_criteria", "conditions", "restriction_categories", "commitments")
+
+
+def diff_terms(
+    old_version: int, old: dict[str, Any], new_version: int, new: dict[str, Any]
+) -> wire.OfferDiff:
+    """What changed between two versions of the terms (JSON data of :class:`OfferTerms`)."""
+    changes: list[wire.TermChange] = []
+    summary: list[str] = []
+    for section in _TEXT_SECTIONS:
+        if old.get(section) != new.get(section):
+            changes.append(
+                wire.TermChange(
+                    section=section,
+                    id=None,
+                    change="changed",
+                    field=None,
+                    old=old.get(section),
+                    new=new.get(section),
+                )
+            )
+            summary.append(f"The {section.replace('_', ' ')} was reworded.")
+    for section in _LIST_SECTIONS:
+        before = {item["id"]: item for item in old.get(section, [])}
+        after = {item["id"]: item for item in new.get(section, [])}
+        label = section.replace("_", " ")
+        for item_id, item in after.items():
+            if item_id not in before:
+                changes.append(
+                    wire.TermChange(
+                        section=section, id=item_id, change="added", field=None, new=item
+                    )
+                )
+                summary.append(f"Added to {label}: {item_id}.")
+        for item_id, item in before.items():
+            if item_id not in after:
+                changes.append(
+                    wire.TermChange(
+                        section=section, id=item_id, change="removed", field=None, old=item
+                    )
+                )
+                summary.append(f"Removed from {label}: {item_id}.")
+        for item_id in before.keys() & after.keys():
+            a, b = before[item_id], after[item_id]
+            for name in sorted((a.keys() | b.keys()) - {"id"}):
+                if a.get(name) != b.get(name):
+                    changes.append(
+                        wire.TermChange(
+                            section=section,
+                            id=item_id,
+                            change="changed",
+                            field=name,
+                            old=a.get(name),
+                            new=b.get(name),
+                        )
+                    )
+                    if name == "days":
+                        summary.append(
+                            f"{label} {item_id}: {a.get(name)} days became {b.get(name)} days."
+                        )
+                    else:
+                        summary.append(f"{label} {item_id}: its {name} changed.")
+    unified = "".join(
+        difflib.unified_diff(
+            json.dumps(old, indent=2, ensure_ascii=False).splitlines(keepends=True),
+            json.dumps(new, indent=2, ensure_ascii=False).splitlines(keepends=True),
+            fromfile=f"version {old_version}",
+            tofile=f"version {new_version}",
+        )
+    )
+    return wire.OfferDiff(
+        from_version=old_version,
+        to_version=new_version,
+        summary=summary or ["No change to the terms."],
+        changes=changes,
+        unified_diff=unified,
+    )
+
+
+# -- protocol views -------------------------------------------------------------------------------
+
+
+def application_summary(state: ProtocolState, app: ApplicationRecord) -> ApplicationSummary:
+    """An application and its outcome, as the precedent report shows it."""
+    return ApplicationSummary(
+        index=app.index,
+        subject_id=app.subject_id,
+        log_time_ms=app.log_time_ms,
+        offer_version=state.offer_at(app.offer_index).version,
+        outcome=app.outcome,
+        closed_by=app.closed_by,
+        closed_at_ms=app.closed_at_ms,
+        findings=dict(sorted(app.findings.items())),
+        restrictions=list(app.restrictions),
+    )
+
+
+def precedent_summary(
+    state: ProtocolState, head: TreeHeadInfo, audit_time_ms: int
+) -> wire.PrecedentSummary:
+    """The verdict on every commitment, the first applicant's treatment, and totals, judged
+    at ``audit_time_ms`` (the same rules as the full report, without the per-subject lists)."""
+    checks = check_commitments(state, audit_time_ms=audit_time_ms)
+    first = next(iter(state.applications.values()), None)
+    first_applicant = None
+    if first is not None:
+        subject = state.subjects[first.subject_id]
+        first_applicant = FirstApplicant(
+            subject_id=subject.subject_id,
+            name=subject.name,
+            standing=subject.standing,
+            application=application_summary(state, first),
+            judgements=[
+                FirstApplicantJudgement(
+                    commitment=check.id,
+                    index=j.index,
+                    subject_id=j.subject_id,
+                    status=j.status,
+                    reason=j.reason,
+                    evidence=list(j.evidence),
+                )
+                for check in checks
+                for j in check.judgements
+                if j.subject_id == subject.subject_id
+            ],
+        )
+    by_outcome = dict.fromkeys(("open", "granted", "denied", "withdrawn"), 0)
+    granted: set[int] = set()
+    for app in state.applications.values():
+        by_outcome[app.outcome] += 1
+        if app.outcome == "granted":
+            granted.add(app.subject_id)
+    return wire.PrecedentSummary(
+        checkpoint=tree_head(head),
+        audit_time_ms=audit_time_ms,
+        all_commitments_honoured=all(c.status != "broken" for c in checks),
+        commitments=[
+            wire.CommitmentStatus(
+                id=c.id,
+                promise=c.promise,
+                status=c.status,
+                broken_at=[j.index for j in c.judgements if j.status == "broken"],
+                acts_judged=len(c.judgements),
+            )
+            for c in checks
+        ],
+        first_applicant=first_applicant,
+        entries=state.size,
+        applications=len(state.applications),
+        applications_by_outcome=by_outcome,
+        subjects=len(state.subjects),
+        subjects_ever_granted=len(granted),
+        subjects_terminated=sum(1 for s in state.subjects.values() if s.terminated_by),
+    )
