@@ -16,7 +16,7 @@ import gc
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -49,9 +49,14 @@ from api.service import Heads, LedgerService, Proofs, ProtocolReader, load_signe
 from api.settings import Settings
 from api.wire import problem_responses
 from ledger.admission import StatementPolicy
+from ledger.checkpoint import parse_policy
+from ledger.cosigner import Cosigner, ProveFunction, WitnessEndpoint
+from ledger.errors import FatalError
 from ledger.logview import LogView
+from ledger.note import NoteSignature, VerifierKey
 from ledger.sequencer import Sequencer, verify_stored_head
 from ledger.storage.sql import SqlLogStore
+from ledger.witness_client import request_cosignature
 
 log = logging.getLogger("api")
 
@@ -124,7 +129,38 @@ def build_service(settings: Settings) -> LedgerService:
         heads=heads,
         proofs=Proofs(view),
         reader=ProtocolReader(store, heads, view.origin),
+        cosigner=build_cosigner(settings, view) if sequencer is not None else None,
     )
+
+
+def build_cosigner(settings: Settings, view: LogView) -> Cosigner | None:
+    """The witnesses of the log's tlog-policy file that have URLs, asked by a background thread;
+    None without a policy. Only a writing server asks (it signs the checkpoints)."""
+    if settings.witness_policy is None:
+        return None
+    try:
+        policy = parse_policy(settings.witness_policy.read_bytes())
+    except OSError as exc:
+        raise FatalError(
+            f"couldn't read the witness policy {settings.witness_policy}: {exc}"
+        ) from exc
+    endpoints = [WitnessEndpoint(w.url, w.key) for w in policy.witnesses if w.url]
+    if not endpoints:
+        raise FatalError(
+            f"couldn't use the witness policy {settings.witness_policy}: no witness line has a URL"
+        )
+
+    def request(
+        url: str,
+        key: VerifierKey,
+        note: bytes,
+        old: int,
+        proof: Sequence[bytes],
+        prove: ProveFunction,
+    ) -> NoteSignature:
+        return request_cosignature(url, key, note, old, proof, prove=prove)
+
+    return Cosigner(view, endpoints, request, interval_s=settings.witness_interval_s)
 
 
 def _warm_up(service: LedgerService) -> None:
@@ -154,11 +190,15 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         service = build_service(settings)
         app.state.service = service
+        if service.cosigner is not None:
+            service.cosigner.start()
         warm = threading.Thread(target=_warm_up, args=(service,), name="warm-up", daemon=True)
         warm.start()
         try:
             yield
         finally:
+            if service.cosigner is not None:
+                service.cosigner.stop()
             if service.sequencer is not None:
                 service.sequencer.stop()
             warm.join(timeout=5)

@@ -41,6 +41,7 @@ from api.problems import ProblemError
 from api.settings import Settings
 from ledger.admission import logged_statement
 from ledger.checkpoint import open_checkpoint
+from ledger.cosigner import Cosigner
 from ledger.entry import LogEntry
 from ledger.errors import FatalError, LedgerError, MalformedError, StorageError
 from ledger.logview import LogView, NotFoundError, SignedCheckpoint
@@ -415,6 +416,7 @@ class LedgerService:
     heads: Heads
     proofs: Proofs
     reader: ProtocolReader
+    cosigner: Cosigner | None = None
     precedents: PrecedentCache = field(default_factory=PrecedentCache)
     waiting: Waiting = field(default_factory=Waiting)
     _fresh: dict[str, tuple[float, int, object]] = field(default_factory=dict)

@@ -27,3 +27,9 @@ class Settings(BaseSettings):
     write_burst: int = Field(default=1_000, ge=1)
     healthy_checkpoint_age_s: int = Field(default=3600, ge=1)
     cors_origins: tuple[str, ...] = ("*",)
+    witness_policy: Path | None = Field(
+        default=None,
+        description="a C2SP tlog-policy file; every `witness <name> <vkey> <url>` line with a "
+        "URL is asked to cosign each new checkpoint (C2SP tlog-witness)",
+    )
+    witness_interval_s: float = Field(default=0.5, gt=0, description="seconds between rounds")

@@ -174,6 +174,13 @@ def serve(
         Path | None, typer.Option("--key", help="log key file (default: the one given to init)")
     ] = None,
     read_only: Annotated[bool, typer.Option("--read-only", help="serve reads only")] = False,
+    witness_policy: Annotated[
+        Path | None,
+        typer.Option(
+            "--witness-policy",
+            help="tlog-policy file; its witnesses with URLs are asked to cosign every checkpoint",
+        ),
+    ] = None,
     workers: Annotated[
         int,
         typer.Option(
@@ -197,7 +204,7 @@ def serve(
 
     configure_json_logging(log_level.upper())
     try:
-        settings = Settings(db=db, key_path=key, read_only=read_only)
+        settings = Settings(db=db, key_path=key, read_only=read_only, witness_policy=witness_policy)
         if workers == 1:
             uvicorn.run(
                 create_app(settings), host=host, port=port, log_level=log_level, access_log=False
@@ -208,6 +215,8 @@ def serve(
         os.environ["AMNESTY_READ_ONLY"] = "true" if read_only else "false"
         if key is not None:
             os.environ["AMNESTY_KEY_PATH"] = str(key.resolve())
+        if witness_policy is not None:
+            os.environ["AMNESTY_WITNESS_POLICY"] = str(witness_policy.resolve())
         uvicorn.run(
             "api.app:app_from_env",
             factory=True,

@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import httpx
@@ -43,9 +43,12 @@ def make_demo_log(folder: Path) -> str:
 class Server:
     """An ``amnesty serve`` process on a loopback port."""
 
-    def __init__(self, db: str, log_path: Path, *, read_only: bool = False) -> None:
+    def __init__(
+        self, db: str, log_path: Path, *, read_only: bool = False, extra: Sequence[str] = ()
+    ) -> None:
         self.db = db
         self.read_only = read_only
+        self.extra = tuple(extra)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
@@ -69,6 +72,7 @@ class Server:
                     "--log-level",
                     "warning",
                     *(["--read-only"] if self.read_only else []),
+                    *self.extra,
                 ],
                 cwd=REPO,
                 stdout=log,

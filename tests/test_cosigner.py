@@ -21,9 +21,10 @@ from ledger.logview import LogView
 from ledger.merkle import leaf_hash
 from ledger.note import NoteSignature, VerifierKey
 from ledger.sequencer import Sequencer
+from ledger.storage.sql import SqlLogStore
 from ledger.tlogproof import open_tlog_proof, parse_tlog_proof
 from ledger.witness_client import request_cosignature
-from tests.livelog import REPO, free_port
+from tests.livelog import REPO, Attester, Server, free_port, make_demo_log
 from tests.support import OpaquePolicy, create_log, make_signer
 
 
@@ -144,3 +145,48 @@ def test_an_unreachable_witness_is_reported_and_does_not_block(tmp_path: Path) -
     assert cosigner.cosign_latest() == 0
     assert key.vkey() in cosigner.failures
     assert view.witnessed(view.latest()) == view.latest().note
+
+
+def test_a_served_log_publishes_witnessed_checkpoints(tmp_path: Path) -> None:
+    """``amnesty serve --witness-policy``: the service's cosigner gets every new checkpoint
+    cosigned, and ``/checkpoint`` serves it with the cosignatures."""
+    db = make_demo_log(tmp_path)
+    store = SqlLogStore(db)
+    log_vkey, origin = store.identity().log_vkey, store.identity().origin
+    store.close()
+    with (
+        witness(tmp_path, "w1", log_vkey) as (url1, vkey1),
+        witness(tmp_path, "w2", log_vkey) as (url2, vkey2),
+    ):
+        policy_file = tmp_path / "policy.txt"
+        policy_file.write_text(
+            f"log {log_vkey}\nwitness w1 {vkey1} {url1}\nwitness w2 {vkey2} {url2}\n"
+            "group both 2 w1 w2\nquorum both\n"
+        )
+        trust = parse_policy(policy_file.read_text())
+        server = Server(db, tmp_path / "server.log", extra=["--witness-policy", str(policy_file)])
+        server.start()
+        try:
+            attester = Attester(db, origin)
+            for round_number in range(3):
+                response = httpx.post(
+                    server.url + "/v1/statements",
+                    content=attester.next(str(round_number)),
+                    timeout=10,
+                )
+                assert response.status_code == 201, response.text
+                size = response.json()["index"] + 1
+                deadline = time.monotonic() + 20
+                while True:
+                    note = httpx.get(server.url + "/checkpoint", timeout=10).content
+                    try:
+                        if open_witnessed_checkpoint(note, trust).size == size:
+                            break
+                    except SignatureError:
+                        pass
+                    assert time.monotonic() < deadline, (
+                        f"checkpoint {size} was not witnessed: {note!r}"
+                    )
+                    time.sleep(0.1)
+        finally:
+            server.stop()
