@@ -31,7 +31,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, TypeVar, cast
 
@@ -506,7 +506,7 @@ class LedgerService:
         keys = self.subject_index_keys(query.subject)
         found: dict[int, bytes] = {}
         for key in keys:
-            for index, data in self.store.query_entries(_with_subject(query, key)):
+            for index, data in self.store.query_entries(replace(query, subject=key)):
                 found[index] = data
         return [(i, found[i]) for i in sorted(found)[: query.limit]]
 
@@ -646,19 +646,6 @@ class LedgerService:
             m.pending.set(self.sequencer.pending)
             if self.sequencer.last_signed_ms:
                 m.checkpoint_age.set((now_ms() - self.sequencer.last_signed_ms) / 1000)
-
-
-def _with_subject(query: EntryQuery, subject: str) -> EntryQuery:
-    return EntryQuery(
-        after=query.after,
-        limit=query.limit,
-        statement_type=query.statement_type,
-        subject=subject,
-        signer=query.signer,
-        since_ms=query.since_ms,
-        until_ms=query.until_ms,
-        below_size=query.below_size,
-    )
 
 
 def _summary(head: TreeHeadInfo) -> dict[str, Any]:

@@ -12,6 +12,7 @@ percentiles, and the age of the checkpoint that covers each entry when its recei
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import statistics
 import sys
 import tempfile
@@ -27,10 +28,45 @@ from ledger.storage.sql import SqlLogStore
 from tests.livelog import Attester, Server, make_demo_log
 
 
+def _client_process(
+    url: str, statements: list[bytes], threads: int, results: multiprocessing.Queue[object]
+) -> None:
+    """Submit ``statements`` from ``threads`` threads; put (latencies, failures) on ``results``."""
+    lock = threading.Lock()
+    cursor = iter(statements)
+    latencies: list[float] = []
+    failures: list[str] = []
+
+    def client() -> None:
+        with httpx.Client(timeout=60) as http:
+            while True:
+                with lock:
+                    data = next(cursor, None)
+                if data is None:
+                    return
+                started = time.perf_counter()
+                response = http.post(url + "/v1/statements", content=data)
+                elapsed = time.perf_counter() - started
+                with lock:
+                    if response.status_code == 201:
+                        latencies.append(elapsed)
+                    else:
+                        failures.append(f"{response.status_code} {response.text[:200]}")
+
+    pool = [threading.Thread(target=client) for _ in range(threads)]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join()
+    results.put((latencies, failures))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--statements", type=int, default=5000)
-    parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--clients", type=int, default=32, help="concurrent clients in all")
+    parser.add_argument("--client-processes", type=int, default=4)
+    parser.add_argument("--workers", type=int, default=1, help="server processes (serve --workers)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="amnesty-http-bench-") as tmp:
         folder = Path(tmp)
@@ -40,36 +76,31 @@ def main() -> None:
         attester = Attester(db, origin)
         store.close()
         statements = [attester.next(f"bench {i}") for i in range(args.statements)]
-        server = Server(db, folder / "server.log")
+        extra = ["--workers", str(args.workers)] if args.workers > 1 else []
+        server = Server(db, folder / "server.log", extra=extra)
         server.start()
+        # Clients in several processes (threads within each), so that the load generator's
+        # own GIL does not cap the rate it can offer.
+        context = multiprocessing.get_context("spawn")
+        results = context.Queue()
+        share = [statements[i :: args.client_processes] for i in range(args.client_processes)]
+        threads_each = max(1, args.clients // args.client_processes)
+        processes = [
+            context.Process(target=_client_process, args=(server.url, part, threads_each, results))
+            for part in share
+        ]
+        started = time.perf_counter()
+        for process in processes:
+            process.start()
         latencies: list[float] = []
         failures: list[str] = []
-        lock = threading.Lock()
-        cursor = iter(statements)
-
-        def client() -> None:
-            with httpx.Client(timeout=60) as http:
-                while True:
-                    with lock:
-                        data = next(cursor, None)
-                    if data is None:
-                        return
-                    started = time.perf_counter()
-                    response = http.post(server.url + "/v1/statements", content=data)
-                    elapsed = time.perf_counter() - started
-                    with lock:
-                        if response.status_code == 201:
-                            latencies.append(elapsed)
-                        else:
-                            failures.append(f"{response.status_code} {response.text[:200]}")
-
-        threads = [threading.Thread(target=client) for _ in range(args.clients)]
-        started = time.perf_counter()
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        for _ in processes:
+            got, failed = results.get()
+            latencies.extend(got)
+            failures.extend(failed)
         elapsed = time.perf_counter() - started
+        for process in processes:
+            process.join()
         server.stop()
     if failures:
         print(f"{len(failures)} failures, first: {failures[0]}", file=sys.stderr)
