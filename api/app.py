@@ -220,17 +220,18 @@ def create_app(settings: Settings) -> FastAPI:
         responses=problem_responses(400, 404, 422, 503),
     )
     install_problem_handlers(app)
+    # The hot paths first (tlog-tiles reads, submissions): routes are matched in this order.
     for module in (
+        tlog,
+        statements,
+        entries,
+        proofs,
         web,
         llms,
         offers,
         precedent,
         subjects,
-        entries,
-        proofs,
         applications,
-        statements,
-        tlog,
         schemas,
         health,
     ):

@@ -178,6 +178,10 @@ class LogView:
     def inclusion_proof(self, index: int, size: int) -> list[bytes]:
         """RFC 9162 inclusion proof of entry ``index`` in the tree of ``size`` entries."""
         self._check_size(size)
+        return self._inclusion_proof(index, size)
+
+    def _inclusion_proof(self, index: int, size: int) -> list[bytes]:
+        """The proof, for a ``size`` already known to be one this log has reached."""
         if not 0 <= index < size:
             raise MalformedError(
                 f"couldn't prove inclusion: index {index} is not below size {size}"
@@ -195,13 +199,24 @@ class LogView:
         with self._tiles_lock:
             return consistency_proof(size1, size2, self.node_reader(size2))
 
-    def tlog_proof(self, index: int, checkpoint: SignedCheckpoint | None = None) -> bytes:
-        """A C2SP ``tlog-proof`` file for entry ``index`` against ``checkpoint`` (default latest)."""
+    def tlog_proof(
+        self,
+        index: int,
+        checkpoint: SignedCheckpoint | None = None,
+        *,
+        with_cosignatures: bool = True,
+    ) -> bytes:
+        """A C2SP ``tlog-proof`` file for entry ``index`` against ``checkpoint`` (default latest),
+        carrying the witness cosignatures kept for it unless ``with_cosignatures`` is false (a
+        receipt for a checkpoint just signed: witnesses have not been asked yet).
+
+        A given ``checkpoint`` is a :class:`SignedCheckpoint`, whose log signature was verified:
+        this log signed that size, so its tiles exist and no other check of the size is needed.
+        """
         signed = checkpoint if checkpoint is not None else self.latest()
-        proof = self.inclusion_proof(index, signed.size)
-        return format_tlog_proof(
-            TlogProof(index=index, hashes=tuple(proof), checkpoint=self.witnessed(signed))
-        )
+        proof = self._inclusion_proof(index, signed.size)
+        note = self.witnessed(signed) if with_cosignatures else signed.note
+        return format_tlog_proof(TlogProof(index=index, hashes=tuple(proof), checkpoint=note))
 
     def leaf_hash(self, index: int) -> bytes:
         """The RFC 6962 leaf hash of entry ``index``."""

@@ -73,7 +73,7 @@ async def submit_statement(
 def build_receipt(service: LedgerService, receipt: Receipt) -> SubmissionReceipt:
     """Assemble the receipt, with a tlog-proof against the checkpoint that covers the entry."""
     signed = service.view.open(receipt.checkpoint)
-    proof = service.view.tlog_proof(receipt.index, signed)
+    proof = service.view.tlog_proof(receipt.index, signed, with_cosignatures=False)
     return SubmissionReceipt(
         index=receipt.index,
         duplicate=receipt.duplicate,
