@@ -7,7 +7,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -21,7 +21,7 @@ from ledger.cli import (
     read_signer,
     write_private_key,
 )
-from ledger.errors import LedgerError
+from ledger.errors import LedgerError, MalformedError
 from ledger.merkle import EMPTY_ROOT, leaf_hash
 
 
@@ -151,51 +151,71 @@ def audit(
 ) -> None:
     """Verify the log and compute its precedent report: how every applicant was treated and
     whether every commitment held. Exit 0 when all held, 1 when any is broken."""
-    from ledger.admission import ReplayCheck
     from ledger.cli import open_source
-    from ledger.protocol.audit import precedent_report, render_precedent_text
-    from ledger.verify import verify_log
+    from ledger.protocol.audit import render_precedent_text
+    from ledger.verify import verify_ledger
 
     log_source, log_key = open_source(source, vkey)
-    check = ReplayCheck(log_key.name, limit=at)
-    with progress_bar(quiet) as bar:
-        task = bar.add_task("replaying", total=None)
-        try:
-            verified = verify_log(
-                log_source,
-                log_key,
-                entry_check=check,
-                progress=lambda done, total: bar.update(task, completed=done, total=total),
-            )
-        except LedgerError as exc:
-            fail(f"couldn't audit: the log failed verification: {exc}", 1)
-    checkpoint = verified.checkpoint
-    if at is not None and at > checkpoint.size:
-        fail(f"couldn't audit at size {at}: the log has {checkpoint.size} entries")
-    size = checkpoint.size if at is None else at
-    root = checkpoint.root_hash if size == checkpoint.size else check.root_at_limit
-    assert root is not None
-    audit_time = (
-        time_ms if time_ms is not None else max(time.time_ns() // 1_000_000, check.last_log_time_ms)
-    )
+    now = time.time_ns() // 1_000_000
     try:
-        report = precedent_report(
-            check.state,
-            checkpoint={
-                "origin": checkpoint.origin,
-                "size": size,
-                "root_hash_b64": base64.b64encode(root).decode(),
-            },
-            audit_time_ms=audit_time,
-        )
+        if at is None:
+            # The latest checkpoint: the full verifier, statements checked on every core.
+            with progress_bar(quiet) as bar:
+                task = bar.add_task("verifying", total=None)
+                verified = verify_ledger(
+                    log_source,
+                    log_key,
+                    fetch_threads=8 if source.startswith(("http://", "https://")) else 1,
+                    progress=lambda done, total: bar.update(task, completed=done, total=total),
+                )
+            report = verified.precedent_report(
+                time_ms if time_ms is not None else max(now, verified.last_log_time_ms)
+            )
+        else:
+            report = _audit_at(log_source, log_key, at, time_ms, now, quiet)
     except LedgerError as exc:
-        fail(str(exc), 1)
+        fail(f"couldn't audit: {exc}", 1)
     if as_json:
         emit(report, True, "")
     else:
         sys.stdout.write(render_precedent_text(report))
     if not report["all_commitments_honoured"]:
         raise typer.Exit(1)
+
+
+def _audit_at(
+    log_source: Any, log_key: Any, at: int, time_ms: int | None, now: int, quiet: bool
+) -> dict[str, Any]:
+    """The report as of tree size ``at``: the whole log is verified against its latest
+    checkpoint, and the protocol replayed up to ``at``, whose root the verified chain vouches
+    for (entry ``at``'s ``prev``)."""
+    from ledger.admission import ReplayCheck
+    from ledger.protocol.audit import precedent_report
+    from ledger.verify import verify_log
+
+    check = ReplayCheck(log_key.name, limit=at)
+    with progress_bar(quiet) as bar:
+        task = bar.add_task("replaying", total=None)
+        verified = verify_log(
+            log_source,
+            log_key,
+            entry_check=check,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )
+    checkpoint = verified.checkpoint
+    if at > checkpoint.size:
+        raise MalformedError(f"couldn't audit at size {at}: the log has {checkpoint.size} entries")
+    root = checkpoint.root_hash if at == checkpoint.size else check.root_at_limit
+    assert root is not None
+    return precedent_report(
+        check.state,
+        checkpoint={
+            "origin": checkpoint.origin,
+            "size": at,
+            "root_hash_b64": base64.b64encode(root).decode(),
+        },
+        audit_time_ms=time_ms if time_ms is not None else max(now, check.last_log_time_ms),
+    )
 
 
 def register(app: typer.Typer) -> None:
