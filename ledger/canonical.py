@@ -37,7 +37,9 @@ from __future__ import annotations
 import codecs
 import itertools
 import json
+import json.encoder
 import re
+from collections.abc import Callable
 from typing import TypeAlias
 
 import rfc8785
@@ -65,8 +67,34 @@ _ENCODER = json.JSONEncoder(
     sort_keys=True,
     separators=(",", ":"),
 )
+_C_ENCODER: Callable[[object, int], list[str]] | None = (
+    None
+    if json.encoder.c_make_encoder is None  # type: ignore[attr-defined]
+    else json.encoder.c_make_encoder(  # type: ignore[attr-defined]
+        None,  # no circular check (check_circular=False)
+        _ENCODER.default,
+        json.encoder.encode_basestring,  # ensure_ascii=False
+        None,  # no indent
+        _ENCODER.key_separator,
+        _ENCODER.item_separator,
+        True,  # sort_keys
+        False,  # skipkeys
+        False,  # allow_nan
+    )
+)
+"""The C encoder that ``_ENCODER.encode`` builds afresh on every call, built once."""
+
+
+def _encode(value: object) -> str:
+    """``_ENCODER.encode(value)``: the same C encoder with the same settings, without the
+    per-call set-up."""
+    if _C_ENCODER is None:
+        return _ENCODER.encode(value)
+    return "".join(_C_ENCODER(value, 0))
+
+
 # UTF-8 lead bytes of characters beyond U+FFFF (F5..FF never occur in valid UTF-8).
-_ASTRAL_LEAD_BYTE = re.compile(rb"[\xf0-\xf4]")
+_ASTRAL_LEAD_BYTES = b"\xf0\xf1\xf2\xf3\xf4"
 _STRUCTURE = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]', re.DOTALL)
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _WHITESPACE_TOKENS = frozenset((b" ", b"\t", b"\r", b"\n"))
@@ -121,8 +149,8 @@ def canonical_dumps(value: JSONValue) -> bytes:
     # The C encoder spells every admitted value exactly as RFC 8785 does, except that it sorts
     # object keys by code point where JCS sorts by UTF-16 code unit; the two orders differ only
     # when characters beyond U+FFFF are present, and then the rfc8785 package decides.
-    encoded = _ENCODER.encode(value).encode("utf-8")
-    if not encoded.isascii() and _ASTRAL_LEAD_BYTE.search(encoded) is not None:
+    encoded = _encode(value).encode("utf-8")
+    if not encoded.isascii() and has_astral(encoded):
         encoded = rfc8785.dumps(value)
     if len(encoded) > MAX_DOCUMENT_BYTES:
         raise CanonicalJSONError(
@@ -158,15 +186,19 @@ def parse_canonical(
             f"invalid UTF-8 (bytes {bad}: {exc.reason})", byte_offset=exc.start
         ) from None
     _check_depth(text, max_depth)
+    # Without a run of 16 digits anywhere, every integer literal is within ±(2^53 − 1), and
+    # the C parser may convert them itself; a "-0" then reads as 0 and the document differs
+    # from its re-encoding, which _locate explains as before.
+    decoder = _FAST_DECODER if _LONG_DIGIT_RUN in data.translate(_DIGITS) else _PLAIN_DECODER
     try:
-        value = _FAST_DECODER.decode(text)
+        value = decoder.decode(text)
     except json.JSONDecodeError as exc:
         raise CanonicalJSONError(
             f"invalid JSON: {exc.msg}", byte_offset=_byte_offset(text, exc.pos)
         ) from None
     try:
-        if data.isascii() or _ASTRAL_LEAD_BYTE.search(data) is None:
-            encoded = _ENCODER.encode(value).encode("utf-8")
+        if data.isascii() or not has_astral(data):
+            encoded = _encode(value).encode("utf-8")
         else:
             encoded = rfc8785.dumps(value)
     except (TypeError, UnicodeEncodeError, rfc8785.CanonicalizationError):
@@ -175,6 +207,12 @@ def parse_canonical(
     if encoded != data:
         raise _locate(data, text, max_depth) from None
     return value  # type: ignore[no-any-return]
+
+
+def has_astral(data: bytes) -> bool:
+    """Whether the UTF-8 ``data`` holds a character beyond U+FFFF (one of its lead bytes):
+    deleting them changes the length only if there is one, at C speed."""
+    return len(data.translate(None, _ASTRAL_LEAD_BYTES)) != len(data)
 
 
 def _locate(data: bytes, text: str, max_depth: int) -> CanonicalJSONError:
@@ -392,6 +430,14 @@ def _token_at(data: bytes, offset: int) -> bytes:
 _FAST_DECODER = json.JSONDecoder(
     parse_int=_int_hook, parse_float=_float_hook, parse_constant=_constant_hook
 )
+_PLAIN_DECODER = json.JSONDecoder(parse_float=_float_hook, parse_constant=_constant_hook)
+""":data:`_FAST_DECODER` with the C parser's own integers, for documents whose integer
+literals have at most 15 digits (so no ``_int_hook`` refusal but ``-0``, which re-encodes
+differently and is then located by :func:`_locate`)."""
+_DIGITS = bytes(0x30 if 0x30 <= byte <= 0x39 else 0x2E for byte in range(256))
+"""Translation table: every ASCII digit to ``0``, every other byte to ``.``."""
+_LONG_DIGIT_RUN = b"0" * (_MAX_INTEGER_LITERAL - 1)
+"""16 digits in a row: where an integer literal outside ±(2^53 − 1) could be."""
 _CHECKING_DECODER = json.JSONDecoder(
     object_pairs_hook=_object_hook,
     parse_int=_int_hook,

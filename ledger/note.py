@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import re
 import secrets
@@ -57,8 +58,21 @@ ED25519_SIGNATURE_SIZE: Final = 64
 PRIVATE_KEY_PREFIX: Final = "PRIVATE+KEY+"
 
 _CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f]")
+_CONTROL_BYTES = bytes(range(0x0A)) + bytes(range(0x0B, 0x20))
+"""The bytes :data:`_CONTROL` matches. In UTF-8 they only ever encode those very characters
+(every byte of a multi-byte sequence is >= 0x80), so a UTF-8 encoding without them is a text
+without a match: :func:`_find_control` checks the bytes at C speed and runs the regex only to
+locate a character it found."""
 _HEX8 = re.compile(r"[0-9a-f]{8}")
 _EXCERPT_CHARS = 80
+
+
+def _find_control(text: str, encoded: bytes) -> re.Match[str] | None:
+    """``_CONTROL.search(text)``, given ``encoded``, the UTF-8 (or ``surrogatepass``) encoding
+    of ``text``: deleting the control bytes changes the length only if there is one."""
+    if len(encoded.translate(None, _CONTROL_BYTES)) == len(encoded):
+        return None
+    return _CONTROL.search(text)
 
 
 def excerpt(value: str | bytes) -> str:
@@ -94,7 +108,27 @@ def check_key_name(name: str) -> None:
 
     Valid: non-empty, encodable as UTF-8, no ``+``, no Unicode space (``str.isspace``, a superset
     of Go's ``unicode.IsSpace``) and no ASCII control character (a note may not contain one).
+    Valid names of up to :data:`_CACHED_NAME_CHARS` characters are remembered
+    (:func:`_check_str_key_name`): a verifier meets the same few names on a million signature
+    lines.
     """
+    if type(name) is str and len(name) <= _CACHED_NAME_CHARS:
+        _check_str_key_name(name)
+    else:
+        _check_key_name(name)
+
+
+_CACHED_NAME_CHARS: Final = 256
+"""Longest key name :func:`check_key_name` remembers, so that its cache stays small."""
+
+
+@functools.lru_cache(maxsize=4096)
+def _check_str_key_name(name: str) -> None:
+    """:func:`_check_key_name`, cached for valid names (a refusal raises, so is never cached)."""
+    _check_key_name(name)
+
+
+def _check_key_name(name: str) -> None:
     if not name:
         raise MalformedError("couldn't accept key name '': it is empty")
     if "+" in name:
@@ -352,12 +386,14 @@ class NoteSignature:
         return self.name == key.name and self.key_id == key.key_id
 
 
-def _check_text(text: str, what: str) -> None:
+def _check_text(text: str, what: str, encoded: bytes | None = None) -> None:
+    """Refuse a note text that does not end in a newline or holds a control character.
+    ``encoded``, when given, is ``text`` encoded as UTF-8 (see :func:`_find_control`)."""
     if not text.endswith("\n"):
         raise MalformedError(
             f"couldn't accept {what} {excerpt(text)}: it does not end in a newline"
         )
-    control = _CONTROL.search(text)
+    control = _CONTROL.search(text) if encoded is None else _find_control(text, encoded)
     if control is not None:
         raise MalformedError(
             f"couldn't accept {what} {excerpt(text)}: control character "
@@ -377,11 +413,23 @@ class Note:
     signatures: tuple[NoteSignature, ...]
 
     def __post_init__(self) -> None:
-        _check_text(self.text, "note text")
-        try:
-            self.text.encode("utf-8")
-        except UnicodeEncodeError as err:
-            raise MalformedError(f"couldn't accept note text: {err.reason}") from None
+        # Encode first (its failure is reported after _check_text's refusals, as before), so
+        # that _check_text can look for control characters in the bytes.
+        encoded: bytes | None = None
+        encode_error: UnicodeEncodeError | None = None
+        if type(self.text) is str:
+            try:
+                encoded = self.text.encode("utf-8")
+            except UnicodeEncodeError as err:
+                encode_error = err
+        _check_text(self.text, "note text", encoded)
+        if encode_error is not None:
+            raise MalformedError(f"couldn't accept note text: {encode_error.reason}") from None
+        if encoded is None:
+            try:
+                self.text.encode("utf-8")
+            except UnicodeEncodeError as err:
+                raise MalformedError(f"couldn't accept note text: {err.reason}") from None
         if not self.signatures:
             raise MalformedError(f"couldn't accept note {excerpt(self.text)}: it has no signature")
         if len(self.signatures) > MAX_SIGNATURES:
@@ -425,9 +473,14 @@ def parse_note(data: bytes | str) -> Note:
             raise MalformedError(
                 f"couldn't parse note: invalid UTF-8 at byte {err.start}: {err.reason}"
             ) from None
+        control = _find_control(message, data)
     else:
         message = data
-    control = _CONTROL.search(message)
+        control = (
+            _find_control(message, message.encode("utf-8", "surrogatepass"))
+            if type(message) is str
+            else _CONTROL.search(message)
+        )
     if control is not None:
         raise MalformedError(
             f"couldn't parse note {excerpt(message)}: control character "
