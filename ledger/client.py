@@ -73,7 +73,7 @@ def _raise_for(response: httpx.Response, what: str) -> None:
 class HttpLogSource:
     """Reads a log's checkpoint and tiles over HTTP from ``base_url`` (a tlog-tiles prefix)."""
 
-    def __init__(self, base_url: str, *, client: httpx.Client | None = None, timeout: float = 30):
+    def __init__(self, base_url: str, *, client: httpx.Client | None = None, timeout: float = 120):
         self.base_url = base_url.rstrip("/")
         self._client = client or httpx.Client(
             timeout=timeout, headers={"User-Agent": USER_AGENT}, follow_redirects=False
