@@ -21,11 +21,14 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
+    Task,
     TaskProgressColumn,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.text import Text
 
 from ledger.checkpoint import Checkpoint, sign_checkpoint
 from ledger.errors import LedgerError
@@ -87,6 +90,14 @@ def read_signer(path: Path) -> Signer:
         fail(f"couldn't load key {path}: {exc}")
 
 
+class _Rate(ProgressColumn):
+    """Entries per second."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text("" if speed is None else f"{speed:,.0f} entries/s", style="progress.data.speed")
+
+
 def progress_bar(quiet: bool = False) -> Progress:
     """A rich progress bar with rate and ETA, on stderr (``quiet`` hides it)."""
     return Progress(
@@ -94,6 +105,7 @@ def progress_bar(quiet: bool = False) -> Progress:
         BarColumn(),
         MofNCompleteColumn(),
         TaskProgressColumn(),
+        _Rate(),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
         console=stderr,

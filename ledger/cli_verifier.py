@@ -17,19 +17,8 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    ProgressColumn,
-    Task,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
-from rich.text import Text
 
-from ledger.cli import JsonOption, _parse_vkey, emit, fail, open_source, stderr
+from ledger.cli import JsonOption, _parse_vkey, emit, fail, open_source, progress_bar, stderr
 from ledger.errors import LedgerError, RefusedError, VerificationError
 from ledger.note import VerifierKey
 from ledger.trust import TrustState, load_trust_state, save_trust_state
@@ -59,27 +48,6 @@ evidence_app = typer.Typer(help="Split-view evidence files.", no_args_is_help=Tr
 
 SCHEMAS = Path(__file__).resolve().parent.parent / "schemas"
 """The statements' JSON Schemas published with a mirror (beside the ``ledger`` package)."""
-
-
-class _Rate(ProgressColumn):
-    """Entries per second."""
-
-    def render(self, task: Task) -> Text:
-        speed = task.finished_speed or task.speed
-        return Text("" if speed is None else f"{speed:,.0f} entries/s", style="progress.data.speed")
-
-
-def _progress_bar(quiet: bool) -> Progress:
-    return Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        _Rate(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=stderr,
-        disable=quiet,
-    )
 
 
 def _now_ms() -> int:
@@ -139,7 +107,7 @@ def _verification_failed(
 
 def _run(work: str, quiet: bool, verify: Any, *args: Any, **kwargs: Any) -> Any:
     """Run ``verify(*args, progress=..., **kwargs)`` under a progress bar on stderr."""
-    with _progress_bar(quiet) as bar:
+    with progress_bar(quiet) as bar:
         task = bar.add_task(work, total=None)
 
         def on_progress(done: int, total: int) -> None:
