@@ -17,10 +17,6 @@ from pathlib import Path
 import psycopg
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
-VECTORS = SHARED / "vectors"
-
 _LOCAL_PG = "postgresql://postgres@127.0.0.1:5432/postgres"
 
 

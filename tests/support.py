@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import time
+from pathlib import Path
 
 from ledger.checkpoint import Checkpoint, sign_checkpoint
 from ledger.entry import LogEntry
@@ -15,6 +17,15 @@ from ledger.storage.base import LogIdentity
 from ledger.storage.sql import SqlLogStore
 
 ORIGIN = "test.example/amnesty"
+VECTORS = Path(__file__).resolve().parents[2] / "shared" / "vectors"
+"""The shared test vectors, used by path (never copied into the repository)."""
+
+
+def vector_readme(pattern: str) -> str:
+    """The first group of ``pattern`` in the vectors' README (the signed-note vectors live there)."""
+    match = re.search(pattern, (VECTORS / "README.md").read_text(encoding="utf-8"))
+    assert match is not None, f"vector {pattern!r} not found in {VECTORS / 'README.md'}"
+    return match.group(1)
 
 
 class OpaquePolicy:

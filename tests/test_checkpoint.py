@@ -6,9 +6,7 @@ Vector 3 (a cosigned checkpoint) is read from ``shared/vectors/README.md`` at te
 from __future__ import annotations
 
 import base64
-import re
 from itertools import combinations
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -37,15 +35,9 @@ from ledger.note import (
     parse_note,
     sign_note,
 )
+from tests.support import vector_readme
 
-VECTORS = Path(__file__).resolve().parents[2] / "shared" / "vectors"
-README = (VECTORS / "README.md").read_text(encoding="utf-8")
-
-
-def _readme(pattern: str) -> str:
-    match = re.search(pattern, README)
-    assert match is not None, f"vector {pattern!r} not found in {VECTORS / 'README.md'}"
-    return match.group(1)
+_readme = vector_readme
 
 
 # README "Signed notes" 3: a cosigned checkpoint (log seed 00..1f, witness seed 20..3f).

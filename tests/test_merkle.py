@@ -35,8 +35,8 @@ from ledger.merkle import (
     verify_consistency,
     verify_inclusion,
 )
+from tests.support import VECTORS
 
-VECTORS = Path(__file__).resolve().parents[2] / "shared" / "vectors"
 MERKLE_VECTORS = VECTORS / "merkle"
 
 MAX_LEAVES = 2048

@@ -9,7 +9,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
-from pathlib import Path
 
 import nacl.bindings
 import nacl.exceptions
@@ -35,15 +34,9 @@ from ledger.note import (
     sign_note,
     verify_note,
 )
+from tests.support import vector_readme
 
-VECTORS = Path(__file__).resolve().parents[2] / "shared" / "vectors"
-README = (VECTORS / "README.md").read_text(encoding="utf-8")
-
-
-def _readme(pattern: str) -> str:
-    match = re.search(pattern, README)
-    assert match is not None, f"vector {pattern!r} not found in {VECTORS / 'README.md'}"
-    return match.group(1)
+_readme = vector_readme
 
 
 # README "Signed notes" 1: the spec example.

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -39,8 +38,8 @@ from ledger.tiles import (
     tile_width_at,
     tiles_for_size,
 )
+from tests.support import VECTORS
 
-VECTORS = Path(__file__).resolve().parents[2] / "shared" / "vectors"
 TILES_300 = VECTORS / "tiles-300"
 
 MAX_LEAVES = 1400
