@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
+import os
 import statistics
 import sys
 import tempfile
@@ -26,6 +27,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ledger.storage.sql import SqlLogStore
 from tests.livelog import Attester, Server, make_demo_log
+
+
+def _process_cpu_seconds(server: Server) -> float:
+    """User + system CPU of the server process so far (its own, from /proc; with --workers the
+    figure covers the supervising process only)."""
+    assert server.process is not None
+    fields = Path(f"/proc/{server.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _client_process(
@@ -89,6 +98,7 @@ def main() -> None:
             context.Process(target=_client_process, args=(server.url, part, threads_each, results))
             for part in share
         ]
+        cpu_before = _process_cpu_seconds(server)
         started = time.perf_counter()
         for process in processes:
             process.start()
@@ -99,6 +109,7 @@ def main() -> None:
             latencies.extend(got)
             failures.extend(failed)
         elapsed = time.perf_counter() - started
+        server_cpu = _process_cpu_seconds(server) - cpu_before
         for process in processes:
             process.join()
         server.stop()
@@ -107,12 +118,14 @@ def main() -> None:
     latencies.sort()
     q = statistics.quantiles(latencies, n=100)
     print(
-        "| statements | clients | durable appends/s over HTTP | receipt latency p50 / p95 / p99 (ms) |"
+        "| statements | clients | server processes | durable appends/s over HTTP "
+        "| receipt latency p50 / p95 / p99 (ms) | server CPU per submission (ms) |"
     )
-    print("|---:|---:|---:|---:|")
+    print("|---:|---:|---:|---:|---:|---:|")
+    cpu = "—" if args.workers > 1 else f"{server_cpu / max(1, len(latencies)) * 1e3:.2f}"
     print(
-        f"| {len(latencies):,} | {args.clients} | {len(latencies) / elapsed:,.0f} "
-        f"| {q[49] * 1e3:.1f} / {q[94] * 1e3:.1f} / {q[98] * 1e3:.1f} |"
+        f"| {len(latencies):,} | {args.clients} | {args.workers} | {len(latencies) / elapsed:,.0f} "
+        f"| {q[49] * 1e3:.1f} / {q[94] * 1e3:.1f} / {q[98] * 1e3:.1f} | {cpu} |"
     )
 
 
