@@ -808,7 +808,9 @@ def test_the_client_rejects_a_forged_cosignature(log: Log) -> None:
     note = log.grow(3)
     checkpoint = Checkpoint.parse(parse_note(note).text)
     good = W1.cosign(checkpoint, T0)
-    forged = NoteSignature(good.name, good.key_id, good.signature[:-1] + b"\x00")
+    forged = NoteSignature(
+        good.name, good.key_id, good.signature[:-1] + bytes([good.signature[-1] ^ 1])
+    )
 
     def answer(request: httpx.Request) -> httpx.Response:
         return httpx.Response(200, content=forged.line().encode())
