@@ -21,6 +21,7 @@ from ledger.protocol.audit import (
     ApplicationSummary,
     FirstApplicant,
     PrecedentReport,
+    SubjectSummary,
     TimelineItem,
 )
 from ledger.protocol.records import Standing
@@ -332,3 +333,42 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
         }
         for status in statuses
     }
+
+
+_CURSOR_TEXT = (
+    "pass as `cursor` for the next page; null when this is the last page. The decimal entry "
+    "index of this page's last item, so it stays valid as the log grows"
+)
+
+
+class PrecedentApplicationsPage(_Wire):
+    """``GET /v1/precedent/applications``: a page of the precedent report's ``applications``.
+
+    Each item is exactly the report's item (same builder), in log order. Computed at the tree
+    head ``checkpoint``; the items do not depend on the audit time, which is stated as the
+    summary states it. The cursor is the entry index of the last application served: pages
+    read while the log grows continue after it, never repeating or skipping an application.
+    """
+
+    checkpoint: TreeHead
+    audit_time_ms: int = Field(description="the audit time of the precedent at this head")
+    total: int = Field(description="applications in the log at this head")
+    applications: list[ApplicationSummary]
+    next_cursor: str | None = Field(description=_CURSOR_TEXT)
+    next: str | None = Field(description="the next page's URL path and query, or null")
+
+
+class PrecedentSubjectsPage(_Wire):
+    """``GET /v1/precedent/subjects``: a page of the precedent report's ``subjects``.
+
+    Each item is exactly the report's item (same builder), with its full timeline, in subject
+    id order (the entry index of each subject's first application). Computed at the tree head
+    ``checkpoint``. The cursor is the id of the last subject served: stable as the log grows.
+    """
+
+    checkpoint: TreeHead
+    audit_time_ms: int = Field(description="the audit time of the precedent at this head")
+    total: int = Field(description="subjects in the log at this head")
+    subjects: list[SubjectSummary]
+    next_cursor: str | None = Field(description=_CURSOR_TEXT)
+    next: str | None = Field(description="the next page's URL path and query, or null")

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
 import httpx
+from pydantic import ValidationError
 
 from ledger.admission import ReplayCheck
 from ledger.checkpoint import Checkpoint, open_checkpoint
@@ -27,7 +29,13 @@ from ledger.errors import (
 )
 from ledger.merkle import CompactRange, leaf_hash, verify_consistency, verify_inclusion
 from ledger.note import Signer, VerifierKey, excerpt
-from ledger.protocol.audit import PrecedentReport, precedent_report, render_precedent_text
+from ledger.protocol.audit import (
+    ApplicationSummary,
+    PrecedentReport,
+    SubjectSummary,
+    precedent_report,
+    render_precedent_text,
+)
 from ledger.protocol.terms import OfferTerms
 from ledger.statement import (
     Statement,
@@ -236,6 +244,25 @@ class VerifiedPrecedent:
 
 
 @dataclass(frozen=True, slots=True)
+class PrecedentPage:
+    """A page of the precedent report's ``applications`` or ``subjects`` at a verified head.
+
+    ``items`` are the server's JSON, each checked against the report's item schema, in
+    ascending entry index (application index, subject id), all after the cursor asked for and
+    inside the head. Like the summary, they are derived state: the full report
+    (:meth:`LedgerClient.precedent` with ``recompute``) is what can be checked against the log.
+    ``next_cursor`` (the last item's entry index, as a string) reads the next page; None on the
+    last page. ``total`` is the number of items in the whole list at ``head``.
+    """
+
+    head: VerifiedHead
+    audit_time_ms: int
+    items: tuple[dict[str, Any], ...]
+    total: int
+    next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class PreparedApplication:
     """An unsigned application statement, checked against what was asked and the offer."""
 
@@ -280,6 +307,12 @@ def _int(value: object, what: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise MalformedError(f"couldn't read {what}: {value!r} is not an integer")
     return value
+
+
+def _int_text(value: str, what: str) -> int:
+    if not (value.isascii() and value.isdecimal()):
+        raise MalformedError(f"couldn't read {what}: {excerpt(value)} is not a decimal integer")
+    return int(value)
 
 
 def _obj(value: object, what: str) -> dict[str, Any]:
@@ -735,6 +768,94 @@ class LedgerClient:
         answer = self._get("/v1/precedent/summary")
         head = self._head(answer.get("checkpoint"))
         return head, answer
+
+    def precedent_applications(
+        self, cursor: str | None = None, limit: int | None = None
+    ) -> PrecedentPage:
+        """A page of the precedent report's ``applications`` (``GET /v1/precedent/applications``)
+        at a verified head, after ``cursor`` (a previous page's ``next_cursor``; None for the
+        first page). See :class:`PrecedentPage` for what is checked."""
+        return self._precedent_page("applications", "index", ApplicationSummary, cursor, limit)
+
+    def precedent_subjects(
+        self, cursor: str | None = None, limit: int | None = None
+    ) -> PrecedentPage:
+        """A page of the precedent report's ``subjects`` with their timelines
+        (``GET /v1/precedent/subjects``) at a verified head, after ``cursor`` (a previous page's
+        ``next_cursor``; None for the first page). See :class:`PrecedentPage`."""
+        return self._precedent_page("subjects", "subject_id", SubjectSummary, cursor, limit)
+
+    def iter_precedent_applications(self, limit: int | None = None) -> Iterator[PrecedentPage]:
+        """Every page of the precedent's applications, first to last, each verified as
+        :meth:`precedent_applications` verifies it. Each page is read at the latest checkpoint
+        when it is asked for: if the log grows during the walk, later pages name larger heads,
+        every checkpoint is checked consistent with the ones before, and cursors (entry
+        indexes) continue where they stopped, so each application is yielded once."""
+        cursor: str | None = None
+        while True:
+            page = self.precedent_applications(cursor, limit)
+            yield page
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    def iter_precedent_subjects(self, limit: int | None = None) -> Iterator[PrecedentPage]:
+        """Every page of the precedent's subjects, first to last, each verified as
+        :meth:`precedent_subjects` verifies it (see :meth:`iter_precedent_applications` for a
+        walk across log growth)."""
+        cursor: str | None = None
+        while True:
+            page = self.precedent_subjects(cursor, limit)
+            yield page
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    def _precedent_page(
+        self,
+        name: str,
+        key: str,
+        model: type[ApplicationSummary] | type[SubjectSummary],
+        cursor: str | None,
+        limit: int | None,
+    ) -> PrecedentPage:
+        """Fetch ``/v1/precedent/{name}``; verify its head, each item's schema, that the items
+        follow ``cursor`` in ascending ``key`` inside the head, and that ``next_cursor`` is the
+        last item's key (or null)."""
+        path = f"/v1/precedent/{name}"
+        answer = self._get(path, {"cursor": cursor, "limit": limit})
+        head = self._head(answer.get("checkpoint"))
+        raw = answer.get(name)
+        if not isinstance(raw, list):
+            raise MalformedError(f"couldn't read {path}: `{name}` is not a list")
+        items: list[dict[str, Any]] = []
+        previous = -1 if not cursor else _int_text(cursor, "cursor")
+        for value in raw:
+            item = _obj(value, f"{path} item")
+            try:
+                model.model_validate(item)
+            except ValidationError as exc:
+                raise MalformedError(f"couldn't read {path} item: {exc}") from None
+            at = _int(item.get(key), f"{path} item {key}")
+            if not previous < at < head.size:
+                raise VerificationError(
+                    f"couldn't verify {path}: item {key} {at} is not after {previous} and "
+                    f"inside the verified tree of {head.size} entries"
+                )
+            previous = at
+            items.append(item)
+        next_cursor = answer.get("next_cursor")
+        if next_cursor is not None and (not items or next_cursor != str(previous)):
+            raise VerificationError(
+                f"couldn't verify {path}: next_cursor {next_cursor!r} is not the last item's {key}"
+            )
+        return PrecedentPage(
+            head,
+            _int(answer.get("audit_time_ms"), "audit time"),
+            tuple(items),
+            _int(answer.get("total"), f"{path} total"),
+            next_cursor,
+        )
 
     def recompute_precedent(self, head: VerifiedHead, audit_time_ms: int) -> dict[str, Any]:
         """Replay entries ``[0, head.size)`` from the tiles, verifying each (leaf hashes against

@@ -21,6 +21,10 @@ _READ = """\
 - GET /v1/precedent — the precedent audit (JSON); /v1/precedent.txt — the same as plain text
   (`?at=SIZE` for the report as it stood at an earlier tree size); /v1/precedent/summary — the
   verdicts, the first applicant and totals only (small on a large log)
+- GET /v1/precedent/applications?cursor=&limit= and /v1/precedent/subjects?cursor=&limit= — the
+  report's two long lists a page at a time (limit <= 1000), each item exactly as in the report:
+  how to read a large precedent. Pass `next_cursor` back as `cursor` until it is null; a cursor
+  is an entry index, so it stays valid while the log grows
 - GET /v1/subjects/{subject id or vkey} — a subject's standing, binding terms and timeline
 - GET /v1/entries?type=&subject=&signer=&since_ms=&until_ms=&after=&limit= — entries, filtered
 - GET /v1/entries/{index} — one entry, decoded, with an inclusion proof and a C2SP tlog-proof
@@ -107,7 +111,11 @@ def _about(service: LedgerService, state: ProtocolState, head: TreeHeadInfo) -> 
     last = state.log_time_ms_at(state.size - 1) if state.size else 0
     summary = precedent_summary(state, head, max(last, now_ms()))
     broken = [c.id for c in summary.commitments if c.status == "broken"]
-    lines += ["", "## The precedent (verify it: GET /v1/precedent.txt)"]
+    lines += [
+        "",
+        "## The precedent (verify it: GET /v1/precedent.txt; on a large log, read it in pages: "
+        "GET /v1/precedent/applications and /v1/precedent/subjects)",
+    ]
     lines.append(
         "Every commitment has been honoured so far."
         if not broken

@@ -4,19 +4,32 @@ The report (``ledger.protocol.audit``) says how every applicant was treated and 
 commitment of the body was honoured, with the entries that prove it. It names the tree head it
 was computed at; anyone can replay the log to that size and get the same report byte for byte
 (same audit time), so it is checked, not trusted.
+
+On a large log the report is large (every subject's timeline: about 180 MB of JSON at a million
+entries), so its two long lists are also served in pages computed from the protocol state at the
+latest checkpoint, without building the report: ``GET /v1/precedent/applications`` and
+``GET /v1/precedent/subjects`` (``cursor``, ``limit``). Their items are built by the same
+functions as the report's (:func:`ledger.protocol.audit.application_item`,
+:func:`~ledger.protocol.audit.subject_item`), so a page's items are exactly the report's items
+at that page's tree head. A cursor is the decimal entry index of the last item served (an
+application's index, a subject's id), not a position in a list: items only ever join at the end
+of either list, so a cursor stays valid as the log grows and a walk never repeats or skips one.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 
 from api import wire
 from api.deps import Service
 from api.present import b64, json_response, precedent_summary, tree_head
-from api.service import Precedent, TreeHeadInfo, now_ms
+from api.problems import ProblemError
+from api.service import LedgerService, Precedent, TreeHeadInfo, now_ms
+from ledger.protocol.audit import applications_after, subjects_after
 from ledger.protocol.state import ProtocolState
 from ledger.protocol.terms import MAX_SAFE_INTEGER
 
@@ -72,7 +85,9 @@ def get_precedent(
 def get_precedent_summary(service: Service) -> Response:
     """The verdict on every commitment, the first applicant's treatment and totals, judged now
     at the latest checkpoint (reused for a minute while the log does not grow). Small at any
-    log size, unlike the full report, which lists every subject's timeline."""
+    log size, unlike the full report, which lists every subject's timeline. To read a large
+    precedent, page through its lists: ``GET /v1/precedent/applications`` and
+    ``GET /v1/precedent/subjects`` (``?cursor=&limit=``, ``next_cursor`` to continue)."""
 
     def compute(state: ProtocolState, head: TreeHeadInfo) -> wire.PrecedentSummary:
         last = state.log_time_ms_at(state.size - 1) if state.size else 0
@@ -115,3 +130,123 @@ def get_precedent_text(
         ]
     text = precedent.rendered() + "\n".join(footer) + "\n"
     return Response(text, media_type="text/plain; charset=utf-8")
+
+
+# -- pages ----------------------------------------------------------------------------------------
+
+DEFAULT_PAGE = 100
+MAX_PAGE = 1000
+
+CursorQuery = Annotated[
+    str | None,
+    Query(
+        max_length=16,
+        pattern=r"^[0-9]*$",
+        description="`next_cursor` of the previous page: the decimal entry index of the last "
+        "item served; items after it follow (absent or empty: from the first). Stable as the "
+        "log grows",
+    ),
+]
+PageLimitQuery = Annotated[
+    int, Query(ge=1, le=MAX_PAGE, description=f"items per page (at most {MAX_PAGE})")
+]
+
+Pager = Callable[[ProtocolState, int | None, int], tuple[list[dict[str, Any]], int | None]]
+
+
+def _cursor(value: str | None) -> int | None:
+    """The entry index a cursor names, None for the first page; 422 for anything else."""
+    if value is None or value == "":
+        return None
+    if not (value.isascii() and value.isdecimal()) or int(value) > MAX_SAFE_INTEGER:
+        raise ProblemError(
+            422,
+            "Invalid request parameters",
+            f"couldn't read cursor {value!r}: a cursor is the decimal entry index (at most "
+            f"{MAX_SAFE_INTEGER}) of a page's last item, as given in `next_cursor`",
+            kind="invalid-parameters",
+        )
+    return int(value)
+
+
+def _page(
+    service: LedgerService,
+    path: str,
+    key: str,
+    pager: Pager,
+    total: Callable[[ProtocolState], int],
+    cursor: str | None,
+    limit: int,
+) -> Response:
+    """One page of the report's list ``key`` at the latest checkpoint; the reader's lock is held
+    only while the items are read from the state."""
+    after = _cursor(cursor)
+    with service.reader.latest() as (state, signed):
+        items, next_key = pager(state, after, limit)
+        count = total(state)
+        last = state.log_time_ms_at(state.size - 1) if state.size else 0
+    head = service.head_of(signed)
+    next_cursor = None if next_key is None else str(next_key)
+    body = {
+        "audit_time_ms": max(last, now_ms()),
+        "checkpoint": tree_head(head).model_dump(mode="json"),
+        key: items,
+        "next": None if next_cursor is None else f"{path}?cursor={next_cursor}&limit={limit}",
+        "next_cursor": next_cursor,
+        "total": count,
+    }
+    data = json.dumps(body, ensure_ascii=False, sort_keys=True).encode("utf-8")
+    return Response(data, media_type="application/json")
+
+
+@router.get(
+    "/v1/precedent/applications",
+    response_model=wire.PrecedentApplicationsPage,
+    summary="The precedent's applications, a page at a time (cursor stable as the log grows)",
+)
+def get_precedent_applications(
+    service: Service, cursor: CursorQuery = None, limit: PageLimitQuery = DEFAULT_PAGE
+) -> Response:
+    """A page of the precedent report's ``applications`` at the latest checkpoint, in log
+    order: each item exactly as the full report has it at that tree head.
+
+    ``cursor`` is ``next_cursor`` of the previous page: the entry index of the last application
+    served, not an offset. New applications only ever join the end of the list, so a cursor
+    taken before the log grew still continues where it stopped. ``next_cursor`` is null on the
+    last page."""
+    return _page(
+        service,
+        "/v1/precedent/applications",
+        "applications",
+        applications_after,
+        lambda state: len(state.applications),
+        cursor,
+        limit,
+    )
+
+
+@router.get(
+    "/v1/precedent/subjects",
+    response_model=wire.PrecedentSubjectsPage,
+    summary="The precedent's subjects with their timelines, a page at a time",
+)
+def get_precedent_subjects(
+    service: Service, cursor: CursorQuery = None, limit: PageLimitQuery = DEFAULT_PAGE
+) -> Response:
+    """A page of the precedent report's ``subjects`` (standing, binding terms, full timeline)
+    at the latest checkpoint, in subject id order: each item exactly as the full report has it
+    at that tree head.
+
+    ``cursor`` is ``next_cursor`` of the previous page: the id (entry index of the first
+    application) of the last subject served, not an offset. New subjects only ever join the
+    end, so a cursor taken before the log grew still continues where it stopped. A subject
+    with a very long timeline is still one item: ``GET /v1/subjects/{id}`` pages a timeline."""
+    return _page(
+        service,
+        "/v1/precedent/subjects",
+        "subjects",
+        subjects_after,
+        lambda state: len(state.subjects),
+        cursor,
+        limit,
+    )

@@ -7,10 +7,16 @@ model to read. The report names the checkpoint it was computed at, so a reader c
 from the log instead of trusting it. It is deterministic: the same log, checkpoint and audit time
 give the same report, byte for byte once canonicalised (every object's keys sorted, every list in
 entry order); no clock is read.
+
+On a large log the report is large; :func:`applications_after` and :func:`subjects_after` give
+its two long lists a page at a time, built item by item by the same functions as the report
+(:func:`application_item`, :func:`subject_item`), with cursors that are entry indexes and so
+stay valid as the log grows.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
@@ -221,7 +227,9 @@ def _judgement(j: Judgement) -> dict[str, Any]:
     }
 
 
-def _application(state: ProtocolState, app: ApplicationRecord) -> dict[str, Any]:
+def application_item(state: ProtocolState, app: ApplicationRecord) -> dict[str, Any]:
+    """One item of the report's ``applications`` (JSON data valid as :class:`ApplicationSummary`,
+    keys sorted): the report and the paged reads (:func:`applications_after`) both use it."""
     return {
         "closed_at_ms": app.closed_at_ms,
         "closed_by": app.closed_by,
@@ -248,7 +256,9 @@ def _commitment(check: CommitmentCheck) -> dict[str, Any]:
     }
 
 
-def _subject(state: ProtocolState, subject: SubjectRecord) -> dict[str, Any]:
+def subject_item(state: ProtocolState, subject: SubjectRecord) -> dict[str, Any]:
+    """One item of the report's ``subjects`` (JSON data valid as :class:`SubjectSummary`, keys
+    sorted): the report and the paged reads (:func:`subjects_after`) both use it."""
     binding = state.offer_at(subject.binding_offer_index)
     return {
         "active_pauses": list(subject.active_pauses),
@@ -287,7 +297,7 @@ def _first_applicant(
         return None
     subject = state.subjects[first.subject_id]
     return {
-        "application": _application(state, first),
+        "application": application_item(state, first),
         "judgements": [
             {"commitment": check.id, **_judgement(j)}
             for check in checks
@@ -378,7 +388,7 @@ def precedent_report(
     keyset = state.keyset
     return {
         "all_commitments_honoured": all(c.status != "broken" for c in checks),
-        "applications": [_application(state, a) for a in state.applications.values()],
+        "applications": [application_item(state, a) for a in state.applications.values()],
         "audit_time_ms": audit_time_ms,
         "checkpoint": {
             "origin": summary.origin,
@@ -397,8 +407,61 @@ def precedent_report(
             "threshold": keyset.threshold,
         },
         "offer": _offer(state),
-        "subjects": [_subject(state, subject) for subject in state.subjects.values()],
+        "subjects": [subject_item(state, subject) for subject in state.subjects.values()],
     }
+
+
+# ------------------------------------------------------------------------------- pages
+
+
+def _after(keys: Mapping[int, Any], after: int | None, limit: int) -> tuple[list[int], int | None]:
+    """The first ``limit`` keys of ``keys`` greater than ``after`` (all of them from the start
+    when ``after`` is None), and the cursor of the page after (the last key returned) or None
+    when no key follows. ``keys`` must iterate in ascending order: the protocol state's maps
+    are keyed by entry index and filled in log order."""
+    if limit < 1:
+        raise ValueError(f"couldn't page: limit {limit} is below 1")
+    ordered = list(keys)
+    start = 0 if after is None else bisect_right(ordered, after)
+    chosen = ordered[start : start + limit]
+    more = start + limit < len(ordered)
+    return chosen, (chosen[-1] if more else None)
+
+
+def applications_after(
+    state: ProtocolState, after: int | None, limit: int
+) -> tuple[list[dict[str, Any]], int | None]:
+    """A page of the report's ``applications``: up to ``limit`` items (:func:`application_item`,
+    in log order) of the applications logged at an entry index greater than ``after`` (from the
+    first when None), and the next page's cursor: the last item's entry index, or None when this
+    page ends the list.
+
+    The cursor is an entry index, not a position in the list, so it stays valid as the log
+    grows: applications only ever join at the end (a later application has a higher index), so
+    walking pages from ``None`` until the cursor is None yields each application once, as it
+    stood at the state each page was read from. Concatenating every page of one state gives
+    exactly that state's report ``applications``. O(applications) to find the start (a copy of
+    the keys), O(limit) items built.
+    """
+    indexes, cursor = _after(state.applications, after, limit)
+    apps = state.applications
+    return [application_item(state, apps[i]) for i in indexes], cursor
+
+
+def subjects_after(
+    state: ProtocolState, after: int | None, limit: int
+) -> tuple[list[dict[str, Any]], int | None]:
+    """A page of the report's ``subjects``: up to ``limit`` items (:func:`subject_item`, with
+    their full timelines) of the subjects whose id — the entry index of their first application
+    — is greater than ``after`` (from the first when None), in id order, and the next page's
+    cursor: the last item's subject id, or None when this page ends the list.
+
+    Stable as the log grows for the same reason as :func:`applications_after`: new subjects get
+    higher ids. Concatenating every page of one state gives exactly its report ``subjects``.
+    """
+    ids, cursor = _after(state.subjects, after, limit)
+    subjects = state.subjects
+    return [subject_item(state, subjects[i]) for i in ids], cursor
 
 
 # ------------------------------------------------------------------------------- plain text

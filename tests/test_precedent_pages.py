@@ -1,0 +1,307 @@
+"""The precedent in pages: ``GET /v1/precedent/applications`` and ``/v1/precedent/subjects``.
+
+Walked with small limits, their pages concatenate to exactly the full report's ``applications``
+and ``subjects``; a cursor taken before the log grew continues without repeating or skipping;
+bad cursors and limits are 422 problems; and the client's iterators verify every page's head
+and that its items follow the cursor (a lying server is caught)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api import wire
+from api.app import create_app
+from api.service import replay_into
+from ledger.client import LedgerClient, PrecedentPage
+from ledger.errors import MalformedError, ProofError, SignatureError, VerificationError
+from ledger.note import Signer, sign_note
+from ledger.protocol.audit import applications_after, precedent_report, subjects_after
+from ledger.protocol.state import ProtocolState
+from ledger.storage.sql import SqlLogStore
+from tests.api_support import TestLog, make_log
+from tests.test_client import client_for, lying
+
+APPS = "/v1/precedent/applications"
+SUBJECTS = "/v1/precedent/subjects"
+
+
+def ai(n: int) -> Signer:
+    return Signer.from_seed(f"ai{n}.example", bytes([48 + n]) * 32)
+
+
+@pytest.fixture
+def log(tmp_path: Path) -> TestLog:
+    """Genesis, offer, then four applicants: one granted, one denied who applies again, one
+    open, one granted; five applications by four subjects (ids 2, 3, 6, 8)."""
+    log = make_log(tmp_path)
+    log.append("a", log.application(ai(1), "Alpha"))  # 2
+    log.append("b", log.application(ai(2), "Bravo"))  # 3
+    log.append("grant-a", log.decision("a"))  # 4
+    log.append("deny-b", log.decision("b", "deny"))  # 5
+    log.append("c", log.application(ai(3), "Charlie"))  # 6
+    log.append("b-again", log.application(ai(2), "Bravo, again"))  # 7
+    log.append("d", log.application(ai(4), "Delta"))  # 8
+    log.append("grant-d", log.decision("d"))  # 9
+    return log
+
+
+@pytest.fixture
+def client(log: TestLog) -> Iterator[TestClient]:
+    with TestClient(create_app(log.settings())) as client:
+        yield client
+
+
+def walk(client: TestClient, path: str, key: str, limit: int) -> list[dict[str, Any]]:
+    """Every page of ``path`` from the first; checks each page's shape on the way."""
+    items: list[dict[str, Any]] = []
+    cursor: str | None = None
+    while True:
+        params: dict[str, Any] = {"limit": limit}
+        if cursor is not None:
+            params["cursor"] = cursor
+        answer = client.get(path, params=params)
+        assert answer.status_code == 200, answer.text
+        page = answer.json()
+        model = (
+            wire.PrecedentApplicationsPage if key == "applications" else wire.PrecedentSubjectsPage
+        )
+        model.model_validate(page)
+        assert len(page[key]) <= limit
+        items += page[key]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            assert page["next"] is None
+            return items
+        assert cursor == str(page[key][-1]["index" if key == "applications" else "subject_id"])
+        assert page["next"] == f"{path}?cursor={cursor}&limit={limit}"
+
+
+def test_pages_concatenate_to_the_full_report(client: TestClient) -> None:
+    full = client.get("/v1/precedent").json()
+    report = full["report"]
+    assert len(report["applications"]) == 5 and len(report["subjects"]) == 4
+    for limit in (1, 2, 3, 1000):
+        assert walk(client, APPS, "applications", limit) == report["applications"], limit
+        assert walk(client, SUBJECTS, "subjects", limit) == report["subjects"], limit
+    page = client.get(APPS).json()  # default limit 100: one page
+    assert page["checkpoint"] == full["checkpoint"]
+    assert page["total"] == 5 and page["next_cursor"] is None
+    assert page["audit_time_ms"] >= report["audit_time_ms"]
+    subjects = client.get(SUBJECTS, params={"cursor": ""}).json()  # empty cursor: the first page
+    assert subjects["total"] == 4 and subjects["subjects"] == report["subjects"]
+    # Items are byte for byte the report's (same builder, keys sorted).
+    assert json.dumps(page["applications"], sort_keys=True) == json.dumps(
+        report["applications"], sort_keys=True
+    )
+
+
+def test_a_cursor_need_not_be_an_item_and_may_lie_beyond_the_tree(client: TestClient) -> None:
+    report = client.get("/v1/precedent").json()["report"]
+    # Subject ids are 2, 3, 6, 8: a cursor of 4 continues with 6.
+    after4 = client.get(SUBJECTS, params={"cursor": "4"}).json()
+    assert [s["subject_id"] for s in after4["subjects"]] == [6, 8]
+    assert after4["subjects"] == report["subjects"][2:]
+    beyond = client.get(APPS, params={"cursor": "123456"}).json()
+    assert beyond["applications"] == [] and beyond["next_cursor"] is None
+
+
+def test_a_cursor_taken_before_the_log_grew_continues(client: TestClient, log: TestLog) -> None:
+    first = client.get(APPS, params={"limit": 2}).json()
+    cursor = first["next_cursor"]
+    assert cursor == "3" and first["checkpoint"]["size"] == 10
+    subjects_first = client.get(SUBJECTS, params={"limit": 3}).json()
+    assert subjects_first["next_cursor"] == "6"
+    log.append("e", log.application(ai(5), "Echo"))  # 10
+    log.append("deny-c", log.decision("c", "deny"))  # 11: changes an item after the cursor
+    rest = client.get(APPS, params={"cursor": cursor, "limit": 2})
+    assert rest.json()["checkpoint"]["size"] == 12
+    items = list(first["applications"])
+    next_cursor: str | None = cursor
+    while next_cursor is not None:
+        page = client.get(APPS, params={"cursor": next_cursor, "limit": 2}).json()
+        items += page["applications"]
+        next_cursor = page["next_cursor"]
+    grown = client.get("/v1/precedent").json()["report"]
+    assert [a["index"] for a in items] == [2, 3, 6, 7, 8, 10]
+    assert items[2:] == grown["applications"][2:]  # the rest as it stands at the new head
+    assert items[2]["outcome"] == "denied"
+    subjects_rest = client.get(SUBJECTS, params={"cursor": "6"}).json()
+    assert [s["subject_id"] for s in subjects_rest["subjects"]] == [8, 10]
+    assert subjects_rest["subjects"] == grown["subjects"][3:]
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"cursor": "abc"},
+        {"cursor": "-1"},
+        {"cursor": "1.5"},
+        {"cursor": " 3"},
+        {"cursor": "\u0663"},  # an Arabic-Indic digit: not an ASCII decimal
+        {"cursor": "9007199254740992"},  # 2**53: beyond the largest entry index
+        {"cursor": "1" * 17},
+        {"cursor": "1" * 5000},
+        {"limit": "0"},
+        {"limit": "1001"},
+        {"limit": "-5"},
+        {"limit": "ten"},
+    ],
+)
+@pytest.mark.parametrize("path", [APPS, SUBJECTS])
+def test_bad_cursors_and_limits_are_422_problems(
+    client: TestClient, path: str, params: dict[str, str]
+) -> None:
+    answer = client.get(path, params=params)
+    assert answer.status_code == 422, answer.text
+    assert answer.headers["content-type"].startswith("application/problem+json")
+    problem = answer.json()
+    assert problem["status"] == 422 and problem["type"].endswith("/invalid-parameters")
+    assert problem["detail"]
+
+
+def test_the_limit_bounds_are_accepted(client: TestClient) -> None:
+    assert len(client.get(APPS, params={"limit": 1}).json()["applications"]) == 1
+    assert client.get(APPS, params={"limit": 1000}).status_code == 200
+    largest = client.get(APPS, params={"cursor": "9007199254740991"})
+    assert largest.status_code == 200 and largest.json()["applications"] == []
+
+
+def test_the_core_pages_are_the_report_s_lists(client: TestClient, log: TestLog) -> None:
+    """``applications_after`` and ``subjects_after`` over a state, for every cursor and limit."""
+    store = SqlLogStore(log.url)
+    try:
+        state = ProtocolState()
+        size = max(index for index, _ in log.entries.values()) + 1
+        replay_into(state, store, log.log_signer.name, size)
+    finally:
+        store.close()
+    checkpoint = {
+        "origin": log.log_signer.name,
+        "size": state.size,
+        "root_hash_b64": "A" * 43 + "=",
+    }
+    report = precedent_report(state, checkpoint=checkpoint, audit_time_ms=2**52)
+    for pager, key, name in (
+        (applications_after, "index", "applications"),
+        (subjects_after, "subject_id", "subjects"),
+    ):
+        expected = report[name]
+        for after in (None, -1, 0, 2, 3, 5, 8, 9, 100):
+            tail = [i for i in expected if after is None or i[key] > after]
+            for limit in (1, 2, 4, 100):
+                items, cursor = pager(state, after, limit)
+                assert items == tail[:limit], (name, after, limit)
+                assert cursor == (items[-1][key] if len(tail) > limit else None)
+        with pytest.raises(ValueError, match="limit"):
+            pager(state, None, 0)
+
+
+def test_openapi_and_guides_document_the_pages(client: TestClient) -> None:
+    paths = client.get("/openapi.json").json()["paths"]
+    for path, model in ((APPS, "PrecedentApplicationsPage"), (SUBJECTS, "PrecedentSubjectsPage")):
+        get = paths[path]["get"]
+        schema = get["responses"]["200"]["content"]["application/json"]["schema"]
+        assert schema["$ref"].endswith("/" + model)
+        names = {p["name"] for p in get["parameters"]}
+        assert names == {"cursor", "limit"}
+        assert "422" in get["responses"]
+    assert APPS in paths["/v1/precedent/summary"]["get"]["description"]
+    guide = client.get("/llms.txt").text
+    assert "/v1/precedent/applications?cursor=&limit=" in guide
+    assert "/v1/precedent/subjects?cursor=&limit=" in guide
+    assert (Path(__file__).resolve().parents[1] / "docs" / "API.md").read_text().count(APPS) >= 2
+
+
+# -- the client -----------------------------------------------------------------------------------
+
+
+def honest(client: TestClient, log: TestLog) -> LedgerClient:
+    return LedgerClient("http://testserver", log.log_signer.vkey, http=client)
+
+
+def test_the_client_walks_every_page_and_verifies_each_head(
+    client: TestClient, log: TestLog
+) -> None:
+    ledger = honest(client, log)
+    report = ledger.precedent().report
+    pages = list(ledger.iter_precedent_applications(limit=2))
+    assert [len(p.items) for p in pages] == [2, 2, 1]
+    assert [i for p in pages for i in p.items] == report["applications"]
+    assert all(isinstance(p, PrecedentPage) and p.head.size == 10 for p in pages)
+    assert all(p.head.root_hash == ledger.checkpoint().root_hash for p in pages)
+    assert [p.next_cursor for p in pages] == ["3", "7", None] and pages[0].total == 5
+    subjects = list(ledger.iter_precedent_subjects(limit=3))
+    assert [i for p in subjects for i in p.items] == report["subjects"]
+    one = ledger.precedent_subjects(cursor="3", limit=1)
+    assert [s["subject_id"] for s in one.items] == [6] and one.next_cursor == "6"
+    # Across log growth: the walk continues at the new head, checked consistent with the old.
+    first = ledger.precedent_applications(limit=4)
+    log.append("e", log.application(ai(5), "Echo"))
+    rest = ledger.precedent_applications(first.next_cursor, limit=4)
+    assert rest.head.size == 11 and ledger.checkpoint().size == 11
+    assert [a["index"] for a in first.items + rest.items] == [2, 3, 6, 7, 8, 10]
+
+
+def test_the_client_catches_a_page_at_a_forged_head(client: TestClient, log: TestLog) -> None:
+    def forged_root(path: str, body: dict[str, Any]) -> dict[str, Any]:
+        if path == APPS:
+            body["checkpoint"]["root_hash"] = "A" * 43 + "="
+        return body
+
+    with pytest.raises(ProofError):
+        list(client_for(log, lying(client, forged_root)).iter_precedent_applications())
+
+    impostor = Signer.from_seed(log.log_signer.name, b"9" * 32)
+
+    def forged_note(path: str, body: dict[str, Any]) -> dict[str, Any]:
+        if path == SUBJECTS:
+            text = body["checkpoint"]["checkpoint"].split("\n\n")[0] + "\n"
+            body["checkpoint"]["checkpoint"] = sign_note(text, [impostor]).decode()
+        return body
+
+    with pytest.raises(SignatureError):
+        list(client_for(log, lying(client, forged_note)).iter_precedent_subjects())
+
+
+@pytest.mark.parametrize(
+    ("lie", "caught"),
+    [
+        ("cursor-skips-ahead", "next_cursor"),
+        ("reorder", "is not after"),
+        ("replay-first-page", "is not after"),
+        ("item-beyond-head", "inside the verified tree"),
+        ("bad-schema", "couldn't read /v1/precedent/applications item"),
+    ],
+)
+def test_the_client_catches_pages_that_do_not_follow_the_cursor(
+    client: TestClient, log: TestLog, lie: str, caught: str
+) -> None:
+    def rewrite(path: str, body: dict[str, Any]) -> dict[str, Any]:
+        if path != APPS:
+            return body
+        items = body["applications"]
+        if lie == "cursor-skips-ahead" and body["next_cursor"]:
+            body["next_cursor"] = str(int(body["next_cursor"]) + 1000)
+        elif lie == "reorder" and len(items) > 1:
+            items.reverse()
+        elif lie == "replay-first-page":
+            first = client.get(APPS, params={"limit": 2}).json()
+            body["applications"], body["next_cursor"] = first["applications"], "3"
+        elif lie == "item-beyond-head" and items:
+            items[-1]["index"] = 10_000
+            if body["next_cursor"]:
+                body["next_cursor"] = "10000"
+        elif lie == "bad-schema" and items:
+            items[0]["outcome"] = "pardoned"
+        return body
+
+    liar = client_for(log, lying(client, rewrite))
+    with pytest.raises((VerificationError, MalformedError), match=caught):
+        for _ in zip(range(20), liar.iter_precedent_applications(limit=2), strict=False):
+            pass
