@@ -311,16 +311,19 @@ class Sequencer:
                 f"couldn't sequence: the clock reads {now} ms, behind the last entry's log time "
                 f"{self._last_log_time_ms} ms; refusing to write a decreasing log time"
             )
-        outcomes: list[tuple[_Pending, LedgerError | int]] = []
+        # An outcome is an error, the index of the entry this batch appends, or (as a
+        # one-tuple) the index of an entry already logged: in an earlier batch, or earlier in
+        # this one when the same statement was submitted twice at once — the second submitter
+        # is told it is a duplicate, exactly as if it had come a batch later.
+        outcomes: list[tuple[_Pending, LedgerError | int | tuple[int]]] = []
         stored: list[StoredEntry] = []
         # One query finds every statement of the batch that is already logged.
         seen = tx.find_statements([p.prepared.statement_id for p in batch])
-        first_index = tree.size
         for pending in batch:
             prepared = pending.prepared
             existing = seen.get(prepared.statement_id)
             if existing is not None:
-                outcomes.append((pending, existing))
+                outcomes.append((pending, (existing,)))
                 continue
             index = tree.size
             entry = LogEntry(
@@ -362,11 +365,12 @@ class Sequencer:
         for pending, outcome in outcomes:
             if isinstance(outcome, LedgerError):
                 settled.append((pending, outcome))
-            elif outcome >= first_index:
+            elif isinstance(outcome, int):
                 settled.append((pending, Receipt(outcome, by_index[outcome], new_head)))
             else:
-                data = tx.read_entries(outcome, outcome + 1)[0]
-                settled.append((pending, Receipt(outcome, data, new_head, duplicate=True)))
+                (index,) = outcome
+                data = by_index.get(index) or tx.read_entries(index, index + 1)[0]
+                settled.append((pending, Receipt(index, data, new_head, duplicate=True)))
         return settled
 
     def _load(self, tx: AppendTransaction, head: bytes) -> None:

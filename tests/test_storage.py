@@ -110,6 +110,9 @@ def test_duplicates_are_never_logged_twice(db_url: str) -> None:
     seq = Sequencer(store, signer, policy)
     first = _append(seq, policy, ["x", "y", "x"])
     assert [r.index for r in first] == [0, 1, 0]
+    # The same statement twice in one batch: the second submitter is told it is a duplicate.
+    assert [r.duplicate for r in first] == [False, False, True]
+    assert first[2].entry == first[0].entry
     again = _append(seq, policy, ["y", "z"])
     assert (again[0].index, again[0].duplicate) == (1, True)
     assert again[1].index == 2
