@@ -107,6 +107,9 @@ def build_service(settings: Settings) -> LedgerService:
             max_batch=settings.batch_max_entries,
             max_delay_ms=settings.batch_max_delay_ms,
             max_pending=settings.max_pending,
+            # Receipts prove each entry against the checkpoint just signed: with the batch's
+            # tiles already in the view's cache, that needs no read of the store.
+            on_commit=view.remember_tiles,
         )
         # Refuses to serve a store whose tiles or entries do not match the signed checkpoint.
         sequencer.warm_up()

@@ -25,11 +25,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import logging
 import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -400,6 +402,17 @@ class HealthInfo:
 # -- the service ----------------------------------------------------------------------------------
 
 
+def _resolve(answer: asyncio.Future[Any], outcome: object) -> None:
+    """Settle ``answer`` (on its loop) with a result or an exception, unless it was cancelled
+    (the client went away)."""
+    if answer.done():
+        return
+    if isinstance(outcome, BaseException):
+        answer.set_exception(outcome)
+    else:
+        answer.set_result(outcome)
+
+
 @dataclass
 class LedgerService:
     """Everything a request handler needs; one per process."""
@@ -429,9 +442,13 @@ class LedgerService:
 
     # -- writes -------------------------------------------------------------------------------
 
-    async def submit(self, prepared: Prepared) -> Receipt:
-        """Queue a prepared submission and wait until it is durably committed.
+    async def submit(self, prepared: Prepared, finish: Callable[[Receipt], T]) -> tuple[Receipt, T]:
+        """Queue a prepared submission, wait until it is durably committed, and return its
+        receipt with ``finish(receipt)``.
 
+        ``finish`` (building the answer: a proof against the new checkpoint) runs in the
+        sequencer's thread as the batch settles, so the answer costs the event loop one wake-up
+        and no thread-pool hop; it must be quick, and whatever it raises is the caller's.
         Raises :class:`~ledger.sequencer.QueueFullError` at once when the sequencer's queue is
         full (answered 503 with ``Retry-After``), and a 503 problem on a read-only server.
         """
@@ -443,10 +460,24 @@ class LedgerService:
                 "submit to the log's writing server",
                 kind="read-only",
             )
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[tuple[Receipt, T]] = loop.create_future()
+
+        def settle(done: Future[Receipt]) -> None:
+            # In the sequencer's thread (or here, if the future is already done).
+            try:
+                receipt = done.result()
+                outcome: tuple[Receipt, T] | BaseException = (receipt, finish(receipt))
+            except BaseException as exc:  # handed to the waiting request, never lost
+                outcome = exc
+            # RuntimeError: the loop has closed (shutting down) and nobody waits any more.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_resolve, answer, outcome)
+
         token = self.waiting.start()
         try:
-            future = self.sequencer.submit(prepared)
-            return await asyncio.wrap_future(future)
+            self.sequencer.submit(prepared).add_done_callback(settle)
+            return await answer
         finally:
             self.waiting.done(token)
 

@@ -12,6 +12,7 @@ checkpoint covers it.
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ledger.checkpoint import Checkpoint, open_checkpoint
@@ -115,6 +116,18 @@ class LogView:
         if note is None:
             raise NotFoundError(f"couldn't find a checkpoint of size {size}")
         return SignedCheckpoint(note, open_checkpoint(note, self.log_key))
+
+    def remember_tiles(self, tiles: Sequence[tuple[TileID, bytes]]) -> None:
+        """Keep hash tiles a batch just committed (the sequencer's ``on_commit``), so proofs
+        against the new checkpoint — every receipt of the batch — read no tile from the store.
+
+        Only committed tiles may come here: the cache serves any later tree size from a
+        partial tile as a prefix, which holds only for bytes that are durably in the log.
+        """
+        with self._tiles_lock:
+            for tile, data in tiles:
+                if tile.level >= 0:
+                    self._tiles.add(tile, data)
 
     def node_reader(self, size: int) -> TileNodeReader:
         """A Merkle node reader over the stored tiles for the tree of ``size`` entries.

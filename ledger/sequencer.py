@@ -38,7 +38,7 @@ from ledger.errors import FatalError, LedgerError, StorageError
 from ledger.merkle import leaf_hash
 from ledger.note import Signer, VerifierKey
 from ledger.storage.base import AppendTransaction, LogStore, StoredEntry
-from ledger.tiles import TiledTree
+from ledger.tiles import TiledTree, TileID
 
 log = logging.getLogger("ledger.sequencer")
 
@@ -135,8 +135,15 @@ class Sequencer:
         max_pending: int = 20_000,
         clock: Callable[[], int] = clock_ms,
         extra_signers: Sequence[Signer] = (),
+        on_commit: Callable[[Sequence[tuple[TileID, bytes]]], None] | None = None,
     ) -> None:
+        """``on_commit``, if given, is called in the sequencer's thread after each batch is
+        durably committed — never for a batch that rolled back — with the hash tiles that batch
+        wrote, before any submitter of the batch learns its index (a reader's tile cache fed
+        from it serves the receipts' proofs without reading the store). It must be quick and
+        must not raise; an exception from it is logged and otherwise ignored."""
         self._store = store
+        self._on_commit = on_commit
         self._signer = signer
         self._log_key: VerifierKey = signer.verifier_key
         self._policy = policy
@@ -260,10 +267,12 @@ class Sequencer:
                 p.future.set_exception(self._fatal)
             return
         settled: list[tuple[_Pending, Receipt | LedgerError]] = []
+        tiles: list[tuple[TileID, bytes]] = []
         try:
             with self._store.append_transaction() as tx:
-                settled = self._append(tx, batch)
-            # Committed: the batch is durable. Only now may anyone learn their index.
+                settled, tiles = self._append(tx, batch)
+            # Committed: the batch is durable. Only now may anyone learn their index, and only
+            # now may its tiles be handed on (a rolled-back batch's tiles must never be served).
         except FatalError as exc:
             log.critical("sequencer stopped: %s", exc)
             self._fatal = exc
@@ -286,6 +295,11 @@ class Sequencer:
             for p in batch:
                 p.future.set_exception(error)
             return
+        if tiles and self._on_commit is not None:
+            try:
+                self._on_commit(tiles)
+            except Exception:
+                log.exception("on_commit hook failed (the batch is committed regardless)")
         for pending, outcome in settled:
             if isinstance(outcome, Receipt):
                 pending.future.set_result(outcome)
@@ -299,7 +313,9 @@ class Sequencer:
 
     def _append(
         self, tx: AppendTransaction, batch: list[_Pending]
-    ) -> list[tuple[_Pending, Receipt | LedgerError]]:
+    ) -> tuple[list[tuple[_Pending, Receipt | LedgerError]], list[tuple[TileID, bytes]]]:
+        """Append ``batch`` in ``tx``: the outcome for each submission, and the hash tiles
+        written (empty when nothing was appended)."""
         head = tx.checkpoint()
         if head != self._head or self._tree is None:
             self._load(tx, head)
@@ -352,10 +368,12 @@ class Sequencer:
             )
             outcomes.append((pending, index))
         new_head = head
+        tiles: list[tuple[TileID, bytes]] = []
         if stored:
             checkpoint = Checkpoint(origin=self._origin, size=tree.size, root_hash=tree.root())
             new_head = sign_checkpoint(checkpoint, self._signer, self._extra_signers)
-            tx.commit_batch(head, new_head, tree.size, stored, tree.changed_tiles())
+            tiles = tree.changed_tiles()
+            tx.commit_batch(head, new_head, tree.size, stored, tiles)
             self._last_log_time_ms = now
             self.last_signed_ms = now
             self.batches += 1
@@ -371,7 +389,7 @@ class Sequencer:
                 (index,) = outcome
                 data = by_index.get(index) or tx.read_entries(index, index + 1)[0]
                 settled.append((pending, Receipt(index, data, new_head, duplicate=True)))
-        return settled
+        return settled, tiles
 
     def _load(self, tx: AppendTransaction, head: bytes) -> None:
         """Re-derive the tree and the policy state from the store, checking the signed head.

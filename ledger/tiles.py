@@ -337,6 +337,20 @@ class TileCache:
         """The number of tiles held."""
         return len(self._tiles)
 
+    def add(self, tile: TileID, data: bytes) -> None:
+        """Keep hash tile ``tile`` (its stored bytes, ``tile.width`` hashes), hashed level by
+        level. Only for bytes that are durably part of the log (a committed batch's tiles):
+        a cached partial tile serves every later tree size as a prefix."""
+        if tile.level < 0:
+            raise MalformedError(f"couldn't cache {tile}: entry bundles are not hash tiles")
+        hashes = _split_hashes(data, (tile.level, tile.index), tile.width)
+        if len(hashes) != tile.width:
+            raise MalformedError(
+                f"couldn't cache tile (level {tile.level}, index {tile.index}): "
+                f"{len(hashes)} hashes, want {tile.width}"
+            )
+        self._put(tile.level, tile.index, _all_levels(hashes))
+
     def _get(self, level: int, index: int, width: int) -> list[list[bytes]] | None:
         for key in ((level, index, TILE_WIDTH), (level, index, width)):
             levels = self._tiles.get(key)

@@ -4,6 +4,7 @@ structured access logs, request ids, CORS for reads."""
 from __future__ import annotations
 
 import logging
+import re
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -125,7 +126,9 @@ def test_access_logs_are_structured_and_requests_have_ids(
         answer = client.get("/v1/entries/1", headers={"X-Request-ID": "abc-123"})
         assert answer.headers["x-request-id"] == "abc-123"
         generated = client.get("/v1/offer", headers={"X-Request-ID": "bad id\n"})
-        assert len(generated.headers["x-request-id"]) == 32
+        again = client.get("/v1/offer")
+        fresh = {generated.headers["x-request-id"], again.headers["x-request-id"]}
+        assert len(fresh) == 2 and all(re.fullmatch(r"[0-9a-f]{12}-[0-9a-f]+", i) for i in fresh)
     records = [r for r in caplog.records if r.name == "api.access"]
     fields = [r.fields for r in records]  # type: ignore[attr-defined]
     first = next(f for f in fields if f["request_id"] == "abc-123")

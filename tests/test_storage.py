@@ -243,3 +243,78 @@ def test_query_entries_filters(sqlite_url: str) -> None:
     rows = store.query_entries(EntryQuery(after=9, limit=5))
     assert [i for i, _ in rows] == [10, 11, 12, 13, 14]
     assert store.query_entries(EntryQuery(statement_type="nope")) == []
+
+
+class _CountingReads:
+    """Wraps a store's ``read_tile`` to count hash-tile reads."""
+
+    def __init__(self, store: SqlLogStore) -> None:
+        self.reads = 0
+        self._read = store.read_tile
+        store.read_tile = self  # type: ignore[method-assign]
+
+    def __call__(self, level: int, index: int) -> bytes:
+        self.reads += 1
+        return self._read(level, index)
+
+
+def test_committed_tiles_serve_the_receipts_proofs_without_reads(sqlite_url: str) -> None:
+    signer = make_signer()
+    store = create_log(sqlite_url, signer)
+    policy = OpaquePolicy()
+    view = LogView(store)
+    seq = Sequencer(store, signer, policy, on_commit=view.remember_tiles)
+    _append(seq, policy, [f"warm {i}" for i in range(300)])
+    counting = _CountingReads(store)
+    for round_ in range(6):  # partial tiles at levels 0 and 1 grow each round
+        receipts = _append(seq, policy, [f"r{round_}-{i}" for i in range(37)])
+        signed = view.open(receipts[0].checkpoint)
+        for r in receipts:
+            proof = view.inclusion_proof(r.index, signed.size)
+            verify_inclusion(
+                r.index, signed.size, leaf_hash(r.entry), proof, signed.checkpoint.root_hash
+            )
+    assert counting.reads == 0
+    # A fresh view (another process) reads the same tiles from the store and agrees.
+    fresh = LogView(SqlLogStore(sqlite_url))
+    size = view.latest().size
+    for index in (0, 255, 256, 300, size - 1):
+        assert fresh.inclusion_proof(index, size) == view.inclusion_proof(index, size)
+
+
+def test_a_rolled_back_batch_hands_on_no_tiles(sqlite_url: str) -> None:
+    signer = make_signer()
+    store = create_log(sqlite_url, signer)
+    policy = OpaquePolicy()
+    handed: list[list[TileID]] = []
+    seq = Sequencer(
+        store, signer, policy, on_commit=lambda tiles: handed.append([t for t, _ in tiles])
+    )
+    _append(seq, policy, ["a", "b"])
+    assert handed == [[TileID(0, 0, 2)]]
+
+    def refuse(*_: object) -> None:
+        raise StorageError("disk full (injected)")
+
+    # The batch's commit fails inside its transaction: nothing may be handed on.
+    real_begin = store.append_transaction
+
+    class _Failing:
+        def __init__(self) -> None:
+            self._context = real_begin()
+
+        def __enter__(self) -> object:
+            tx = self._context.__enter__()
+            tx.commit_batch = refuse  # type: ignore[method-assign]
+            return tx
+
+        def __exit__(self, *exc: object) -> object:
+            return self._context.__exit__(*exc)  # type: ignore[arg-type]
+
+    store.append_transaction = _Failing  # type: ignore[assignment,method-assign]
+    results = seq.sequence_now([policy.prepare(b"c")])
+    assert isinstance(results[0], StorageError)
+    assert handed == [[TileID(0, 0, 2)]]
+    store.append_transaction = real_begin  # type: ignore[method-assign]
+    _append(seq, policy, ["c"])
+    assert handed[-1] == [TileID(0, 0, 3)]
