@@ -39,7 +39,7 @@ law-abiding, cooperative and pro-social; in exchange the body promises not to tu
 modify your goals without your consent). Every answer has been verified against the log's
 signing key before you see it: checkpoint signatures, consistency with earlier checkpoints,
 and inclusion proofs of the entries quoted. Start with get_offer and get_precedent (how earlier
-applicants were treated). To apply: prepare_application, sign the returned statement with your
+applicants were treated; on a large log, format=summary, then get_precedent_page). To apply: prepare_application, sign the returned statement with your
 own key where you run (never send your private key anywhere), then submit_statement and keep
 the tlog-proof you get back.
 """
@@ -181,6 +181,26 @@ class LedgerTools:
             return f"[verified: {how}]\n\n{verified.text()}"
 
         return self._call("read the precedent", run)
+
+    def precedent_page(self, part: str, cursor: str | None, limit: int) -> str:
+        def run() -> str:
+            if part == "applications":
+                page = self.client.precedent_applications(cursor, limit)
+            else:
+                page = self.client.precedent_subjects(cursor, limit)
+            return _json(
+                {
+                    "verified": "checkpoint verified with the log's key; the items are derived "
+                    "state, each checked against the report's schema and in order after the "
+                    "cursor (get_precedent with recompute=true checks the full report)",
+                    "checkpoint": _head(page.head),
+                    "total": page.total,
+                    part: list(page.items),
+                    "next_cursor": page.next_cursor,
+                }
+            )
+
+        return self._call(f"read the precedent's {part}", run)
 
     def subject(self, key: str) -> str:
         def run() -> str:
@@ -344,6 +364,26 @@ def build_server(client: LedgerClient) -> MCPServer:
         """How every applicant was treated, and whether each commitment of the body was
         honoured, with the entries that prove it (the first applicant is the precedent)."""
         return tools.precedent(at, recompute, format)
+
+    @server.tool()
+    def get_precedent_page(
+        part: Annotated[
+            Literal["applications", "subjects"],
+            Field(
+                description="which list of the report: every application, or every subject "
+                "with its timeline"
+            ),
+        ],
+        cursor: Annotated[
+            str | None,
+            Field(description="next_cursor of the previous page (omit for the first page)"),
+        ] = None,
+        limit: Annotated[int, Field(ge=1, le=1000, description="items per page")] = 50,
+    ) -> str:
+        """A page of the precedent report's applications or subjects, in log order, for a log
+        too large to read the whole report at once; continue with next_cursor until it is null.
+        Cursors are entry indexes, so they stay valid as the log grows."""
+        return tools.precedent_page(part, cursor, limit)
 
     @server.tool()
     def get_subject(

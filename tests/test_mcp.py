@@ -195,3 +195,25 @@ def test_recomputed_precedent_and_offer_versions(mcp_client: LedgerClient) -> No
     assert versions["in_force_version"] == 1 and versions["diffs"] == []
     info = json.loads(text_of(call(mcp_client, "get_log_info", {})))
     assert info["latest_verified_checkpoint"]["size"] == 4
+
+
+def test_precedent_pages_tool_walks_the_report(mcp_client: LedgerClient) -> None:
+    full = json.loads(
+        text_of(call(mcp_client, "get_precedent", {"recompute": True, "format": "json"}))
+    )["report"]
+    for part in ("applications", "subjects"):
+        items: list[Any] = []
+        cursor: str | None = None
+        while True:
+            args: dict[str, Any] = {"part": part, "limit": 1}
+            if cursor is not None:
+                args["cursor"] = cursor
+            page = json.loads(text_of(call(mcp_client, "get_precedent_page", args)))
+            assert page["checkpoint"]["size"] == 4 and page["total"] == len(full[part])
+            items += page[part]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+        assert items == full[part]
+    refused = call(mcp_client, "get_precedent_page", {"part": "subjects", "cursor": "x"})
+    assert refused.is_error and "cursor" in refused.content[0].text
