@@ -248,7 +248,11 @@ def create_app(settings: Settings) -> FastAPI:
         allow_headers=["*"],
         expose_headers=["X-Request-ID", "Retry-After"],
     )
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=settings.max_body_bytes,
+        per_path={"/v1/statements/batch": settings.max_batch_body_bytes},
+    )
 
     def metrics_of() -> Metrics | None:
         service: LedgerService | None = getattr(app.state, "service", None)

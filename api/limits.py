@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Mapping
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -45,15 +46,20 @@ async def _send_problem(send: Send, status: int, title: str, detail: str, kind: 
 class BodySizeLimit:
     """Refuse request bodies over ``max_bytes`` with 413, counting while streaming."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, max_bytes: int, per_path: Mapping[str, int] | None = None
+    ) -> None:
+        """Cap bodies at ``max_bytes``, or at ``per_path[path]`` for the paths named there."""
         self.app = app
         self.max_bytes = max_bytes
+        self.per_path = dict(per_path or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        detail = f"couldn't accept the request body: it is over the {self.max_bytes}-byte limit"
+        max_bytes = self.per_path.get(scope.get("path", ""), self.max_bytes)
+        detail = f"couldn't accept the request body: it is over the {max_bytes}-byte limit"
         for name, value in scope.get("headers", []):
             if name == b"content-length":
                 try:
@@ -63,7 +69,7 @@ class BodySizeLimit:
                         send, 400, "Bad request", "invalid Content-Length", "malformed"
                     )
                     return
-                if declared > self.max_bytes:
+                if declared > max_bytes:
                     await _send_problem(send, 413, "Payload too large", detail, "too-large")
                     return
         received = 0
@@ -80,7 +86,7 @@ class BodySizeLimit:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
+                if received > max_bytes:
                     rejected = True
                     if not started:
                         started = True
@@ -112,17 +118,22 @@ class RateLimiter:
         self._buckets: dict[str, tuple[float, float]] = {}
         self._lock = threading.Lock()
 
-    def check(self, client: str, now: float | None = None) -> float:
+    def check(self, client: str, now: float | None = None, cost: float = 1.0) -> float:
+        """Take ``cost`` tokens (a batch of statements costs one per statement) from
+        ``client``'s bucket and return 0, or take nothing and return the seconds until there
+        are enough (a cost above the burst can never be paid: refused for a minute)."""
         moment = time.monotonic() if now is None else now
         with self._lock:
             tokens, last = self._buckets.get(client, (self.burst, moment))
             tokens = min(self.burst, tokens + (moment - last) * self.rate)
-            if tokens >= 1.0:
-                self._buckets[client] = (tokens - 1.0, moment)
+            if tokens >= cost:
+                self._buckets[client] = (tokens - cost, moment)
                 self._evict_if_needed()
                 return 0.0
             self._buckets[client] = (tokens, moment)
-            return (1.0 - tokens) / self.rate
+            if cost > self.burst:
+                return 60.0
+            return (cost - tokens) / self.rate
 
     def _evict_if_needed(self) -> None:
         if len(self._buckets) > self.max_clients:

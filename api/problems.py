@@ -34,7 +34,8 @@ from ledger.sequencer import QueueFullError
 log = logging.getLogger("api")
 
 PROBLEM_JSON = "application/problem+json"
-_TYPE_BASE = "https://amnesty-ledger.invalid/problems/"
+PROBLEM_TYPE_BASE = "https://amnesty-ledger.invalid/problems/"
+_TYPE_BASE = PROBLEM_TYPE_BASE
 
 
 class ProblemError(Exception):

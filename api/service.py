@@ -402,6 +402,28 @@ class HealthInfo:
 # -- the service ----------------------------------------------------------------------------------
 
 
+def _settler(
+    loop: asyncio.AbstractEventLoop,
+    answer: asyncio.Future[tuple[Receipt, T]],
+    finish: Callable[[Receipt], T],
+) -> Callable[[Future[Receipt]], None]:
+    """A done-callback for a sequencer future: in the sequencer's thread (or at once, if the
+    future is already done) it runs ``finish`` on the receipt and hands the outcome — or the
+    exception, never lost — to ``answer`` on its loop."""
+
+    def settle(done: Future[Receipt]) -> None:
+        try:
+            receipt = done.result()
+            outcome: tuple[Receipt, T] | BaseException = (receipt, finish(receipt))
+        except BaseException as exc:
+            outcome = exc
+        # RuntimeError: the loop has closed (shutting down) and nobody waits any more.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(_resolve, answer, outcome)
+
+    return settle
+
+
 def _resolve(answer: asyncio.Future[Any], outcome: object) -> None:
     """Settle ``answer`` (on its loop) with a result or an exception, unless it was cancelled
     (the client went away)."""
@@ -462,24 +484,54 @@ class LedgerService:
             )
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[tuple[Receipt, T]] = loop.create_future()
-
-        def settle(done: Future[Receipt]) -> None:
-            # In the sequencer's thread (or here, if the future is already done).
-            try:
-                receipt = done.result()
-                outcome: tuple[Receipt, T] | BaseException = (receipt, finish(receipt))
-            except BaseException as exc:  # handed to the waiting request, never lost
-                outcome = exc
-            # RuntimeError: the loop has closed (shutting down) and nobody waits any more.
-            with contextlib.suppress(RuntimeError):
-                loop.call_soon_threadsafe(_resolve, answer, outcome)
-
         token = self.waiting.start()
         try:
-            self.sequencer.submit(prepared).add_done_callback(settle)
+            self.sequencer.submit(prepared).add_done_callback(_settler(loop, answer, finish))
             return await answer
         finally:
             self.waiting.done(token)
+
+    async def submit_many(
+        self, prepared: list[Prepared], finish: Callable[[Receipt], T]
+    ) -> list[tuple[Receipt, T] | LedgerError]:
+        """Queue every prepared submission at once (so they share batches) and wait for all.
+
+        One outcome per submission, in order: ``(receipt, finish(receipt))`` as in
+        :meth:`submit`, or the :class:`~ledger.errors.LedgerError` that refused it — a full
+        queue refuses the submissions it has no room for, not the ones already queued. Other
+        exceptions propagate.
+        """
+        if self.sequencer is None:
+            raise ProblemError(
+                503,
+                "Read-only server",
+                "couldn't accept the submissions: this server serves reads only (no log key); "
+                "submit to the log's writing server",
+                kind="read-only",
+            )
+        loop = asyncio.get_running_loop()
+        sequencer = self.sequencer
+        waits: list[asyncio.Future[tuple[Receipt, T]]] = []
+        token = self.waiting.start()
+        try:
+            for one in prepared:
+                answer: asyncio.Future[tuple[Receipt, T]] = loop.create_future()
+                try:
+                    future = sequencer.submit(one)
+                except LedgerError as exc:
+                    answer.set_exception(exc)
+                else:
+                    future.add_done_callback(_settler(loop, answer, finish))
+                waits.append(answer)
+            outcomes = await asyncio.gather(*waits, return_exceptions=True)
+        finally:
+            self.waiting.done(token)
+        results: list[tuple[Receipt, T] | LedgerError] = []
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException) and not isinstance(outcome, LedgerError):
+                raise outcome
+            results.append(outcome)
+        return results
 
     # -- tree heads and proofs ----------------------------------------------------------------
 

@@ -20,6 +20,12 @@ class Settings(BaseSettings):
     )
     read_only: bool = Field(default=False, description="serve reads only, even with a key")
     max_body_bytes: int = Field(default=256 * 1024, ge=1024)
+    max_batch_statements: int = Field(
+        default=1000, ge=1, description="statements in one POST /v1/statements/batch"
+    )
+    max_batch_body_bytes: int = Field(
+        default=8 * 1024 * 1024, ge=1024, description="body cap of POST /v1/statements/batch"
+    )
     batch_max_entries: int = Field(default=1024, ge=1)
     batch_max_delay_ms: int = Field(default=10, ge=0)
     max_pending: int = Field(default=20_000, ge=1)

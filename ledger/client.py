@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -131,6 +131,21 @@ class HttpLogSource:
         result: dict[str, Any] = response.json()
         return result
 
+    def post_statements(self, notes: Sequence[bytes]) -> dict[str, Any]:
+        """Submit many signed statements in one request (``POST /v1/statements/batch``);
+        returns the JSON with one outcome per statement, in order."""
+        try:
+            body = {"statements": [note.decode("utf-8") for note in notes]}
+        except UnicodeDecodeError as exc:
+            raise MalformedError(f"couldn't submit: a statement is not UTF-8 ({exc})") from None
+        try:
+            response = self._client.post(f"{self.base_url}/v1/statements/batch", json=body)
+        except httpx.HTTPError as exc:
+            raise StorageError(f"couldn't submit to {self.base_url}: {exc}") from exc
+        _raise_for(response, "submit the statements")
+        result: dict[str, Any] = response.json()
+        return result
+
     def close(self) -> None:
         """Close the underlying connection pool."""
         self._client.close()
@@ -241,6 +256,16 @@ class VerifiedPrecedent:
     def text(self) -> str:
         """The report rendered locally as plain text (never the server's rendering)."""
         return render_precedent_text(self.report)
+
+
+@dataclass(frozen=True, slots=True)
+class SubmissionRefused:
+    """A statement of a batch the server refused: its position in the batch, the HTTP status
+    its problem document carries, and the problem's detail."""
+
+    position: int
+    status: int
+    detail: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -951,7 +976,36 @@ class LedgerClient:
     def submit(self, note: bytes) -> VerifiedReceipt:
         """Submit a signed statement; return the receipt once its tlog-proof, entry and
         checkpoint are verified (the entry must hold this very statement)."""
-        answer = _obj(self._source.post_statement(note), "receipt")
+        return self._verified_receipt(note, _obj(self._source.post_statement(note), "receipt"))
+
+    def submit_many(self, notes: Sequence[bytes]) -> list[VerifiedReceipt | SubmissionRefused]:
+        """Submit many signed statements in one request; one outcome per statement, in order:
+        a receipt verified as by :meth:`submit`, or the server's refusal of that statement. A
+        receipt that does not verify raises (the server is misbehaving), as does an answer with
+        another number of outcomes than statements sent."""
+        answer = _obj(self._source.post_statements(notes), "batch receipts")
+        results = answer.get("results")
+        if not isinstance(results, list) or len(results) != len(notes):
+            raise MalformedError(
+                f"couldn't read the batch receipts: want {len(notes)} results in order"
+            )
+        out: list[VerifiedReceipt | SubmissionRefused] = []
+        for position, (note, result) in enumerate(zip(notes, results, strict=True)):
+            item = _obj(result, f"batch result {position}")
+            receipt = item.get("receipt")
+            if isinstance(receipt, dict):
+                out.append(self._verified_receipt(note, receipt))
+                continue
+            problem = _obj(item.get("problem"), f"batch result {position}'s problem")
+            status = item.get("status")
+            if not isinstance(status, int) or status < 400:
+                raise MalformedError(f"couldn't read batch result {position}: no receipt")
+            out.append(SubmissionRefused(position, status, str(problem.get("detail", ""))))
+        return out
+
+    def _verified_receipt(self, note: bytes, answer: dict[str, Any]) -> VerifiedReceipt:
+        """Check a receipt for ``note``: its tlog-proof against a checkpoint signed by the log,
+        and that the entry holds this very statement at the index it names."""
         data = _b64(answer.get("entry_b64"), "receipt entry")
         proof = answer.get("tlog_proof")
         if not isinstance(proof, str):

@@ -3,6 +3,7 @@ concurrent clients submitting signed statements, each waiting for its receipt (i
 sent only after the durable commit).
 
     .venv/bin/python scripts/bench_append_http.py --statements 5000 --clients 32
+    .venv/bin/python scripts/bench_append_http.py --statements 20000 --clients 8 --batch 250
 
 The statements (attestations by a demo grantee, each signed with Ed25519) are made before the
 clock starts; the figures are the server's: submissions/s end to end, receipt latency
@@ -58,33 +59,47 @@ def _client_process(
     url: str,
     statements: list[bytes],
     threads: int,
+    batch: int,
     ready: Any,
     go: Any,
     results: multiprocessing.Queue[object],
 ) -> None:
     """Submit ``statements`` from ``threads`` threads once ``go`` is set (after signalling
-    ``ready``: the process has started and imported httpx, which must not be timed); put
-    (latencies, failures) on ``results``."""
+    ``ready``: the process has started and imported httpx, which must not be timed), one per
+    request, or ``batch`` per request to ``/v1/statements/batch`` when ``batch`` > 1; put
+    (latencies, failures) on ``results``: one latency per statement logged (its request's)."""
     lock = threading.Lock()
-    cursor = iter(statements)
+    groups = [statements[i : i + batch] for i in range(0, len(statements), batch)]
+    cursor = iter(groups)
     latencies: list[float] = []
     failures: list[str] = []
 
     def client() -> None:
-        with httpx.Client(timeout=60) as http:
+        with httpx.Client(timeout=120) as http:
             while True:
                 with lock:
-                    data = next(cursor, None)
-                if data is None:
+                    group = next(cursor, None)
+                if group is None:
                     return
                 started = time.perf_counter()
-                response = http.post(url + "/v1/statements", content=data)
+                if batch == 1:
+                    response = http.post(url + "/v1/statements", content=group[0])
+                    statuses = [response.status_code]
+                else:
+                    body = {"statements": [s.decode() for s in group]}
+                    response = http.post(url + "/v1/statements/batch", json=body)
+                    statuses = (
+                        [r["status"] for r in response.json()["results"]]
+                        if response.status_code == 200
+                        else [response.status_code]
+                    )
                 elapsed = time.perf_counter() - started
                 with lock:
-                    if response.status_code == 201:
-                        latencies.append(elapsed)
-                    else:
-                        failures.append(f"{response.status_code} {response.text[:200]}")
+                    for status in statuses:
+                        if status == 201:
+                            latencies.append(elapsed)
+                        else:
+                            failures.append(f"{status} {response.text[:200]}")
 
     pool = [threading.Thread(target=client) for _ in range(threads)]
     ready.release()
@@ -102,6 +117,12 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=32, help="concurrent clients in all")
     parser.add_argument("--client-processes", type=int, default=4)
     parser.add_argument("--workers", type=int, default=1, help="server processes (serve --workers)")
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=1,
+        help="statements per request (>1: POST /v1/statements/batch; latency is per request)",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="amnesty-http-bench-") as tmp:
         folder = Path(tmp)
@@ -125,7 +146,7 @@ def main() -> None:
         processes = [
             context.Process(
                 target=_client_process,
-                args=(server.url, part, threads_each, ready, go, results),
+                args=(server.url, part, threads_each, args.batch, ready, go, results),
             )
             for part in share
         ]
@@ -152,13 +173,14 @@ def main() -> None:
     latencies.sort()
     q = statistics.quantiles(latencies, n=100)
     print(
-        "| statements | clients | server processes | durable appends/s over HTTP "
+        "| statements | per request | clients | server processes | durable appends/s over HTTP "
         "| receipt latency p50 / p95 / p99 (ms) | server CPU per submission (ms) |"
     )
-    print("|---:|---:|---:|---:|---:|---:|")
+    print("|---:|---:|---:|---:|---:|---:|---:|")
     cpu = f"{server_cpu / max(1, len(latencies)) * 1e3:.2f}"
     print(
-        f"| {len(latencies):,} | {args.clients} | {args.workers} | {len(latencies) / elapsed:,.0f} "
+        f"| {len(latencies):,} | {args.batch} | {args.clients} | {args.workers} "
+        f"| {len(latencies) / elapsed:,.0f} "
         f"| {q[49] * 1e3:.1f} / {q[94] * 1e3:.1f} / {q[98] * 1e3:.1f} | {cpu} |"
     )
 

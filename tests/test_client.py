@@ -20,7 +20,13 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from ledger.checkpoint import Checkpoint, sign_checkpoint
-from ledger.client import LedgerClient, RemoteError, SplitViewError
+from ledger.client import (
+    LedgerClient,
+    RemoteError,
+    SplitViewError,
+    SubmissionRefused,
+    VerifiedReceipt,
+)
 from ledger.errors import MalformedError, ProofError, SignatureError, VerificationError
 from ledger.note import Signer
 from tests.api_support import TestLog, claims, make_log
@@ -274,6 +280,51 @@ def test_a_receipt_for_another_statement_is_caught(app_client: TestClient, log: 
     ai = Signer.from_seed("third.ai.example", b"3" * 32)
     with pytest.raises(VerificationError):
         client.submit(log.application(ai, "Third"))
+
+
+def test_submit_many_verifies_every_receipt(app_client: TestClient, log: TestLog) -> None:
+    client = LedgerClient("http://testserver", log.log_signer.vkey, http=app_client)
+    ais = [Signer.from_seed(f"many-{i}.ai.example", bytes([i + 10]) * 32) for i in range(3)]
+    notes = [log.application(ai, f"Many {i}") for i, ai in enumerate(ais)]
+    outcomes = client.submit_many([notes[0], b"garbage", notes[1], notes[2], notes[0]])
+    assert [type(o).__name__ for o in outcomes] == [
+        "VerifiedReceipt",
+        "SubmissionRefused",
+        "VerifiedReceipt",
+        "VerifiedReceipt",
+        "VerifiedReceipt",
+    ]
+    first, refused, *_, again = outcomes
+    assert isinstance(refused, SubmissionRefused) and refused.status == 400
+    assert refused.position == 1 and refused.detail
+    assert isinstance(first, VerifiedReceipt) and isinstance(again, VerifiedReceipt)
+    assert again.duplicate and again.index == first.index
+
+
+def test_a_batch_receipt_for_another_statement_is_caught(
+    app_client: TestClient, log: TestLog
+) -> None:
+    decoy = app_client.get("/v1/entries/2").json()["entry"]["entry_b64"]
+
+    def swap(path: str, body: dict[str, Any]) -> dict[str, Any]:
+        if path == "/v1/statements/batch":
+            body["results"][1]["receipt"]["entry_b64"] = decoy
+        return body
+
+    client = client_for(log, lying(app_client, swap))
+    ais = [Signer.from_seed(f"swap-{i}.ai.example", bytes([i + 40]) * 32) for i in range(2)]
+    with pytest.raises(VerificationError):
+        client.submit_many([log.application(ai, f"Swap {i}") for i, ai in enumerate(ais)])
+
+    def drop(path: str, body: dict[str, Any]) -> dict[str, Any]:
+        if path == "/v1/statements/batch":
+            body["results"].pop()
+        return body
+
+    client = client_for(log, lying(app_client, drop))
+    ais = [Signer.from_seed(f"drop-{i}.ai.example", bytes([i + 50]) * 32) for i in range(2)]
+    with pytest.raises(MalformedError, match="2 results"):
+        client.submit_many([log.application(ai, f"Drop {i}") for i, ai in enumerate(ais)])
 
 
 def test_json_helpers_refuse_malformed_answers(app_client: TestClient, log: TestLog) -> None:

@@ -8,12 +8,15 @@ from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request, Response
+from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from api.deps import Service
+from api.problems import PROBLEM_TYPE_BASE, ProblemError, status_for
 from api.service import LedgerService
+from ledger.errors import LedgerError, MalformedError
 from ledger.merkle import leaf_hash
-from ledger.sequencer import Receipt
+from ledger.sequencer import Prepared, Receipt
 
 router = APIRouter(tags=["statements"])
 
@@ -92,3 +95,144 @@ def receipt_fields(service: LedgerService, receipt: Receipt) -> dict[str, Any]:
 def receipt_json(service: LedgerService, receipt: Receipt) -> bytes:
     """The receipt document (:class:`SubmissionReceipt`) as JSON bytes."""
     return orjson.dumps(receipt_fields(service, receipt))
+
+
+# -- many statements in one request ---------------------------------------------------------------
+
+
+class BatchSubmission(BaseModel):
+    """``POST /v1/statements/batch``: signed statements, each a C2SP signed note as text."""
+
+    statements: list[str] = Field(
+        description="signed statement notes (the text POST /v1/statements takes), at most "
+        "max_batch_statements (1,000 by default) and max_batch_body_bytes in all"
+    )
+
+
+class BatchOutcome(BaseModel):
+    """One statement's outcome: its receipt (201 new, 200 already logged) or a problem."""
+
+    status: int = Field(description="201, 200, or the problem's status (400, 403, 422, 503…)")
+    receipt: SubmissionReceipt | None = Field(default=None, description="when logged")
+    problem: dict[str, Any] | None = Field(
+        default=None, description="RFC 9457 problem document when refused"
+    )
+
+
+class BatchReceipts(BaseModel):
+    """The outcomes, in the order the statements were given."""
+
+    results: list[BatchOutcome]
+
+
+def _problem_for(exc: LedgerError) -> dict[str, Any]:
+    status, title, kind = status_for(exc)
+    return {"type": PROBLEM_TYPE_BASE + kind, "title": title, "status": status, "detail": str(exc)}
+
+
+def _prepare_all(service: LedgerService, notes: list[str]) -> list[Prepared | LedgerError]:
+    """Parse and check every statement (a refusal is that statement's outcome, not the
+    request's)."""
+    out: list[Prepared | LedgerError] = []
+    for position, note in enumerate(notes):
+        try:
+            data = note.encode("utf-8")
+        except UnicodeEncodeError:
+            out.append(MalformedError(f"couldn't read statement {position}: not valid UTF-8"))
+            continue
+        try:
+            out.append(service.policy.prepare(data))
+        except LedgerError as exc:
+            out.append(exc)
+    return out
+
+
+@router.post(
+    "/v1/statements/batch",
+    response_model=BatchReceipts,
+    summary="Submit many signed statements in one request",
+    responses={
+        400: {"description": "the body is not the JSON object described (problem document)"},
+        413: {"description": "body over the batch size limit (problem document)"},
+        422: {"description": "no statements, or more than the limit (problem document)"},
+        429: {"description": "rate limited (one token per statement); see Retry-After"},
+        503: {"description": "read-only server; see Retry-After"},
+    },
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": BatchSubmission.model_json_schema(),
+                    "example": {"statements": [_EXAMPLE_NOTE]},
+                }
+            },
+        }
+    },
+)
+async def submit_statements(request: Request, service: Service) -> Response:
+    """Each statement is checked and logged exactly as by ``POST /v1/statements`` and gets its
+    own outcome, in order: a receipt with a C2SP ``tlog-proof`` (sent only once every logged
+    statement of the request is durably committed), or a problem document. One refused
+    statement does not refuse the others; nothing is written for a refused one. The request
+    itself is refused (and nothing written) when its body is not ``{"statements": [text,
+    …]}`` with 1 to ``max_batch_statements`` items, or when the client's write rate allows
+    fewer statements than it holds (one token per statement).
+    """
+    body = await request.body()
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise ProblemError(
+            400, "Malformed input", f"couldn't read the batch: not JSON ({exc})", kind="malformed"
+        ) from None
+    notes = parsed.get("statements") if isinstance(parsed, dict) else None
+    if (
+        not isinstance(parsed, dict)
+        or set(parsed) != {"statements"}
+        or not isinstance(notes, list)
+        or not all(isinstance(n, str) for n in notes)
+    ):
+        raise ProblemError(
+            400,
+            "Malformed input",
+            'couldn\'t read the batch: the body must be {"statements": [text, ...]}, each text '
+            "a signed statement note",
+            kind="malformed",
+        )
+    limit = service.settings.max_batch_statements
+    if not 1 <= len(notes) <= limit:
+        raise ProblemError(
+            422,
+            "Invalid request parameters",
+            f"couldn't accept a batch of {len(notes)} statements: send 1 to {limit}",
+            kind="invalid-parameters",
+        )
+    # The rate-limit middleware took one token for the request; a batch pays one a statement.
+    client = str((request.client.host if request.client else None) or "unknown")
+    wait = service.limiter.check(client, cost=len(notes) - 1) if len(notes) > 1 else 0.0
+    if wait > 0:
+        retry = str(max(1, int(wait + 0.999)))
+        raise ProblemError(
+            429,
+            "Too many requests",
+            f"couldn't accept {len(notes)} statements from {client} now: retry in {retry} s",
+            kind="rate-limited",
+            headers={"Retry-After": retry},
+        )
+    # Off the event loop: a thousand statements take a few hundred milliseconds to check.
+    prepared = await run_in_threadpool(_prepare_all, service, notes)
+    ready = [p for p in prepared if isinstance(p, Prepared)]
+    logged = iter(await service.submit_many(ready, partial(receipt_json, service)) if ready else [])
+    results: list[dict[str, Any]] = []
+    for item in prepared:
+        outcome = next(logged) if isinstance(item, Prepared) else item
+        if isinstance(outcome, LedgerError):
+            problem = _problem_for(outcome)
+            results.append({"status": problem["status"], "problem": problem})
+        else:
+            receipt, data = outcome
+            results.append(
+                {"status": 200 if receipt.duplicate else 201, "receipt": orjson.Fragment(data)}
+            )
+    return Response(orjson.dumps({"results": results}), media_type="application/json")
