@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -816,21 +816,22 @@ class LedgerClient:
         when it is asked for: if the log grows during the walk, later pages name larger heads,
         every checkpoint is checked consistent with the ones before, and cursors (entry
         indexes) continue where they stopped, so each application is yielded once."""
-        cursor: str | None = None
-        while True:
-            page = self.precedent_applications(cursor, limit)
-            yield page
-            if page.next_cursor is None:
-                return
-            cursor = page.next_cursor
+        return self._walk_pages(self.precedent_applications, limit)
 
     def iter_precedent_subjects(self, limit: int | None = None) -> Iterator[PrecedentPage]:
         """Every page of the precedent's subjects, first to last, each verified as
         :meth:`precedent_subjects` verifies it (see :meth:`iter_precedent_applications` for a
         walk across log growth)."""
+        return self._walk_pages(self.precedent_subjects, limit)
+
+    @staticmethod
+    def _walk_pages(
+        read: Callable[[str | None, int | None], PrecedentPage], limit: int | None
+    ) -> Iterator[PrecedentPage]:
+        """Read page after page with ``read(cursor, limit)`` until one has no next cursor."""
         cursor: str | None = None
         while True:
-            page = self.precedent_subjects(cursor, limit)
+            page = read(cursor, limit)
             yield page
             if page.next_cursor is None:
                 return
