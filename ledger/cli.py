@@ -209,6 +209,7 @@ def serve(
     database, whose write lock and checkpoint compare-and-swap keep them from forking the log.
     """
     import uvicorn
+    from pydantic import ValidationError
 
     from api.app import create_app
     from api.observability import configure_json_logging
@@ -217,6 +218,13 @@ def serve(
     configure_json_logging(log_level.upper())
     try:
         settings = Settings(db=db, key_path=key, read_only=read_only, witness_policy=witness_policy)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"AMNESTY_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}"
+            for e in exc.errors()
+        )
+        fail(f"couldn't start: bad setting ({problems}); see docs/API.md, Settings")
+    try:
         if workers == 1:
             uvicorn.run(
                 create_app(settings), host=host, port=port, log_level=log_level, access_log=False

@@ -181,3 +181,34 @@ def test_a_corrupted_entry_stops_the_read_side_instead_of_being_served(log: Test
         assert answer.headers["retry-after"] == "1"
         # What needs no protocol state is still served, for verifiers to find the damage.
         assert client.get("/checkpoint").status_code == 200
+
+
+def test_every_setting_is_documented_with_its_variable() -> None:
+    from api.settings import Settings
+    from tests.livelog import REPO
+
+    api_doc = (REPO / "docs" / "API.md").read_text(encoding="utf-8")
+    table = api_doc[api_doc.index("## Settings") :]
+    for name, field_info in Settings.model_fields.items():
+        assert f"`AMNESTY_{name.upper()}`" in table, name
+        assert field_info.description, f"{name} has no description"
+
+
+def test_a_bad_setting_refuses_to_start_naming_it(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from tests.livelog import REPO
+
+    result = subprocess.run(
+        [sys.executable, "-m", "ledger", "serve", "--db", f"sqlite:///{tmp_path / 'x.db'}"],
+        cwd=REPO,
+        env=dict(os.environ, AMNESTY_WRITE_BURST="lots"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "AMNESTY_WRITE_BURST" in result.stderr and "Traceback" not in result.stderr
