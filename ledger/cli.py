@@ -78,6 +78,15 @@ def write_private_key(path: Path, text: str) -> None:
         handle.write(text + "\n")
 
 
+def read_file(path: Path) -> bytes:
+    """The bytes of ``path``, or a clear error (exit 2) naming it: missing, unreadable, a
+    directory."""
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        fail(f"couldn't read {path}: {exc.strerror or exc}")
+
+
 def read_signer(path: Path) -> Signer:
     """Load an Ed25519 signer from a ``PRIVATE+KEY+…`` file."""
     try:
@@ -157,7 +166,7 @@ def init(
         checkpoint = sign_checkpoint(
             Checkpoint(origin=origin, size=0, root_hash=EMPTY_ROOT), signer
         )
-        store = SqlLogStore(db)
+        store = SqlLogStore(db, create=True)
         store.create_log(
             LogIdentity(
                 origin=origin,
@@ -224,7 +233,18 @@ def serve(
             for e in exc.errors()
         )
         fail(f"couldn't start: bad setting ({problems}); see docs/API.md, Settings")
+    from api.service import load_signer
+    from ledger.logview import LogView
+    from ledger.storage.sql import SqlLogStore
+
     try:
+        # Before uvicorn starts: a missing database or a key that is not the log's is a
+        # one-line error here, not a traceback from the application's startup.
+        preflight = SqlLogStore(settings.db)
+        try:
+            load_signer(settings, LogView(preflight))  # the key exists and is this log's
+        finally:
+            preflight.close()
         if workers == 1:
             uvicorn.run(
                 create_app(settings), host=host, port=port, log_level=log_level, access_log=False
@@ -273,7 +293,7 @@ def append(
     from ledger.storage.sql import SqlLogStore
 
     if files:
-        blobs = [path.read_bytes() for path in files]
+        blobs = [read_file(path) for path in files]
     else:
         blobs = [
             (chunk.strip("\n") + "\n").encode()

@@ -49,7 +49,7 @@ def demo(
     from ledger.storage.base import LogIdentity
     from ledger.storage.sql import SqlLogStore
 
-    store = SqlLogStore(db)
+    store = SqlLogStore(db, create=True)
     keys.mkdir(parents=True, exist_ok=True)
     log_key_path = keys / "log.key"
     try:

@@ -19,7 +19,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ledger.cli import JsonOption, emit, fail, read_signer
+from ledger.cli import JsonOption, emit, fail, read_file, read_signer
 from ledger.errors import LedgerError
 from ledger.protocol.statements import STATEMENT_TYPES, parse_body
 from ledger.statement import (
@@ -86,7 +86,7 @@ def statement_show(
     as_json: JsonOption = False,
 ) -> None:
     """Decode a statement and report which listed signers' signatures verify."""
-    data = file.read_bytes()
+    data = read_file(file)
     try:
         if b"\n\n" in data:
             signed = parse_statement(data)
@@ -126,7 +126,7 @@ def sign(
     """Add your signature line to a statement (idempotent; order of members does not matter)."""
     signer = read_signer(key)
     try:
-        signed = sign_statement(file.read_bytes(), signer)
+        signed = sign_statement(read_file(file), signer)
     except LedgerError as exc:
         fail(str(exc))
     tmp = file.with_name(file.name + ".tmp")
@@ -146,9 +146,10 @@ def submit(
     """Submit a signed statement; prints its index once it is durably logged."""
     from ledger.client import HttpLogSource
 
+    data = read_file(file)
     source = HttpLogSource(url)
     try:
-        receipt = source.post_statement(file.read_bytes())
+        receipt = source.post_statement(data)
     except LedgerError as exc:
         fail(str(exc), 1)
     finally:

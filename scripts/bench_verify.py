@@ -102,7 +102,7 @@ def build(path: Path, entries: int, new: int) -> dict[str, Any]:
     path.parent.mkdir(parents=True, exist_ok=True)
     url = f"sqlite:///{path}"
     signer = Signer.from_seed(ORIGIN, b"\x07" * 32)
-    store = SqlLogStore(url)
+    store = SqlLogStore(url, create=True)
     store.create_log(
         LogIdentity(ORIGIN, signer.vkey, time.time_ns() // 1_000_000, None),
         sign_checkpoint(Checkpoint(ORIGIN, 0, EMPTY_ROOT), signer),

@@ -76,7 +76,7 @@ def make_signer(origin: str = ORIGIN) -> Signer:
 
 
 def create_log(url: str, signer: Signer, origin: str = ORIGIN) -> SqlLogStore:
-    store = SqlLogStore(url)
+    store = SqlLogStore(url, create=True)
     checkpoint = sign_checkpoint(Checkpoint(origin, 0, EMPTY_ROOT), signer)
     store.create_log(
         LogIdentity(

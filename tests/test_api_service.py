@@ -194,6 +194,44 @@ def test_every_setting_is_documented_with_its_variable() -> None:
         assert field_info.description, f"{name} has no description"
 
 
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["serve", "--db", "{tmp}/missing.db"], "no such file"),
+        (["serve", "--db", "{db}", "--key", "{tmp}/none.key"], "couldn't read the log key"),
+        (["serve", "--db", "{db}", "--key", "{other_key}"], "is not this log's"),
+        (["verify", "{tmp}/missing.db"], "no such file"),
+        (["submit", "{tmp}/none.note", "--url", "http://127.0.0.1:9"], "couldn't read"),
+        (["statement", "show", "{tmp}"], "Is a directory"),
+    ],
+)
+def test_cli_refuses_bad_paths_and_keys_in_one_line(
+    tmp_path: Path, log: TestLog, args: list[str], says: str
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from ledger.note import Signer
+    from tests.livelog import REPO
+
+    other_key = tmp_path / "other.key"
+    other_key.write_text(Signer.generate("other.example").private_key_text())
+    values = {"tmp": str(tmp_path), "db": log.url, "other_key": str(other_key)}
+    result = subprocess.run(
+        [sys.executable, "-m", "ledger", *(a.format(**values) for a in args)],
+        cwd=REPO,
+        env=dict(os.environ),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode in (1, 2), result
+    assert says in result.stderr and "Traceback" not in result.stderr, result.stderr
+    assert not (tmp_path / "missing.db").exists()
+
+
 def test_a_bad_setting_refuses_to_start_naming_it(tmp_path: Path) -> None:
     import os
     import subprocess

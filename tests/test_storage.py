@@ -38,7 +38,13 @@ def test_create_is_explicit_and_once(db_url: str) -> None:
 
 
 def test_missing_log_is_a_clear_error(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    store = SqlLogStore(f"sqlite:///{tmp_path / 'none.db'}")
+    missing = tmp_path / "none.db"
+    with pytest.raises(StorageError, match="no such file"):
+        SqlLogStore(f"sqlite:///{missing}")
+    with pytest.raises(StorageError, match="no such file"):
+        SqlLogStore(str(missing))
+    assert not missing.exists()  # reading a typo'd path leaves nothing behind
+    store = SqlLogStore(f"sqlite:///{missing}", create=True)
     with pytest.raises(StorageError, match="no log here"):
         store.identity()
 

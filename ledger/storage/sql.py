@@ -40,6 +40,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -146,6 +147,16 @@ def normalise_database_url(url: str) -> str:
     if url.startswith(("postgresql://", "postgres://")):
         return "postgresql+psycopg://" + url.split("://", 1)[1]
     return url
+
+
+def _sqlite_file(url: str) -> Path | None:
+    """The file a ``sqlite:///`` URL names, or None (another engine, or an in-memory one)."""
+    if not url.startswith("sqlite"):
+        return None
+    database = make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database)
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -337,8 +348,17 @@ def _find_statement(conn: Connection, statement_id: bytes) -> int | None:
 class SqlLogStore:
     """A :class:`~ledger.storage.base.LogStore` on SQLite or PostgreSQL."""
 
-    def __init__(self, url: str, *, engine: Engine | None = None) -> None:
+    def __init__(self, url: str, *, engine: Engine | None = None, create: bool = False) -> None:
+        """Open the store at ``url``. A SQLite file that does not exist is refused with
+        :class:`StorageError` unless ``create`` (``amnesty init``, ``amnesty demo``): opening a
+        log to read or serve it must never leave an empty database file behind a typo."""
         self.url = normalise_database_url(url)
+        sqlite_path = _sqlite_file(self.url)
+        if engine is None and not create and sqlite_path is not None and not sqlite_path.exists():
+            raise StorageError(
+                f"couldn't open the log at {sqlite_path}: no such file (create a log there "
+                "with `amnesty init`)"
+            )
         self.engine = engine if engine is not None else make_engine(self.url)
         self.dialect = self.engine.dialect.name
         try:
