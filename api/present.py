@@ -19,7 +19,13 @@ from api.service import LedgerService, TreeHeadInfo
 from ledger.entry import LogEntry
 from ledger.errors import LedgerError, StorageError
 from ledger.merkle import leaf_hash
-from ledger.protocol.audit import ApplicationSummary, FirstApplicant, FirstApplicantJudgement
+from ledger.protocol.audit import (
+    ApplicationSummary,
+    FirstApplicant,
+    application_item,
+    counts_item,
+    first_applicant_item,
+)
 from ledger.protocol.commitments import check_commitments
 from ledger.protocol.records import ApplicationRecord
 from ledger.protocol.state import ProtocolState
@@ -187,18 +193,8 @@ def diff_terms(
 
 
 def application_summary(state: ProtocolState, app: ApplicationRecord) -> ApplicationSummary:
-    """An application and its outcome, as the precedent report shows it."""
-    return ApplicationSummary(
-        index=app.index,
-        subject_id=app.subject_id,
-        log_time_ms=app.log_time_ms,
-        offer_version=state.offer_at(app.offer_index).version,
-        outcome=app.outcome,
-        closed_by=app.closed_by,
-        closed_at_ms=app.closed_at_ms,
-        findings=dict(sorted(app.findings.items())),
-        restrictions=list(app.restrictions),
-    )
+    """An application and its outcome, exactly as the precedent report shows it."""
+    return ApplicationSummary.model_validate(application_item(state, app))
 
 
 def precedent_summary(
@@ -207,35 +203,9 @@ def precedent_summary(
     """The verdict on every commitment, the first applicant's treatment, and totals, judged
     at ``audit_time_ms`` (the same rules as the full report, without the per-subject lists)."""
     checks = check_commitments(state, audit_time_ms=audit_time_ms)
-    first = next(iter(state.applications.values()), None)
-    first_applicant = None
-    if first is not None:
-        subject = state.subjects[first.subject_id]
-        first_applicant = FirstApplicant(
-            subject_id=subject.subject_id,
-            name=subject.name,
-            standing=subject.standing,
-            application=application_summary(state, first),
-            judgements=[
-                FirstApplicantJudgement(
-                    commitment=check.id,
-                    index=j.index,
-                    subject_id=j.subject_id,
-                    status=j.status,
-                    reason=j.reason,
-                    evidence=list(j.evidence),
-                )
-                for check in checks
-                for j in check.judgements
-                if j.subject_id == subject.subject_id
-            ],
-        )
-    by_outcome = dict.fromkeys(("open", "granted", "denied", "withdrawn"), 0)
-    granted: set[int] = set()
-    for app in state.applications.values():
-        by_outcome[app.outcome] += 1
-        if app.outcome == "granted":
-            granted.add(app.subject_id)
+    # The report's own builders: the summary can never say other than the report.
+    first = first_applicant_item(state, checks)
+    counts = counts_item(state)
     return wire.PrecedentSummary(
         checkpoint=tree_head(head),
         audit_time_ms=audit_time_ms,
@@ -250,11 +220,11 @@ def precedent_summary(
             )
             for c in checks
         ],
-        first_applicant=first_applicant,
-        entries=state.size,
-        applications=len(state.applications),
-        applications_by_outcome=by_outcome,
-        subjects=len(state.subjects),
-        subjects_ever_granted=len(granted),
-        subjects_terminated=sum(1 for s in state.subjects.values() if s.terminated_by),
+        first_applicant=None if first is None else FirstApplicant.model_validate(first),
+        entries=counts["entries"],
+        applications=counts["applications"],
+        applications_by_outcome=counts["applications_by_outcome"],
+        subjects=counts["subjects"],
+        subjects_ever_granted=counts["subjects_ever_granted"],
+        subjects_terminated=counts["subjects_terminated"],
     )

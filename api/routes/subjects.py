@@ -9,9 +9,9 @@ from fastapi import APIRouter, Path, Query, Response
 
 from api import wire
 from api.deps import Service
-from api.present import json_response, tree_head
+from api.present import application_summary, json_response, tree_head
 from ledger.logview import NotFoundError
-from ledger.protocol.audit import ApplicationSummary, TimelineItem
+from ledger.protocol.audit import TimelineItem
 from ledger.protocol.terms import MAX_SAFE_INTEGER
 
 router = APIRouter(tags=["subjects"], responses=wire.problem_responses(404, 422, 503))
@@ -53,22 +53,9 @@ def get_subject(
                 f"couldn't find subject {key!r} at size {head.size}: no application was logged "
                 "with that id or key"
             )
-        applications = []
-        for index in view.applications:
-            app = state.applications[index]
-            applications.append(
-                ApplicationSummary(
-                    index=app.index,
-                    subject_id=app.subject_id,
-                    log_time_ms=app.log_time_ms,
-                    offer_version=state.offer_at(app.offer_index).version,
-                    outcome=app.outcome,
-                    closed_by=app.closed_by,
-                    closed_at_ms=app.closed_at_ms,
-                    findings=dict(sorted(app.findings.items())),
-                    restrictions=list(app.restrictions),
-                )
-            )
+        applications = [
+            application_summary(state, state.applications[index]) for index in view.applications
+        ]
         terms = state.offer_at(view.binding_offer_index).terms
     events = [e for e in view.timeline if e.index > after]
     page = events[:limit]

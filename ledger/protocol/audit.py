@@ -289,9 +289,11 @@ def subject_item(state: ProtocolState, subject: SubjectRecord) -> dict[str, Any]
     }
 
 
-def _first_applicant(
+def first_applicant_item(
     state: ProtocolState, checks: tuple[CommitmentCheck, ...]
 ) -> dict[str, Any] | None:
+    """The report's ``first_applicant`` (JSON data valid as :class:`FirstApplicant`): the
+    report and the precedent summary both use it."""
     first = next(iter(state.applications.values()), None)
     if first is None:
         return None
@@ -310,7 +312,9 @@ def _first_applicant(
     }
 
 
-def _counts(state: ProtocolState) -> dict[str, Any]:
+def counts_item(state: ProtocolState) -> dict[str, Any]:
+    """The report's ``counts`` (JSON data valid as :class:`Counts`): the report and the
+    precedent summary both use it."""
     by_outcome = dict.fromkeys(("denied", "granted", "open", "withdrawn"), 0)
     ever_granted: set[int] = set()
     for app in state.applications.values():
@@ -396,8 +400,8 @@ def precedent_report(
             "size": summary.size,
         },
         "commitments": [_commitment(c) for c in checks],
-        "counts": _counts(state),
-        "first_applicant": _first_applicant(state, checks),
+        "counts": counts_item(state),
+        "first_applicant": first_applicant_item(state, checks),
         "format": REPORT_FORMAT,
         "keyset": None
         if keyset is None
