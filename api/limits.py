@@ -15,20 +15,13 @@ from collections.abc import Mapping
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.problems import PROBLEM_JSON
+from api.problems import PROBLEM_JSON, problem_document
 
 _WRITE_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
 
 async def _send_problem(send: Send, status: int, title: str, detail: str, kind: str) -> None:
-    body = json.dumps(
-        {
-            "type": f"https://amnesty-ledger.invalid/problems/{kind}",
-            "title": title,
-            "status": status,
-            "detail": detail,
-        }
-    ).encode()
+    body = json.dumps(problem_document(status, title, detail, kind=kind)).encode()
     await send(
         {
             "type": "http.response.start",

@@ -34,8 +34,7 @@ from ledger.sequencer import QueueFullError
 log = logging.getLogger("api")
 
 PROBLEM_JSON = "application/problem+json"
-PROBLEM_TYPE_BASE = "https://amnesty-ledger.invalid/problems/"
-_TYPE_BASE = PROBLEM_TYPE_BASE
+_TYPE_BASE = "https://amnesty-ledger.invalid/problems/"
 
 
 class ProblemError(Exception):
@@ -70,6 +69,30 @@ class ProblemJSONResponse(JSONResponse):
         return json.dumps(content, ensure_ascii=True, separators=(",", ":")).encode("ascii")
 
 
+def problem_document(
+    status: int,
+    title: str,
+    detail: str,
+    *,
+    kind: str,
+    instance: str | None = None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """An RFC 9457 problem document (the JSON object): every problem this service answers,
+    whole (:func:`problem_response`) or per statement of a batch, is built here."""
+    body: dict[str, Any] = {
+        "type": _TYPE_BASE + kind,
+        "title": title,
+        "status": status,
+        "detail": detail,
+    }
+    if instance is not None:
+        body["instance"] = instance
+    if extra:
+        body.update(extra)
+    return body
+
+
 def problem_response(
     status: int,
     title: str,
@@ -81,16 +104,7 @@ def problem_response(
     extra: dict[str, Any] | None = None,
 ) -> JSONResponse:
     """A ``application/problem+json`` response."""
-    body: dict[str, Any] = {
-        "type": _TYPE_BASE + kind,
-        "title": title,
-        "status": status,
-        "detail": detail,
-    }
-    if instance is not None:
-        body["instance"] = instance
-    if extra:
-        body.update(extra)
+    body = problem_document(status, title, detail, kind=kind, instance=instance, extra=extra)
     return ProblemJSONResponse(body, status_code=status, headers=headers)
 
 

@@ -464,6 +464,18 @@ class LedgerService:
 
     # -- writes -------------------------------------------------------------------------------
 
+    def _writer(self) -> Sequencer:
+        """This process's sequencer; a 503 problem on a read-only server."""
+        if self.sequencer is None:
+            raise ProblemError(
+                503,
+                "Read-only server",
+                "couldn't accept the submission: this server serves reads only (no log key); "
+                "submit to the log's writing server",
+                kind="read-only",
+            )
+        return self.sequencer
+
     async def submit(self, prepared: Prepared, finish: Callable[[Receipt], T]) -> tuple[Receipt, T]:
         """Queue a prepared submission, wait until it is durably committed, and return its
         receipt with ``finish(receipt)``.
@@ -474,19 +486,12 @@ class LedgerService:
         Raises :class:`~ledger.sequencer.QueueFullError` at once when the sequencer's queue is
         full (answered 503 with ``Retry-After``), and a 503 problem on a read-only server.
         """
-        if self.sequencer is None:
-            raise ProblemError(
-                503,
-                "Read-only server",
-                "couldn't accept the submission: this server serves reads only (no log key); "
-                "submit to the log's writing server",
-                kind="read-only",
-            )
+        sequencer = self._writer()
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[tuple[Receipt, T]] = loop.create_future()
         token = self.waiting.start()
         try:
-            self.sequencer.submit(prepared).add_done_callback(_settler(loop, answer, finish))
+            sequencer.submit(prepared).add_done_callback(_settler(loop, answer, finish))
             return await answer
         finally:
             self.waiting.done(token)
@@ -501,16 +506,8 @@ class LedgerService:
         queue refuses the submissions it has no room for, not the ones already queued. Other
         exceptions propagate.
         """
-        if self.sequencer is None:
-            raise ProblemError(
-                503,
-                "Read-only server",
-                "couldn't accept the submissions: this server serves reads only (no log key); "
-                "submit to the log's writing server",
-                kind="read-only",
-            )
+        sequencer = self._writer()
         loop = asyncio.get_running_loop()
-        sequencer = self.sequencer
         waits: list[asyncio.Future[tuple[Receipt, T]]] = []
         token = self.waiting.start()
         try:

@@ -12,7 +12,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from api.deps import Service
-from api.problems import PROBLEM_TYPE_BASE, ProblemError, status_for
+from api.problems import ProblemError, problem_document, status_for
 from api.service import LedgerService
 from ledger.errors import LedgerError, MalformedError
 from ledger.merkle import leaf_hash
@@ -127,7 +127,7 @@ class BatchReceipts(BaseModel):
 
 def _problem_for(exc: LedgerError) -> dict[str, Any]:
     status, title, kind = status_for(exc)
-    return {"type": PROBLEM_TYPE_BASE + kind, "title": title, "status": status, "detail": str(exc)}
+    return problem_document(status, title, str(exc), kind=kind)
 
 
 def _prepare_all(service: LedgerService, notes: list[str]) -> list[Prepared | LedgerError]:
