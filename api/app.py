@@ -23,7 +23,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from api.limits import BodySizeLimit, RateLimiter, is_write
+from api.limits import BodySizeLimit, RateLimiter, is_write, rate_limited
 from api.observability import (
     InstrumentedStore,
     Metrics,
@@ -78,13 +78,13 @@ class WriteRateLimit:
                 client = (scope.get("client") or ("unknown", 0))[0]
                 wait = service.limiter.check(str(client))
                 if wait > 0:
-                    retry = str(max(1, int(wait + 0.999)))
+                    refused = rate_limited(str(client), wait, "another write")
                     response = problem_response(
-                        429,
-                        "Too many requests",
-                        f"couldn't accept another write from {client} now: retry in {retry} s",
-                        kind="rate-limited",
-                        headers={"Retry-After": retry},
+                        refused.status,
+                        refused.title,
+                        refused.detail,
+                        kind=refused.kind,
+                        headers=refused.headers,
                     )
                     await response(scope, receive, send)
                     return

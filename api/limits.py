@@ -15,7 +15,7 @@ from collections.abc import Mapping
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.problems import PROBLEM_JSON, problem_document
+from api.problems import PROBLEM_JSON, ProblemError, problem_document
 
 _WRITE_METHODS = frozenset({"POST", "PUT", "PATCH"})
 
@@ -134,6 +134,20 @@ class RateLimiter:
             ordered = sorted(self._buckets.items(), key=lambda item: item[1][1])
             for key, _ in ordered[: len(ordered) // 2]:
                 del self._buckets[key]
+
+
+def rate_limited(client: str, wait: float, what: str) -> ProblemError:
+    """The 429 problem for ``client``, who must wait ``wait`` seconds (from
+    :meth:`RateLimiter.check`) before ``what`` is accepted; ``Retry-After`` in whole seconds,
+    at least 1."""
+    retry = str(max(1, int(wait + 0.999)))
+    return ProblemError(
+        429,
+        "Too many requests",
+        f"couldn't accept {what} from {client} now: retry in {retry} s",
+        kind="rate-limited",
+        headers={"Retry-After": retry},
+    )
 
 
 def is_write(scope: Scope) -> bool:

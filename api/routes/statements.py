@@ -12,6 +12,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from api.deps import Service
+from api.limits import rate_limited
 from api.problems import ProblemError, problem_document, status_for
 from api.service import LedgerService
 from ledger.errors import LedgerError, MalformedError
@@ -212,14 +213,7 @@ async def submit_statements(request: Request, service: Service) -> Response:
     client = str((request.client.host if request.client else None) or "unknown")
     wait = service.limiter.check(client, cost=len(notes) - 1) if len(notes) > 1 else 0.0
     if wait > 0:
-        retry = str(max(1, int(wait + 0.999)))
-        raise ProblemError(
-            429,
-            "Too many requests",
-            f"couldn't accept {len(notes)} statements from {client} now: retry in {retry} s",
-            kind="rate-limited",
-            headers={"Retry-After": retry},
-        )
+        raise rate_limited(client, wait, f"{len(notes)} statements")
     # Off the event loop: a thousand statements take a few hundred milliseconds to check.
     prepared = await run_in_threadpool(_prepare_all, service, notes)
     ready = [p for p in prepared if isinstance(p, Prepared)]
