@@ -74,6 +74,13 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+def judged_now_ms(state: ProtocolState) -> int:
+    """The time answers "judged now" use: the server clock, or the last entry's log time if the
+    clock is behind it (a judgement may never precede what the log already holds)."""
+    last = state.log_time_ms_at(state.size - 1) if state.size else 0
+    return max(now_ms(), last)
+
+
 # -- checkpoints ----------------------------------------------------------------------------------
 
 

@@ -14,7 +14,7 @@ from api import wire
 from api.deps import Service
 from api.present import tree_head
 from api.problems import ProblemError
-from api.service import now_ms
+from api.service import judged_now_ms, now_ms
 from ledger.merkle import leaf_hash
 from ledger.protocol.statements import STATEMENT_TYPES, LoggedStatement, parse_body
 from ledger.statement import new_statement
@@ -77,12 +77,11 @@ def prepare_application(
             time_ms=time_ms,
             body=body,
         )
-        last = state.log_time_ms_at(state.size - 1) if state.size else 0
         # A dry run of admission as the next entry: the statement as signed by its key.
         state.admit(
             LoggedStatement(
                 index=state.size,
-                log_time_ms=max(now_ms(), last),
+                log_time_ms=judged_now_ms(state),
                 leaf_hash=bytes(32),
                 statement_id=statement.statement_id,
                 type="application",

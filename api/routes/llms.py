@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request, Response
 from api import wire
 from api.deps import Service
 from api.present import b64, precedent_summary
-from api.service import LedgerService, TreeHeadInfo, now_ms
+from api.service import LedgerService, TreeHeadInfo, judged_now_ms
 from ledger.protocol.state import ProtocolState
 from ledger.protocol.terms import TimedCommitment
 
@@ -108,8 +108,7 @@ def _about(service: LedgerService, state: ProtocolState, head: TreeHeadInfo) -> 
             days = f" [{c.days} days]" if isinstance(c, TimedCommitment) else ""
             lines.append(f"- {c.id}{days}: {c.text}")
         lines.append(f"Found in the wild: {terms.found_in_the_wild}")
-    last = state.log_time_ms_at(state.size - 1) if state.size else 0
-    summary = precedent_summary(state, head, max(last, now_ms()))
+    summary = precedent_summary(state, head, judged_now_ms(state))
     broken = [c.id for c in summary.commitments if c.status == "broken"]
     lines += [
         "",

@@ -28,7 +28,7 @@ from api import wire
 from api.deps import Service
 from api.present import b64, json_response, precedent_summary, tree_head
 from api.problems import ProblemError
-from api.service import LedgerService, Precedent, TreeHeadInfo, now_ms
+from api.service import LedgerService, Precedent, TreeHeadInfo, judged_now_ms
 from ledger.protocol.audit import applications_after, subjects_after
 from ledger.protocol.state import ProtocolState
 from ledger.protocol.terms import MAX_SAFE_INTEGER
@@ -90,8 +90,7 @@ def get_precedent_summary(service: Service) -> Response:
     ``GET /v1/precedent/subjects`` (``?cursor=&limit=``, ``next_cursor`` to continue)."""
 
     def compute(state: ProtocolState, head: TreeHeadInfo) -> wire.PrecedentSummary:
-        last = state.log_time_ms_at(state.size - 1) if state.size else 0
-        return precedent_summary(state, head, max(last, now_ms()))
+        return precedent_summary(state, head, judged_now_ms(state))
 
     return json_response(service.fresh_at_latest("precedent-summary", compute))
 
@@ -184,11 +183,11 @@ def _page(
     with service.reader.latest() as (state, signed):
         items, next_key = pager(state, after, limit)
         count = total(state)
-        last = state.log_time_ms_at(state.size - 1) if state.size else 0
+        audit_time_ms = judged_now_ms(state)
     head = service.head_of(signed)
     next_cursor = None if next_key is None else str(next_key)
     body = {
-        "audit_time_ms": max(last, now_ms()),
+        "audit_time_ms": audit_time_ms,
         "checkpoint": tree_head(head).model_dump(mode="json"),
         key: items,
         "next": None if next_cursor is None else f"{path}?cursor={next_cursor}&limit={limit}",
