@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -78,6 +79,10 @@ def _raise_for(response: httpx.Response, what: str) -> None:
     )
 
 
+_GET_RETRY_DELAYS_S = (0.2, 0.6)
+_GET_RETRYABLE = (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError)
+
+
 class HttpLogSource:
     """Reads a log's checkpoint and tiles over HTTP from ``base_url`` (a tlog-tiles prefix)."""
 
@@ -87,11 +92,26 @@ class HttpLogSource:
             timeout=timeout, headers={"User-Agent": USER_AGENT}, follow_redirects=False
         )
 
-    def _get(self, path: str, what: str) -> bytes:
+    def _fetch(self, path: str, what: str, params: dict[str, Any] | None = None) -> httpx.Response:
+        """GET ``path`` under the base URL, retried (after 0.2 s, then 0.6 s) when the
+        connection failed before any answer came: a GET is idempotent, and a kept-alive
+        connection the server closed just as it was reused fails this way under load. A
+        timeout or an answer, even an error status, is never retried."""
+        url = f"{self.base_url}/{path}"
+        for delay in _GET_RETRY_DELAYS_S:
+            try:
+                return self._client.get(url, params=params)
+            except _GET_RETRYABLE:
+                time.sleep(delay)
+            except httpx.HTTPError as exc:
+                raise StorageError(f"couldn't {what} from {self.base_url}: {exc}") from exc
         try:
-            response = self._client.get(f"{self.base_url}/{path}")
+            return self._client.get(url, params=params)
         except httpx.HTTPError as exc:
             raise StorageError(f"couldn't {what} from {self.base_url}: {exc}") from exc
+
+    def _get(self, path: str, what: str) -> bytes:
+        response = self._fetch(path, what)
         _raise_for(response, what)
         return response.content
 
@@ -103,10 +123,7 @@ class HttpLogSource:
 
     def get_json(self, path: str, params: dict[str, Any] | None = None) -> Any:
         """GET a JSON resource under the base URL."""
-        try:
-            response = self._client.get(f"{self.base_url}/{path.lstrip('/')}", params=params)
-        except httpx.HTTPError as exc:
-            raise StorageError(f"couldn't fetch {path} from {self.base_url}: {exc}") from exc
+        response = self._fetch(path.lstrip("/"), f"fetch {path}", params)
         _raise_for(response, f"fetch {path}")
         try:
             return response.json()

@@ -335,3 +335,32 @@ def test_json_helpers_refuse_malformed_answers(app_client: TestClient, log: Test
 
     with pytest.raises(MalformedError, match="couldn't read checkpoint"):
         client_for(log, lying(app_client, garble)).entry(1)
+
+
+def test_a_get_is_retried_only_when_the_connection_failed_before_an_answer() -> None:
+    from ledger.client import HttpLogSource
+    from ledger.errors import StorageError
+
+    calls: list[str] = []
+
+    def flaky(failures: int, error: type[Exception]) -> httpx.Client:
+        def handle(request: httpx.Request) -> httpx.Response:
+            calls.append(request.url.path)
+            if len(calls) <= failures:
+                raise error("Server disconnected without sending a response.")
+            return httpx.Response(200, content=b"checkpoint text")
+
+        return httpx.Client(transport=httpx.MockTransport(handle))
+
+    source = HttpLogSource("http://log", client=flaky(2, httpx.RemoteProtocolError))
+    assert source.checkpoint() == b"checkpoint text" and len(calls) == 3
+    calls.clear()
+    source = HttpLogSource("http://log", client=flaky(3, httpx.RemoteProtocolError))
+    with pytest.raises(StorageError, match="disconnected"):
+        source.checkpoint()
+    assert len(calls) == 3
+    calls.clear()
+    source = HttpLogSource("http://log", client=flaky(1, httpx.ReadTimeout))
+    with pytest.raises(StorageError):
+        source.checkpoint()
+    assert len(calls) == 1  # a timeout is not retried
