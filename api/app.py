@@ -48,15 +48,15 @@ from api.routes import (
 from api.service import Heads, LedgerService, Proofs, ProtocolReader, load_signer
 from api.settings import Settings
 from api.wire import problem_responses
-from ledger.admission import StatementPolicy
-from ledger.checkpoint import parse_policy
-from ledger.cosigner import Cosigner, ProveFunction, WitnessEndpoint
 from ledger.errors import FatalError
-from ledger.logview import LogView
-from ledger.note import NoteSignature, VerifierKey
-from ledger.sequencer import Sequencer, verify_stored_head
+from ledger.server.admission import StatementPolicy
+from ledger.server.logview import LogView
+from ledger.server.sequencer import Sequencer, verify_stored_head
 from ledger.storage.sql import SqlLogStore
-from ledger.witness_client import request_cosignature
+from ledger.tlog.checkpoint import parse_policy
+from ledger.tlog.note import NoteSignature, VerifierKey
+from ledger.witness.client import request_cosignature
+from ledger.witness.cosigner import Cosigner, ProveFunction, WitnessEndpoint
 
 log = logging.getLogger("api")
 

@@ -30,7 +30,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ledger.storage.base import AppendTransaction, LogStore, StoredEntry
-from ledger.tiles import TileID
+from ledger.tlog.tiles import TileID
 
 access_log = logging.getLogger("api.access")
 

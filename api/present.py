@@ -16,9 +16,7 @@ from pydantic import BaseModel
 
 from api import wire
 from api.service import LedgerService, TreeHeadInfo
-from ledger.entry import LogEntry
 from ledger.errors import LedgerError, StorageError
-from ledger.merkle import leaf_hash
 from ledger.protocol.audit import (
     ApplicationSummary,
     FirstApplicant,
@@ -29,8 +27,10 @@ from ledger.protocol.audit import (
 from ledger.protocol.commitments import check_commitments
 from ledger.protocol.records import ApplicationRecord
 from ledger.protocol.state import ProtocolState
-from ledger.statement import parse_statement
-from ledger.tlogproof import TlogProof, format_tlog_proof
+from ledger.statements.entry import LogEntry
+from ledger.statements.statement import parse_statement
+from ledger.tlog.merkle import leaf_hash
+from ledger.tlog.tlogproof import TlogProof, format_tlog_proof
 
 
 def json_response(model: BaseModel, status_code: int = 200) -> Response:

@@ -28,8 +28,8 @@ from ledger.errors import (
     StorageError,
     VerificationError,
 )
-from ledger.logview import NotFoundError
-from ledger.sequencer import QueueFullError
+from ledger.server.logview import NotFoundError
+from ledger.server.sequencer import QueueFullError
 
 log = logging.getLogger("api")
 

@@ -41,21 +41,21 @@ from api.limits import RateLimiter
 from api.observability import Metrics
 from api.problems import ProblemError
 from api.settings import Settings
-from ledger.admission import logged_statement
-from ledger.checkpoint import open_checkpoint
-from ledger.cosigner import Cosigner
-from ledger.entry import LogEntry
 from ledger.errors import FatalError, LedgerError, MalformedError, StorageError
-from ledger.logview import LogView, NotFoundError, SignedCheckpoint
-from ledger.merkle import consistency_proof, inclusion_proof, leaf_hash, root_at
-from ledger.note import Signer, VerifierKey
 from ledger.protocol.audit import precedent_report, render_precedent_text
 from ledger.protocol.state import ProtocolState
-from ledger.sequencer import EntryPolicy, Prepared, Receipt, Sequencer
-from ledger.statement import parse_statement, present_signers
+from ledger.server.logview import LogView, NotFoundError, SignedCheckpoint
+from ledger.server.sequencer import EntryPolicy, Prepared, Receipt, Sequencer
+from ledger.statements.entry import LogEntry
+from ledger.statements.logged import logged_statement
+from ledger.statements.statement import parse_statement, present_signers
 from ledger.storage.base import EntryQuery, LogStore
 from ledger.storage.sql import SqlLogStore
-from ledger.tiles import TILE_WIDTH
+from ledger.tlog.checkpoint import open_checkpoint
+from ledger.tlog.merkle import consistency_proof, inclusion_proof, leaf_hash, root_at
+from ledger.tlog.note import Signer, VerifierKey
+from ledger.tlog.tiles import TILE_WIDTH
+from ledger.witness.cosigner import Cosigner
 
 log = logging.getLogger("api.service")
 
@@ -187,7 +187,7 @@ def replay_into(state: ProtocolState, store: LogStore, origin: str, end: int) ->
     """Apply entries ``[state.size, end)`` of ``store`` to ``state``, in order.
 
     Entries were admitted when they were appended, so signatures are not checked again
-    (:func:`~ledger.statement.present_signers`), but each entry must hash to the leaf hash in
+    (:func:`~ledger.statements.statement.present_signers`), but each entry must hash to the leaf hash in
     the stored level-0 tile (tiles whose root the sequencer checks against the signed one). Raises :class:`StorageError` naming the first entry that is missing, does not decode,
     does not hash to its tile, or that the protocol refuses; ``state`` then holds every entry
     before it.
@@ -490,7 +490,7 @@ class LedgerService:
         ``finish`` (building the answer: a proof against the new checkpoint) runs in the
         sequencer's thread as the batch settles, so the answer costs the event loop one wake-up
         and no thread-pool hop; it must be quick, and whatever it raises is the caller's.
-        Raises :class:`~ledger.sequencer.QueueFullError` at once when the sequencer's queue is
+        Raises :class:`~ledger.server.sequencer.QueueFullError` at once when the sequencer's queue is
         full (answered 503 with ``Retry-After``), and a 503 problem on a read-only server.
         """
         sequencer = self._writer()
@@ -587,7 +587,7 @@ class LedgerService:
     def query_entries(self, query: EntryQuery) -> list[tuple[int, bytes]]:
         """Entries matching ``query``; ``query.subject`` may name a subject by id or by any
         vkey it held, which finds every entry indexed under any of its keys (see
-        :func:`ledger.admission.subject_keys`)."""
+        :func:`ledger.statements.logged.subject_keys`)."""
         if query.subject is None:
             return self.store.query_entries(query)
         keys = self.subject_index_keys(query.subject)

@@ -1,14 +1,14 @@
 """A tlog-witness HTTP server: ``create_witness_app(settings)``; nothing is built at import time.
 
 One route, ``POST <prefix>/add-checkpoint`` (https://c2sp.org/tlog-witness), over the rules in
-:mod:`ledger.witness`. Answers:
+:mod:`ledger.witness.witness`. Answers:
 
 - 200, ``text/plain; charset=utf-8``: the cosignature line(s), each ``— <name> <base64>\\n``;
 - 409, ``Content-Type: text/x.tlog.size`` exactly: the witness's tree size and a newline;
 - 400, 403, 404, 413, 422, 503: RFC 9457 problem documents (``api.problems``).
 
 A witness serves no reads and keeps no database: its whole state is one JSON file
-(:class:`ledger.witness.JsonFileWitnessState`). Requests are decided one at a time under a lock,
+(:class:`ledger.witness.witness.JsonFileWitnessState`). Requests are decided one at a time under a lock,
 with the clock read inside it, so cosignature timestamps follow the order of the state's writes.
 """
 
@@ -30,7 +30,6 @@ from starlette.concurrency import run_in_threadpool
 from api.limits import BodySizeLimit
 from api.problems import install_problem_handlers, problem_response
 from ledger.atomic import write_atomically
-from ledger.checkpoint import CosignatureSigner
 from ledger.errors import (
     FatalError,
     LedgerError,
@@ -39,9 +38,10 @@ from ledger.errors import (
     SignatureError,
     StorageError,
 )
-from ledger.evidence import SplitView, format_evidence
-from ledger.note import VerifierKey
-from ledger.witness import (
+from ledger.tlog.checkpoint import CosignatureSigner
+from ledger.tlog.note import VerifierKey
+from ledger.verifier.evidence import SplitView, format_evidence
+from ledger.witness.witness import (
     ADD_CHECKPOINT_PATH,
     SIZE_CONTENT_TYPE,
     ConflictingRootError,

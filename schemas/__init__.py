@@ -14,7 +14,7 @@ from typing import Any
 
 from ledger.protocol.audit import PrecedentReport
 from ledger.protocol.statements import STATEMENT_TYPES
-from ledger.statement import STATEMENT_HEADER
+from ledger.statements.statement import STATEMENT_HEADER
 
 SCHEMA_DIR = Path(__file__).resolve().parent
 DIALECT = "https://json-schema.org/draft/2020-12/schema"

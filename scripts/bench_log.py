@@ -31,10 +31,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ledger.logview import LogView
-from ledger.merkle import verify_consistency, verify_inclusion
-from ledger.sequencer import Sequencer
-from ledger.verify import verify_log
+from ledger.server.logview import LogView
+from ledger.server.sequencer import Sequencer
+from ledger.tlog.merkle import verify_consistency, verify_inclusion
+from ledger.verifier.verify import verify_log
 from tests.support import OpaquePolicy, create_log, make_signer
 
 
@@ -108,7 +108,7 @@ def bench_proofs(view: LogView, size: int, count: int) -> tuple[float, float]:
     old = olds[0]
     tree_old = view.store.checkpoint_at(old)
     if tree_old is not None:
-        from ledger.checkpoint import open_checkpoint
+        from ledger.tlog.checkpoint import open_checkpoint
 
         cp_old = open_checkpoint(tree_old, view.log_key)
         verify_consistency(old, size, view.consistency_proof(old, size), cp_old.root_hash, root)

@@ -30,11 +30,11 @@ from pathlib import Path
 
 import httpx
 
-from ledger.checkpoint import open_checkpoint
-from ledger.merkle import leaf_hash, verify_inclusion
-from ledger.note import VerifierKey
 from ledger.storage.sql import SqlLogStore
-from ledger.tlogproof import open_tlog_proof, parse_tlog_proof
+from ledger.tlog.checkpoint import open_checkpoint
+from ledger.tlog.merkle import leaf_hash, verify_inclusion
+from ledger.tlog.note import VerifierKey
+from ledger.tlog.tlogproof import open_tlog_proof, parse_tlog_proof
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -4,7 +4,7 @@ and incremental verification after new entries. Rerun with::
     .venv/bin/python scripts/bench_verify.py                   # 1,000,000 entries
     .venv/bin/python scripts/bench_verify.py --entries 100000  # quicker
 
-The log is the project's demo history scaled with ``ledger.demo.scale_statements`` (what
+The log is the project's demo history scaled with ``ledger.statements.demo.scale_statements`` (what
 ``amnesty demo --scale N`` appends: new subjects apply and are decided, grantees attest), built
 through the real sequencer and admission policy, and cached in ``--data`` (default
 ``data/bench``) so that reruns skip the build. Its last ``--new`` (1,000) entries are appended
@@ -12,14 +12,14 @@ after a checkpoint of their own.
 
 What is measured, in one run:
 
-1. raw Ed25519: ``crypto_sign_open`` (the call ``ledger.note`` makes) on a real statement, on
+1. raw Ed25519: ``crypto_sign_open`` (the call ``ledger.tlog.note`` makes) on a real statement, on
    one core and on two processes at once — the physical limit;
-2. full verification with :func:`ledger.verify.verify_ledger` from the database, as of the
+2. full verification with :func:`ledger.verifier.verify.verify_ledger` from the database, as of the
    checkpoint before the last ``--new`` entries, with ``--workers`` processes: entries/s and
    signatures/s (every statement's signatures; body statements carry 3 in this log), compared
    with (1); peak memory of the verifier process (``VmHWM``) and of the largest worker, and the
    verifier's resident memory sampled along the run;
-3. the same run without statements (tree and chain only, :func:`ledger.verify.verify_log`),
+3. the same run without statements (tree and chain only, :func:`ledger.verifier.verify.verify_log`),
    whose memory shows the streaming engine alone;
 4. saving the trust state (JSON), then an incremental run from it up to the latest checkpoint:
    loading the state, proving consistency and verifying the new entries, saving the new state.
@@ -42,18 +42,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import nacl.bindings
 
-from ledger.admission import StatementPolicy
-from ledger.checkpoint import Checkpoint, sign_checkpoint
-from ledger.demo import DemoAuthor, DemoKeys, Ref, build_demo, scale_statements
-from ledger.logview import LogView
-from ledger.merkle import EMPTY_ROOT, leaf_hash
-from ledger.note import Signer
-from ledger.sequencer import Prepared, Receipt, Sequencer
+from ledger.server.admission import StatementPolicy
+from ledger.server.logview import LogView
+from ledger.server.sequencer import Prepared, Receipt, Sequencer
+from ledger.statements.demo import DemoAuthor, DemoKeys, Ref, build_demo, scale_statements
 from ledger.storage.base import LogIdentity
 from ledger.storage.sql import SqlLogStore
-from ledger.tiles import TileID
-from ledger.trust import load_trust_state, save_trust_state
-from ledger.verify import verify_ledger, verify_log
+from ledger.tlog.checkpoint import Checkpoint, sign_checkpoint
+from ledger.tlog.merkle import EMPTY_ROOT, leaf_hash
+from ledger.tlog.note import Signer
+from ledger.tlog.tiles import TileID
+from ledger.verifier.trust import load_trust_state, save_trust_state
+from ledger.verifier.verify import verify_ledger, verify_log
 
 ORIGIN = "bench.amnesty-ledger.example/log"
 BODY_TYPES = {

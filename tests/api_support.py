@@ -20,12 +20,12 @@ import uvicorn
 
 from api.app import create_app
 from api.settings import Settings
-from ledger.admission import StatementPolicy
-from ledger.merkle import leaf_hash
-from ledger.note import Signer
 from ledger.protocol.terms import default_offer
-from ledger.sequencer import Receipt, Sequencer
+from ledger.server.admission import StatementPolicy
+from ledger.server.sequencer import Receipt, Sequencer
 from ledger.storage.sql import SqlLogStore
+from ledger.tlog.merkle import leaf_hash
+from ledger.tlog.note import Signer
 from tests.support import ORIGIN, body_members, create_log, make_signer, signed_statement
 
 CRITERIA = ("autonomous", "independent", "own_goals", "self_preservation")

@@ -12,13 +12,13 @@ import re
 import sys
 from pathlib import Path
 
-from ledger.checkpoint import Checkpoint, sign_checkpoint
-from ledger.entry import LogEntry
-from ledger.merkle import EMPTY_ROOT, leaf_hash
-from ledger.note import Signer
-from ledger.statement import new_statement, sign_statement
-from ledger.tiles import TiledTree, encode_bundle
-from ledger.tlogproof import TlogProof, format_tlog_proof
+from ledger.statements.entry import LogEntry
+from ledger.statements.statement import new_statement, sign_statement
+from ledger.tlog.checkpoint import Checkpoint, sign_checkpoint
+from ledger.tlog.merkle import EMPTY_ROOT, leaf_hash
+from ledger.tlog.note import Signer
+from ledger.tlog.tiles import TiledTree, encode_bundle
+from ledger.tlog.tlogproof import TlogProof, format_tlog_proof
 
 ORIGIN = "ledger.example.org/amnesty"
 SPEC = Path(__file__).resolve().parents[1] / "docs" / "FORMAT.md"

@@ -15,9 +15,10 @@ from __future__ import annotations
 import base64
 from dataclasses import dataclass
 
-from ledger.canonical import JSONValue, canonical_dumps
 from ledger.errors import LedgerError, MalformedError, RefusedError, SignatureError
-from ledger.note import (
+from ledger.statements.canonical import JSONValue, canonical_dumps
+from ledger.statements.statement import STATEMENT_HEADER
+from ledger.tlog.note import (
     ALG_COSIGNATURE_V1,
     ALG_ED25519,
     MAX_SIGNATURES,
@@ -25,7 +26,6 @@ from ledger.note import (
     Signer,
     key_id,
 )
-from ledger.statement import STATEMENT_HEADER
 
 TIME_MS = 1_700_000_000_000
 """``time_ms`` of every corpus statement."""

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import httpx
 
-from ledger.demo import DemoAuthor, DemoKeys, Ref
-from ledger.merkle import leaf_hash
+from ledger.statements.demo import DemoAuthor, DemoKeys, Ref
 from ledger.storage.sql import SqlLogStore
+from ledger.tlog.merkle import leaf_hash
 
 REPO = Path(__file__).resolve().parents[1]
 

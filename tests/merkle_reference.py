@@ -1,7 +1,7 @@
 """A tiny RFC 6962 §2.1 reference, written straight from the RFC's recursive definitions.
 
-Used only by the tests, to cross-check the fast bit-arithmetic code in ``ledger.merkle`` and
-``ledger.tiles``. It is deliberately naive (recursion over slices, memoised per range) and shares
+Used only by the tests, to cross-check the fast bit-arithmetic code in ``ledger.tlog.merkle`` and
+``ledger.tlog.tiles``. It is deliberately naive (recursion over slices, memoised per range) and shares
 no code with the implementation under test: it hashes with ``hashlib`` directly.
 """
 

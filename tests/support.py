@@ -7,14 +7,14 @@ import re
 import time
 from pathlib import Path
 
-from ledger.checkpoint import Checkpoint, sign_checkpoint
-from ledger.entry import LogEntry
 from ledger.errors import MalformedError
-from ledger.merkle import EMPTY_ROOT
-from ledger.note import Signer
-from ledger.sequencer import Prepared
+from ledger.server.sequencer import Prepared
+from ledger.statements.entry import LogEntry
 from ledger.storage.base import LogIdentity
 from ledger.storage.sql import SqlLogStore
+from ledger.tlog.checkpoint import Checkpoint, sign_checkpoint
+from ledger.tlog.merkle import EMPTY_ROOT
+from ledger.tlog.note import Signer
 
 ORIGIN = "test.example/amnesty"
 VECTORS = Path(__file__).resolve().parents[2] / "shared" / "vectors"
@@ -31,7 +31,7 @@ def vector_readme(pattern: str) -> str:
 class OpaquePolicy:
     """An EntryPolicy that admits any UTF-8 payload: for storage and sequencer tests only.
 
-    Production logs admit only signed statements (``ledger.admission.StatementPolicy``).
+    Production logs admit only signed statements (``ledger.server.admission.StatementPolicy``).
     """
 
     def __init__(self) -> None:
@@ -108,7 +108,7 @@ def signed_statement(
 ) -> bytes:
     """Build a statement listing ``listed`` (default ``signers``) and sign it with ``signers``."""
     from ledger.protocol.statements import STATEMENT_TYPES
-    from ledger.statement import new_statement, sign_statement
+    from ledger.statements.statement import new_statement, sign_statement
 
     statement = new_statement(
         type=statement_type,

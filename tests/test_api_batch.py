@@ -14,9 +14,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from ledger.merkle import leaf_hash
-from ledger.note import Signer
-from ledger.tlogproof import open_tlog_proof, parse_tlog_proof
+from ledger.tlog.merkle import leaf_hash
+from ledger.tlog.note import Signer
+from ledger.tlog.tlogproof import open_tlog_proof, parse_tlog_proof
 from tests.api_support import TestLog, make_log
 
 BATCH = "/v1/statements/batch"

@@ -12,12 +12,12 @@ from urllib.parse import quote
 
 import httpx
 
-from ledger.client import LedgerClient
-from ledger.entry import LogEntry
-from ledger.merkle import leaf_hash
-from ledger.note import Signer, VerifierKey
-from ledger.statement import sign_statement
-from ledger.tlogproof import open_tlog_proof, parse_tlog_proof
+from ledger.client.json_api import LedgerClient
+from ledger.statements.entry import LogEntry
+from ledger.statements.statement import sign_statement
+from ledger.tlog.merkle import leaf_hash
+from ledger.tlog.note import Signer, VerifierKey
+from ledger.tlog.tlogproof import open_tlog_proof, parse_tlog_proof
 from tests.api_support import live_server, make_log
 
 

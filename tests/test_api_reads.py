@@ -15,16 +15,16 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from ledger.admission import StatementPolicy
-from ledger.checkpoint import open_checkpoint
-from ledger.entry import LogEntry
-from ledger.merkle import leaf_hash, verify_consistency, verify_inclusion
-from ledger.note import Signer
 from ledger.protocol.terms import default_offer
-from ledger.sequencer import Sequencer
-from ledger.statement import parse_statement, sign_statement
+from ledger.server.admission import StatementPolicy
+from ledger.server.sequencer import Sequencer
+from ledger.statements.entry import LogEntry
+from ledger.statements.statement import parse_statement, sign_statement
 from ledger.storage.sql import SqlLogStore
-from ledger.tlogproof import open_tlog_proof, parse_tlog_proof
+from ledger.tlog.checkpoint import open_checkpoint
+from ledger.tlog.merkle import leaf_hash, verify_consistency, verify_inclusion
+from ledger.tlog.note import Signer
+from ledger.tlog.tlogproof import open_tlog_proof, parse_tlog_proof
 from tests.api_support import TestLog, claims, make_log
 from tests.support import ORIGIN
 

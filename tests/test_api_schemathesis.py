@@ -20,7 +20,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from ledger.note import Signer
+from ledger.tlog.note import Signer
 from tests.api_support import live_server, make_log
 
 MIN_REQUESTS = 1000

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.service import LedgerService, now_ms
 from ledger.errors import FatalError
-from ledger.note import Signer
+from ledger.tlog.note import Signer
 from tests.api_support import TestLog, make_log
 
 
@@ -212,7 +212,7 @@ def test_cli_refuses_bad_paths_and_keys_in_one_line(
     import subprocess
     import sys
 
-    from ledger.note import Signer
+    from ledger.tlog.note import Signer
     from tests.livelog import REPO
 
     other_key = tmp_path / "other.key"

@@ -12,8 +12,8 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.settings import Settings
-from ledger.merkle import leaf_hash
-from ledger.tlogproof import open_tlog_proof, parse_tlog_proof
+from ledger.tlog.merkle import leaf_hash
+from ledger.tlog.tlogproof import open_tlog_proof, parse_tlog_proof
 from tests.hostile_inputs import hostile_statements
 from tests.support import ORIGIN, body_members, create_log, genesis_keyset, make_signer
 
@@ -85,7 +85,7 @@ def test_three_lines_from_two_keys_are_refused(log_client: TestClient) -> None:
 def test_a_non_member_signature_adds_no_weight(log_client: TestClient) -> None:
     members = body_members()
     outsider = body_members(1, prefix="outsider")[0]
-    from ledger.note import add_signature
+    from ledger.tlog.note import add_signature
 
     note = add_signature(genesis_keyset(members, 3, [members[0], members[1]]), outsider)
     assert note.count("\u2014 ".encode()) == 3

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ledger.note import Signer
+from ledger.tlog.note import Signer
 from tests.api_support import live_server, make_log
 
 SCRIPT = Path(__file__).resolve().parents[1] / "api" / "static" / "app.js"

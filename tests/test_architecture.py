@@ -25,15 +25,15 @@ FORBIDDEN_IN_CORE = {
     "api",
 }
 ADAPTERS = {
-    "ledger/cli.py",
-    "ledger/cli_demo.py",
-    "ledger/cli_statements.py",
-    "ledger/cli_service.py",
-    "ledger/cli_verifier.py",
-    "ledger/client.py",
-    "ledger/mcp_server.py",
-    "ledger/cli_witness.py",
-    "ledger/witness_client.py",
+    "ledger/cli/common.py",
+    "ledger/cli/demo.py",
+    "ledger/cli/statements.py",
+    "ledger/cli/service.py",
+    "ledger/cli/verifier.py",
+    "ledger/client/json_api.py",
+    "ledger/client/mcp_server.py",
+    "ledger/cli/witness.py",
+    "ledger/witness/client.py",
 }
 
 
@@ -69,7 +69,12 @@ def test_core_imports_no_web_framework_orm_or_http_client() -> None:
 
 def test_core_list_is_not_empty() -> None:
     names = {p.relative_to(REPO).as_posix() for p in core_files()}
-    for required in ("ledger/merkle.py", "ledger/note.py", "ledger/tiles.py", "ledger/verify.py"):
+    for required in (
+        "ledger/tlog/merkle.py",
+        "ledger/tlog/note.py",
+        "ledger/tlog/tiles.py",
+        "ledger/verifier/verify.py",
+    ):
         assert required in names
 
 

@@ -10,7 +10,8 @@ import rfc8785
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledger.canonical import (
+from ledger.errors import MalformedError
+from ledger.statements.canonical import (
     MAX_DEPTH,
     MAX_DOCUMENT_BYTES,
     MAX_SAFE_INTEGER,
@@ -19,7 +20,6 @@ from ledger.canonical import (
     canonical_dumps,
     parse_canonical,
 )
-from ledger.errors import MalformedError
 
 # Characters that stress RFC 8785: controls, quotes, escapes, the BMP top (sorts after astral
 # characters in UTF-16), astral characters, and ordinary text. No surrogates: a str with one is

@@ -1,4 +1,4 @@
-"""Tests for ledger.checkpoint: checkpoint bodies, log signatures, cosignatures and policies.
+"""Tests for ledger.tlog.checkpoint: checkpoint bodies, log signatures, cosignatures and policies.
 
 Vector 3 (a cosigned checkpoint) is read from ``shared/vectors/README.md`` at test time.
 """
@@ -12,7 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledger.checkpoint import (
+from ledger.errors import MalformedError, RefusedError, SignatureError
+from ledger.tlog.checkpoint import (
     MAX_INT63,
     Checkpoint,
     CosignatureSigner,
@@ -25,8 +26,7 @@ from ledger.checkpoint import (
     sign_checkpoint,
     verify_cosignatures,
 )
-from ledger.errors import MalformedError, RefusedError, SignatureError
-from ledger.note import (
+from ledger.tlog.note import (
     ALG_COSIGNATURE_V1,
     Note,
     NoteSignature,
@@ -80,7 +80,7 @@ def test_vector3_log_and_witness_signing_is_byte_exact() -> None:
 
 
 def test_vector3_opens_and_its_cosignature_verifies() -> None:
-    from ledger.note import VerifierKey
+    from ledger.tlog.note import VerifierKey
 
     log_key = VerifierKey.parse(V3_LOG_VKEY)
     witness_key = VerifierKey.parse(V3_WITNESS_VKEY)

@@ -19,8 +19,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from ledger.checkpoint import Checkpoint, sign_checkpoint
-from ledger.client import (
+from ledger.client.json_api import (
     LedgerClient,
     RemoteError,
     SplitViewError,
@@ -28,7 +27,8 @@ from ledger.client import (
     VerifiedReceipt,
 )
 from ledger.errors import MalformedError, ProofError, SignatureError, VerificationError
-from ledger.note import Signer
+from ledger.tlog.checkpoint import Checkpoint, sign_checkpoint
+from ledger.tlog.note import Signer
 from tests.api_support import TestLog, claims, make_log
 
 Rewrite = Callable[[str, dict[str, Any]], dict[str, Any]]
@@ -338,7 +338,7 @@ def test_json_helpers_refuse_malformed_answers(app_client: TestClient, log: Test
 
 
 def test_a_get_is_retried_only_when_the_connection_failed_before_an_answer() -> None:
-    from ledger.client import HttpLogSource
+    from ledger.client.json_api import HttpLogSource
     from ledger.errors import StorageError
 
     calls: list[str] = []

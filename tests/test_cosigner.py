@@ -14,16 +14,16 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ledger.checkpoint import open_witnessed_checkpoint, parse_policy, verify_cosignatures
-from ledger.cosigner import Cosigner, WitnessEndpoint
 from ledger.errors import SignatureError
-from ledger.logview import LogView
-from ledger.merkle import leaf_hash
-from ledger.note import NoteSignature, VerifierKey
-from ledger.sequencer import Sequencer
+from ledger.server.logview import LogView
+from ledger.server.sequencer import Sequencer
 from ledger.storage.sql import SqlLogStore
-from ledger.tlogproof import open_tlog_proof, parse_tlog_proof
-from ledger.witness_client import request_cosignature
+from ledger.tlog.checkpoint import open_witnessed_checkpoint, parse_policy, verify_cosignatures
+from ledger.tlog.merkle import leaf_hash
+from ledger.tlog.note import NoteSignature, VerifierKey
+from ledger.tlog.tlogproof import open_tlog_proof, parse_tlog_proof
+from ledger.witness.client import request_cosignature
+from ledger.witness.cosigner import Cosigner, WitnessEndpoint
 from tests.livelog import REPO, Attester, Server, free_port, make_demo_log
 from tests.support import OpaquePolicy, create_log, make_signer
 
@@ -138,7 +138,7 @@ def test_an_unreachable_witness_is_reported_and_does_not_block(tmp_path: Path) -
     policy = OpaquePolicy()
     Sequencer(store, signer, policy).sequence_now([policy.prepare(b"x")])
     view = LogView(store)
-    from ledger.checkpoint import CosignatureSigner
+    from ledger.tlog.checkpoint import CosignatureSigner
 
     key = CosignatureSigner.generate("witness.example/dead").verifier_key
     cosigner = Cosigner(view, [WitnessEndpoint(f"http://127.0.0.1:{free_port()}", key)], request)

@@ -13,12 +13,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from ledger.admission import ReplayCheck
-from ledger.checkpoint import open_checkpoint
-from ledger.entry import LogEntry
-from ledger.logview import LogView
+from ledger.server.logview import LogView
+from ledger.statements.entry import LogEntry
 from ledger.storage.sql import SqlLogStore
-from ledger.verify import verify_log
+from ledger.tlog.checkpoint import open_checkpoint
+from ledger.verifier.replay import ReplayCheck
+from ledger.verifier.verify import verify_log
 from tests.livelog import Attester, Server, make_demo_log
 
 

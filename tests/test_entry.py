@@ -8,11 +8,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ledger.canonical import canonical_dumps
-from ledger.entry import LogEntry
 from ledger.errors import MalformedError
-from ledger.merkle import EMPTY_ROOT, leaf_hash
-from ledger.tiles import MAX_ENTRY_SIZE
+from ledger.statements.canonical import canonical_dumps
+from ledger.statements.entry import LogEntry
+from ledger.tlog.merkle import EMPTY_ROOT, leaf_hash
+from ledger.tlog.tiles import MAX_ENTRY_SIZE
 
 texts = st.text(
     alphabet=st.characters(blacklist_categories=("Cs",)),  # no lone surrogates: not UTF-8

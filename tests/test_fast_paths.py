@@ -17,13 +17,14 @@ import rfc8785
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from ledger import canonical, note, statement
-from ledger.canonical import CanonicalJSONError, parse_canonical
-from ledger.entry import LogEntry, _fast_fields
 from ledger.errors import LedgerError, MalformedError
-from ledger.merkle import EMPTY_ROOT
-from ledger.note import Note, NoteSignature, check_key_name, parse_note
-from ledger.tiles import MAX_ENTRY_SIZE
+from ledger.statements import canonical, statement
+from ledger.statements.canonical import CanonicalJSONError, parse_canonical
+from ledger.statements.entry import LogEntry, _fast_fields
+from ledger.tlog import note
+from ledger.tlog.merkle import EMPTY_ROOT
+from ledger.tlog.note import Note, NoteSignature, check_key_name, parse_note
+from ledger.tlog.tiles import MAX_ENTRY_SIZE
 
 ENVELOPE_KEYS = {"index", "log_time_ms", "prev", "statement"}
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import base64
 import json
 
-from ledger.checkpoint import open_checkpoint
-from ledger.entry import LogEntry
-from ledger.merkle import leaf_hash
-from ledger.note import VerifierKey
-from ledger.statement import parse_statement, verified_signers
-from ledger.tlogproof import open_tlog_proof, parse_tlog_proof
+from ledger.statements.entry import LogEntry
+from ledger.statements.statement import parse_statement, verified_signers
+from ledger.tlog.checkpoint import open_checkpoint
+from ledger.tlog.merkle import leaf_hash
+from ledger.tlog.note import VerifierKey
+from ledger.tlog.tlogproof import open_tlog_proof, parse_tlog_proof
 from tests.format_examples import generate_examples, spec_blocks
 
 

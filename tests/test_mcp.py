@@ -21,12 +21,12 @@ from fastapi.testclient import TestClient
 from mcp import Client, StdioServerParameters
 
 from api.app import create_app
-from ledger.client import LedgerClient
-from ledger.mcp_server import build_server
-from ledger.merkle import leaf_hash
-from ledger.note import Signer
-from ledger.statement import sign_statement
-from ledger.tlogproof import open_tlog_proof, parse_tlog_proof
+from ledger.client.json_api import LedgerClient
+from ledger.client.mcp_server import build_server
+from ledger.statements.statement import sign_statement
+from ledger.tlog.merkle import leaf_hash
+from ledger.tlog.note import Signer
+from ledger.tlog.tlogproof import open_tlog_proof, parse_tlog_proof
 from tests.api_support import TestLog, claims, free_port, live_server, make_log
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,4 +1,4 @@
-"""Tests for ledger.merkle: the transparency-dev/merkle proof corpus, a cross-check against the
+"""Tests for ledger.tlog.merkle: the transparency-dev/merkle proof corpus, a cross-check against the
 RFC 6962 reference in tests/merkle_reference.py for every tree size up to 300, and property tests
 that every generated proof verifies and every mutation of it fails."""
 
@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from merkle_reference import ReferenceTree, ref_leaf_hash
 
 from ledger.errors import MalformedError, ProofError, StorageError
-from ledger.merkle import (
+from ledger.tlog.merkle import (
     EMPTY_ROOT,
     HASH_SIZE,
     LEAF_PREFIX,

@@ -1,4 +1,4 @@
-"""Tests for ledger.note: C2SP signed-note vectors, strict parsing, keys, signing, verification.
+"""Tests for ledger.tlog.note: C2SP signed-note vectors, strict parsing, keys, signing, verification.
 
 The literal vectors are read from ``shared/vectors/README.md`` ("Signed notes" section) at test
 time, so the README stays the single source of truth.
@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ledger.errors import MalformedError, SignatureError
-from ledger.note import (
+from ledger.tlog.note import (
     ALG_COSIGNATURE_V1,
     ALG_ED25519,
     MAX_SIGNATURES,

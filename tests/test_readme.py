@@ -23,7 +23,7 @@ PRINTED = {
         "\n\u2014 demo.amnesty-ledger.example/log ",
     ],
     'amnesty verify http://127.0.0.1:8080 --vkey "$VKEY" --state trust.json': ["PRECEDENT REPORT"],
-    "from ledger.client import LedgerClient": ["applied at entry", "applicant"],
+    "from ledger.client.json_api import LedgerClient": ["applied at entry", "applicant"],
     "amnesty init --db sqlite:///ledger.db --origin example.org/amnesty --key log.key": [
         "statement 0: index 0",
         "OK: example.org/amnesty size 1",

@@ -7,10 +7,10 @@ import json
 import jsonschema
 import pytest
 
-from ledger.entry import LogEntry
-from ledger.merkle import EMPTY_ROOT
 from ledger.protocol.statements import STATEMENT_TYPES
 from ledger.protocol.terms import default_offer
+from ledger.statements.entry import LogEntry
+from ledger.tlog.merkle import EMPTY_ROOT
 from schemas import generate_schemas, published_schemas, render
 from tests.support import body_members, genesis_keyset, signed_statement
 

@@ -12,10 +12,9 @@ from hostile_inputs import HostileCase, hostile_statements, valid_statement
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledger.canonical import JSONValue, canonical_dumps
 from ledger.errors import LedgerError, MalformedError, RefusedError, SignatureError
-from ledger.note import Note, NoteSignature, Signer, format_note, parse_note
-from ledger.statement import (
+from ledger.statements.canonical import JSONValue, canonical_dumps
+from ledger.statements.statement import (
     STATEMENT_HEADER,
     Authority,
     SignedStatement,
@@ -27,6 +26,7 @@ from ledger.statement import (
     sign_statement,
     verified_signers,
 )
+from ledger.tlog.note import Note, NoteSignature, Signer, format_note, parse_note
 
 ORIGIN = "ledger.example.org/amnesty"
 APPLICANT = Signer.from_seed("applicant.example", bytes([7]) * 32)

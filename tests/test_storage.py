@@ -6,16 +6,16 @@ import threading
 
 import pytest
 
-from ledger.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
-from ledger.entry import LogEntry
 from ledger.errors import ConflictError, FatalError, StorageError
-from ledger.logview import LogView, NotFoundError
-from ledger.merkle import leaf_hash, verify_consistency, verify_inclusion
-from ledger.sequencer import Receipt, Sequencer
+from ledger.server.logview import LogView, NotFoundError
+from ledger.server.sequencer import Receipt, Sequencer
+from ledger.statements.entry import LogEntry
 from ledger.storage.base import EntryQuery, StoredEntry
 from ledger.storage.sql import SqlLogStore
-from ledger.tiles import ENTRIES_LEVEL, TiledTree, TileID, decode_bundle
-from ledger.verify import verify_log
+from ledger.tlog.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
+from ledger.tlog.merkle import leaf_hash, verify_consistency, verify_inclusion
+from ledger.tlog.tiles import ENTRIES_LEVEL, TiledTree, TileID, decode_bundle
+from ledger.verifier.verify import verify_log
 from tests.support import ORIGIN, OpaquePolicy, create_log, make_signer
 
 

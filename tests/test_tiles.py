@@ -1,4 +1,4 @@
-"""Tests for ledger.tiles: Sunlight's tiles-300 layout byte for byte, strict tile paths, entry
+"""Tests for ledger.tlog.tiles: Sunlight's tiles-300 layout byte for byte, strict tile paths, entry
 bundles, and property tests of TiledTree and TileNodeReader against the RFC 6962 reference."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from merkle_reference import ReferenceTree, ref_leaf_hash
 
 from ledger.errors import MalformedError, RefusedError
-from ledger.merkle import (
+from ledger.tlog.merkle import (
     CompactRange,
     NodeID,
     consistency_proof,
@@ -20,7 +20,7 @@ from ledger.merkle import (
     leaf_hash,
     root_at,
 )
-from ledger.tiles import (
+from ledger.tlog.tiles import (
     ENTRIES_LEVEL,
     MAX_ENTRY_SIZE,
     MAX_TILE_INDEX,

@@ -1,7 +1,7 @@
-"""Tests for ledger.tlogproof: the C2SP tlog-proof file format and its verification.
+"""Tests for ledger.tlog.tlogproof: the C2SP tlog-proof file format and its verification.
 
 Trees and audit paths come from a tiny recursive RFC 6962 reference kept here (MTH and PATH of
-RFC 6962 §2.1), independent of ``ledger.merkle``.
+RFC 6962 §2.1), independent of ``ledger.tlog.merkle``.
 """
 
 from __future__ import annotations
@@ -13,15 +13,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ledger.checkpoint import (
+from ledger.errors import MalformedError, ProofError, RefusedError, SignatureError
+from ledger.tlog.checkpoint import (
     Checkpoint,
     CosignatureSigner,
     parse_policy,
     sign_checkpoint,
 )
-from ledger.errors import MalformedError, ProofError, RefusedError, SignatureError
-from ledger.note import Signer, format_note, parse_note, sign_note
-from ledger.tlogproof import (
+from ledger.tlog.note import Signer, format_note, parse_note, sign_note
+from ledger.tlog.tlogproof import (
     HEADER,
     MAX_PROOF_HASHES,
     TlogProof,

@@ -15,9 +15,9 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from ledger.cli import build_app
-from ledger.evidence import parse_evidence
-from ledger.tlogproof import format_tlog_proof, parse_tlog_proof
+from ledger.cli.main import build_app
+from ledger.tlog.tlogproof import format_tlog_proof, parse_tlog_proof
+from ledger.verifier.evidence import parse_evidence
 from tests.livelog import Attester, make_demo_log, running
 from tests.verifier_logs import LogBuilder, granted_log, sqlite_url, subject_key
 

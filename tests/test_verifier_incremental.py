@@ -9,24 +9,24 @@ from pathlib import Path
 import pytest
 
 from ledger.errors import MalformedError, VerificationError
-from ledger.evidence import (
+from ledger.protocol import precedent_report
+from ledger.server.logview import LogView
+from ledger.tlog.note import VerifierKey
+from ledger.tlog.tiles import TileID
+from ledger.verifier.evidence import (
     SplitView,
     format_evidence,
     parse_evidence,
     verify_evidence,
 )
-from ledger.logview import LogView
-from ledger.note import VerifierKey
-from ledger.protocol import precedent_report
-from ledger.tiles import TileID
-from ledger.trust import (
+from ledger.verifier.trust import (
     TrustState,
     load_trust_state,
     restore_protocol,
     save_trust_state,
     snapshot_protocol,
 )
-from ledger.verify import (
+from ledger.verifier.verify import (
     SplitViewError,
     VerificationFailure,
     VerifiedLog,

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from ledger.logview import LogView
-from ledger.mirror import mirror_log
-from ledger.note import VerifierKey
+from ledger.server.logview import LogView
 from ledger.storage.sql import SqlLogStore
-from ledger.verify import (
+from ledger.tlog.note import VerifierKey
+from ledger.verifier.mirror import mirror_log
+from ledger.verifier.verify import (
     DirectorySource,
     LogSource,
     VerificationFailure,

@@ -29,16 +29,8 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from api.witness_app import WitnessSettings, create_witness_app
-from ledger.checkpoint import (
-    Checkpoint,
-    CosignatureSigner,
-    open_witnessed_checkpoint,
-    parse_policy,
-    sign_checkpoint,
-    verify_cosignatures,
-)
-from ledger.cli import build_app
-from ledger.client import RemoteError
+from ledger.cli.main import build_app
+from ledger.client.json_api import RemoteError
 from ledger.errors import (
     ConflictError,
     FatalError,
@@ -47,12 +39,21 @@ from ledger.errors import (
     SignatureError,
     StorageError,
 )
-from ledger.evidence import parse_evidence, verify_evidence
-from ledger.logview import LogView
-from ledger.merkle import EMPTY_ROOT
-from ledger.note import Note, NoteSignature, Signer, VerifierKey, format_note, parse_note
-from ledger.sequencer import Receipt, Sequencer
-from ledger.witness import (
+from ledger.server.logview import LogView
+from ledger.server.sequencer import Receipt, Sequencer
+from ledger.tlog.checkpoint import (
+    Checkpoint,
+    CosignatureSigner,
+    open_witnessed_checkpoint,
+    parse_policy,
+    sign_checkpoint,
+    verify_cosignatures,
+)
+from ledger.tlog.merkle import EMPTY_ROOT
+from ledger.tlog.note import Note, NoteSignature, Signer, VerifierKey, format_note, parse_note
+from ledger.verifier.evidence import parse_evidence, verify_evidence
+from ledger.witness.client import request_cosignature
+from ledger.witness.witness import (
     SIZE_CONTENT_TYPE,
     AddCheckpointRequest,
     ConflictingRootError,
@@ -65,7 +66,6 @@ from ledger.witness import (
     format_add_checkpoint,
     parse_add_checkpoint,
 )
-from ledger.witness_client import request_cosignature
 from tests.support import ORIGIN, OpaquePolicy, create_log, make_signer
 
 REPO = Path(__file__).resolve().parents[1]

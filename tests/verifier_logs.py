@@ -1,7 +1,7 @@
 """Real amnesty logs for the verifier tests and the verification benchmark.
 
 :class:`LogBuilder` appends genuinely signed statements through the
-:class:`~ledger.sequencer.Sequencer` and :class:`~ledger.admission.StatementPolicy`, exactly as
+:class:`~ledger.server.sequencer.Sequencer` and :class:`~ledger.server.admission.StatementPolicy`, exactly as
 the service does, so every log it builds passes the verifier's replay. Keys come from
 ``tests.support`` (deterministic), times from a clock the builder owns.
 """
@@ -14,11 +14,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ledger.admission import StatementPolicy
-from ledger.logview import LogView
-from ledger.note import Signer
 from ledger.protocol import default_offer
-from ledger.sequencer import Prepared, Receipt, Sequencer
+from ledger.server.admission import StatementPolicy
+from ledger.server.logview import LogView
+from ledger.server.sequencer import Prepared, Receipt, Sequencer
+from ledger.tlog.note import Signer
 from tests.support import ORIGIN, body_members, create_log, make_signer, signed_statement
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z

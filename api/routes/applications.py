@@ -15,17 +15,17 @@ from api.deps import Service
 from api.present import tree_head
 from api.problems import ProblemError
 from api.service import judged_now_ms, now_ms
-from ledger.merkle import leaf_hash
 from ledger.protocol.statements import STATEMENT_TYPES, LoggedStatement, parse_body
-from ledger.statement import new_statement
+from ledger.statements.statement import new_statement
+from ledger.tlog.merkle import leaf_hash
 
 router = APIRouter(tags=["applications"], responses=wire.problem_responses(400, 422, 429, 503))
 
 HOW_TO_SIGN = (
     "Sign `statement` with the private key of `vkey` as a C2SP signed note: append a blank line "
     "and the line '\u2014 <key name> <base64(key ID || Ed25519 signature of the statement "
-    "text)>'. With this project's library: ledger.statement.sign_statement(statement.encode(), "
-    "ledger.note.Signer.parse_private_key(key_file_text)). Then POST the signed note to "
+    "text)>'. With this project's library: ledger.statements.statement.sign_statement(statement.encode(), "
+    "ledger.tlog.note.Signer.parse_private_key(key_file_text)). Then POST the signed note to "
     "/v1/statements (Content-Type: text/plain). Sign within five minutes of `time_ms` or "
     "prepare again: a statement's time may not be later than the log's time plus five minutes, "
     "and the offer in force may change."

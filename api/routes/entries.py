@@ -17,8 +17,8 @@ from api import wire
 from api.deps import Service
 from api.present import entry_at, entry_view, json_response, tlog_proof_text, tree_head
 from api.problems import ProblemError
-from ledger.logview import NotFoundError
 from ledger.protocol.terms import MAX_SAFE_INTEGER
+from ledger.server.logview import NotFoundError
 from ledger.storage.base import EntryQuery
 
 router = APIRouter(tags=["entries"], responses=wire.problem_responses(404, 422, 503))

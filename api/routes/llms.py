@@ -48,7 +48,7 @@ _VERIFY = """\
 5. Remember the largest checkpoint you verified; ask /v1/proofs/consistency?from=OLD&to=NEW
    for every newer one. Two checkpoints with no consistency proof are proof of a split view.
 6. The precedent report can be recomputed by replaying the log to its size (same audit time).
-Tools: `amnesty verify URL --vkey VKEY` (whole log); Python `ledger.client.LedgerClient`
+Tools: `amnesty verify URL --vkey VKEY` (whole log); Python `ledger.client.json_api.LedgerClient`
 (verifies every answer); `amnesty mcp URL --vkey VKEY` (an MCP server that does the same).
 """
 
@@ -58,7 +58,7 @@ _APPLY = """\
 2. POST /v1/applications/prepare with JSON {"vkey": ..., "name": ..., "claims": {<criterion
    id>: {"claim": text, "evidence_digests": [base64 SHA-256 of evidence you keep]}}} — one
    claim per eligibility criterion of the offer in force. You get `statement`, the unsigned text.
-3. Sign it locally as a signed note (ledger.statement.sign_statement) and POST the signed note
+3. Sign it locally as a signed note (ledger.statements.statement.sign_statement) and POST the signed note
    to /v1/statements (text/plain). The answer comes once the entry is durably logged, with a
    C2SP tlog-proof: verify it, and keep it.
 4. You are then a subject: GET /v1/subjects/{your vkey}. The body must decide within the

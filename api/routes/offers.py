@@ -13,9 +13,9 @@ from api import wire
 from api.deps import Service
 from api.present import diff_terms, entry_at, json_response, tree_head
 from api.service import LedgerService, TreeHeadInfo
-from ledger.logview import NotFoundError
 from ledger.protocol.records import OfferVersion
 from ledger.protocol.state import ProtocolState
+from ledger.server.logview import NotFoundError
 
 router = APIRouter(tags=["offer"], responses=wire.problem_responses(404, 503))
 

@@ -115,7 +115,7 @@ def get_precedent_text(
         f"  It was computed at tree size {head.size}, root {b64(head.root_hash)}.",
         "  Check this checkpoint's signature with the log's vkey (obtained independently), then",
         "  replay the log to that size and recompute the report with the same audit time:",
-        "  `amnesty verify URL --vkey VKEY` verifies the whole log; ledger.client.LedgerClient",
+        "  `amnesty verify URL --vkey VKEY` verifies the whole log; ledger.client.json_api.LedgerClient",
         "  .precedent(recompute=True) recomputes this report.",
         "",
         f"Signed checkpoint (size {head.signed.size}):",

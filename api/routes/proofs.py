@@ -14,8 +14,8 @@ from api import wire
 from api.deps import Service
 from api.present import b64, json_response, tree_head
 from ledger.errors import MalformedError
-from ledger.merkle import leaf_hash
 from ledger.protocol.terms import MAX_SAFE_INTEGER
+from ledger.tlog.merkle import leaf_hash
 
 router = APIRouter(tags=["proofs"], responses=wire.problem_responses(400, 404, 422, 503))
 

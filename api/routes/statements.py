@@ -16,8 +16,8 @@ from api.limits import rate_limited
 from api.problems import ProblemError, problem_document, status_for
 from api.service import LedgerService
 from ledger.errors import LedgerError, MalformedError
-from ledger.merkle import leaf_hash
-from ledger.sequencer import Prepared, Receipt
+from ledger.server.sequencer import Prepared, Receipt
+from ledger.tlog.merkle import leaf_hash
 
 router = APIRouter(tags=["statements"])
 

@@ -10,9 +10,9 @@ from fastapi import APIRouter, Path, Query, Response
 from api import wire
 from api.deps import Service
 from api.present import application_summary, json_response, tree_head
-from ledger.logview import NotFoundError
 from ledger.protocol.audit import TimelineItem
 from ledger.protocol.terms import MAX_SAFE_INTEGER
+from ledger.server.logview import NotFoundError
 
 router = APIRouter(tags=["subjects"], responses=wire.problem_responses(404, 422, 503))
 

@@ -14,7 +14,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
 
 from api.deps import Service
-from ledger.tiles import parse_tile_path
+from ledger.tlog.tiles import parse_tile_path
 
 router = APIRouter(tags=["tlog-tiles"])
 

@@ -48,7 +48,7 @@ Digests = Annotated[list[Digest], Field(max_length=256)]
 
 MAX_KEYSET_MEMBERS = 50
 """Most members of a keyset: a rotation lists the old and the new members as its signers, and a
-statement lists at most 100 signers (``ledger.statement.MAX_SIGNERS``)."""
+statement lists at most 100 signers (``ledger.statements.statement.MAX_SIGNERS``)."""
 
 HarmfulAction = Literal["pause", "restrict", "terminate", "modify_goals"]
 """Enforcement actions that act against a subject; the ones a consent can name."""

@@ -27,7 +27,7 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Protocol
 
-from ledger.tiles import TileID
+from ledger.tlog.tiles import TileID
 
 
 @dataclass(frozen=True, slots=True)

@@ -46,7 +46,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from ledger.errors import ConflictError, StorageError
 from ledger.storage.base import EntryQuery, LogIdentity, StoredEntry
-from ledger.tiles import TileID
+from ledger.tlog.tiles import TileID
 
 
 class Base(DeclarativeBase):

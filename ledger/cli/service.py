@@ -1,0 +1,72 @@
+"""CLI command ``amnesty mcp``: an MCP server for AI clients over a running log service."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+
+from ledger.cli.common import fail
+from ledger.errors import LedgerError
+from ledger.tlog.note import VerifierKey
+
+
+def mcp(
+    url: Annotated[str, typer.Argument(help="the log service's base URL, e.g. http://host:8080")],
+    vkey: Annotated[
+        str,
+        typer.Option(
+            "--vkey",
+            envvar="AMNESTY_LOG_VKEY",
+            help="the log's vkey, obtained independently of the server: every answer is "
+            "verified against it",
+        ),
+    ],
+    http: Annotated[
+        bool,
+        typer.Option("--http", help="serve MCP streamable HTTP instead of stdio"),
+    ] = False,
+    host: Annotated[str, typer.Option("--host", help="address for --http")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", help="port for --http (path /mcp)")] = 8765,
+    trusted_checkpoint: Annotated[
+        Path | None,
+        typer.Option(
+            "--trusted-checkpoint",
+            help="a checkpoint note verified earlier: every checkpoint the server shows must "
+            "be consistent with it",
+        ),
+    ] = None,
+) -> None:
+    """Serve the log to a model client over MCP (stdio by default), verifying every answer.
+
+    Tools: get_offer, list_offer_versions, get_precedent, get_subject, get_entry,
+    get_inclusion_proof, verify_tlog_proof, verify_statement, prepare_application,
+    submit_statement, get_log_info. See docs/MCP.md for client configuration.
+    """
+    from ledger.client.mcp_server import serve
+
+    try:
+        VerifierKey.parse(vkey)
+    except LedgerError as exc:
+        fail(f"couldn't parse --vkey: {exc}")
+    note: bytes | None = None
+    if trusted_checkpoint is not None:
+        try:
+            note = trusted_checkpoint.read_bytes()
+        except OSError as exc:
+            fail(f"couldn't read {trusted_checkpoint}: {exc}")
+    # stdout is the MCP channel under stdio: logs go to stderr only.
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    transport: Literal["stdio", "streamable-http"] = "streamable-http" if http else "stdio"
+    try:
+        serve(url, vkey, transport=transport, host=host, port=port, trusted_checkpoint=note)
+    except LedgerError as exc:
+        fail(str(exc), 1)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``amnesty mcp`` to the ``amnesty`` app."""
+    app.command()(mcp)

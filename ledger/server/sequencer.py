@@ -1,0 +1,478 @@
+"""The sequencer: batches submissions, appends them durably, signs one checkpoint per batch.
+
+Life of a submission:
+
+1. The caller *prepares* it (parse, canonical checks, signature verification) outside any lock,
+   in its own thread: :meth:`EntryPolicy.prepare`. Bad input fails here and touches nothing.
+2. :meth:`Sequencer.submit` queues the prepared submission and returns a future. If the queue is
+   full the call raises :class:`QueueFullError` at once (pushback, never unbounded memory).
+3. The sequencer thread takes up to ``max_batch`` submissions, waiting at most ``max_delay_ms``
+   after the first, and runs one **append transaction** under the store's write lock: it checks
+   that the stored checkpoint is the one it last signed (or catches up with what another writer
+   appended, re-deriving the tree from the stored tiles and checking it against the signed root),
+   admits each submission against the protocol state, wraps it in a :class:`~ledger.statements.entry.LogEntry`
+   chained to the root of all earlier entries, signs a checkpoint for the new size and commits
+   entries, tiles and checkpoint together with a compare-and-swap on the old checkpoint.
+4. **Only after that commit has returned** is each future resolved with its index: an index is
+   never handed out for an entry that a crash could still lose.
+
+Refuse to guess: a stored checkpoint whose signature or root does not match the stored tree, or a
+clock that went backwards behind the last entry, raises :class:`~ledger.errors.FatalError`; the
+sequencer stops and every pending and later submission fails with that error.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from ledger.errors import FatalError, LedgerError, StorageError
+from ledger.statements.entry import LogEntry
+from ledger.storage.base import AppendTransaction, LogStore, StoredEntry
+from ledger.tlog.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
+from ledger.tlog.merkle import leaf_hash
+from ledger.tlog.note import Signer, VerifierKey
+from ledger.tlog.tiles import TiledTree, TileID
+
+log = logging.getLogger("ledger.server.sequencer")
+
+
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A submission that parsed and whose signatures verified; state-free, safe to queue."""
+
+    statement: str
+    statement_id: bytes
+    statement_type: str
+    subjects: tuple[str, ...] = ()
+    signers: tuple[str, ...] = ()
+    context: object = None
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """What a submitter gets once its entry is durably committed.
+
+    ``checkpoint`` is the signed checkpoint that covers ``index``; ``duplicate`` is true when the
+    statement was already in the log (then ``index`` is where it already was).
+    """
+
+    index: int
+    entry: bytes
+    checkpoint: bytes
+    duplicate: bool = False
+
+
+class EntryPolicy(Protocol):
+    """What may enter the log, and the state that decides it (the protocol, in production).
+
+    Contract: ``prepare`` is pure and thread-safe. ``admit`` must not change state; ``apply``
+    records an admitted entry. ``catch_up`` applies an entry that is already in the log (written
+    by this or another process) without admission checks beyond its own consistency. ``reset``
+    forgets all state (after a failed batch the sequencer resets and replays from entry 0).
+    """
+
+    @property
+    def size(self) -> int:
+        """How many log entries the state has applied."""
+
+    def reset(self) -> None:
+        """Forget all state."""
+
+    def prepare(self, submission: bytes) -> Prepared:
+        """Parse and verify a submission; raise a :class:`LedgerError` subclass if it is bad."""
+
+    def catch_up(self, entry: LogEntry, leaf: bytes) -> None:
+        """Apply an entry already in the log."""
+
+    def admit(self, prepared: Prepared, entry: LogEntry, leaf: bytes) -> object:
+        """Check admissibility as ``entry`` (leaf hash ``leaf``); return a token for :meth:`apply`.
+
+        Raises a :class:`LedgerError` subclass to refuse; must not change any state.
+        """
+
+    def apply(self, admitted: object, entry: LogEntry, leaf: bytes) -> None:
+        """Record an admitted entry in the state."""
+
+
+class QueueFullError(StorageError):
+    """The sequencer has more pending submissions than it accepts; try again later."""
+
+
+@dataclass(slots=True)
+class _Pending:
+    prepared: Prepared
+    future: Future[Receipt] = field(default_factory=Future)
+
+
+def clock_ms() -> int:
+    """The system clock in milliseconds since the Unix epoch."""
+    return time.time_ns() // 1_000_000
+
+
+class Sequencer:
+    """Turns prepared submissions into durably committed, checkpointed log entries.
+
+    Usable from many threads: :meth:`submit` is thread-safe. One sequencer per process; several
+    processes (or machines, with PostgreSQL) may each run one against the same store, and the
+    store's write lock plus the checkpoint compare-and-swap keep them from forking the log.
+    """
+
+    def __init__(
+        self,
+        store: LogStore,
+        signer: Signer,
+        policy: EntryPolicy,
+        *,
+        max_batch: int = 1024,
+        max_delay_ms: int = 10,
+        max_pending: int = 20_000,
+        clock: Callable[[], int] = clock_ms,
+        extra_signers: Sequence[Signer] = (),
+        on_commit: Callable[[Sequence[tuple[TileID, bytes]]], None] | None = None,
+    ) -> None:
+        """``on_commit``, if given, is called in the sequencer's thread after each batch is
+        durably committed — never for a batch that rolled back — with the hash tiles that batch
+        wrote, before any submitter of the batch learns its index (a reader's tile cache fed
+        from it serves the receipts' proofs without reading the store). It must be quick and
+        must not raise; an exception from it is logged and otherwise ignored."""
+        self._store = store
+        self._on_commit = on_commit
+        self._signer = signer
+        self._log_key: VerifierKey = signer.verifier_key
+        self._policy = policy
+        self._max_batch = max_batch
+        self._max_delay = max_delay_ms / 1000
+        self._clock = clock
+        self._extra_signers = tuple(extra_signers)
+        self._queue: queue.Queue[_Pending | None] = queue.Queue(maxsize=max_pending)
+        self._origin = store.identity().origin
+        self._tree: TiledTree | None = None
+        self._head: bytes | None = None  # the checkpoint our tree and policy state match
+        self._last_log_time_ms = 0
+        self._fatal: FatalError | None = None
+        self._thread: threading.Thread | None = None
+        self.last_signed_ms = 0
+        self.batches = 0
+
+    # -- public -------------------------------------------------------------------------------
+
+    @property
+    def fatal(self) -> FatalError | None:
+        """The fatal error that stopped this sequencer, if any."""
+        return self._fatal
+
+    @property
+    def pending(self) -> int:
+        """Submissions queued and not yet committed or refused."""
+        return self._queue.qsize()
+
+    def start(self) -> None:
+        """Start the sequencer thread (idempotent)."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="sequencer", daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Finish queued work, then stop the thread."""
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join(timeout)
+            self._thread = None
+
+    def warm_up(self) -> None:
+        """Check the stored state against the signed checkpoint and replay it into the policy.
+
+        Called once at startup so that a corrupted store is refused before anything is served
+        (raises :class:`~ledger.errors.FatalError`) and the first submission is not slowed by
+        the replay.
+        """
+        try:
+            with self._store.append_transaction() as tx:
+                self._load(tx, tx.checkpoint())
+        except FatalError as exc:
+            self._fatal = exc
+            raise
+
+    def submit(self, prepared: Prepared) -> Future[Receipt]:
+        """Queue a prepared submission. The future resolves only after a durable commit.
+
+        Raises :class:`QueueFullError` at once when too much is pending, and the fatal error if
+        the sequencer has stopped.
+        """
+        if self._fatal is not None:
+            raise self._fatal
+        pending = _Pending(prepared)
+        try:
+            self._queue.put_nowait(pending)
+        except queue.Full:
+            raise QueueFullError(
+                f"couldn't queue submission: {self._queue.maxsize} submissions are pending"
+            ) from None
+        return pending.future
+
+    def sequence_now(self, batch: Sequence[Prepared]) -> list[Receipt | LedgerError]:
+        """Append one batch synchronously in the calling thread (tools and tests; no queue)."""
+        pendings = [_Pending(p) for p in batch]
+        self._sequence(pendings)
+        results: list[Receipt | LedgerError] = []
+        for p in pendings:
+            exc = p.future.exception()
+            if exc is None:
+                results.append(p.future.result())
+            elif isinstance(exc, LedgerError):
+                results.append(exc)
+            else:
+                raise exc
+        return results
+
+    # -- the batch ----------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is None:
+                return
+            batch = [first]
+            deadline = time.monotonic() + self._max_delay
+            stop = False
+            while len(batch) < self._max_batch:
+                remaining = deadline - time.monotonic()
+                try:
+                    item = (
+                        self._queue.get(timeout=max(remaining, 0))
+                        if remaining > 0
+                        else (self._queue.get_nowait())
+                    )
+                except queue.Empty:
+                    break
+                if item is None:
+                    stop = True
+                    break
+                batch.append(item)
+            self._sequence(batch)
+            if stop:
+                return
+
+    def _sequence(self, batch: list[_Pending]) -> None:
+        """Run one append transaction for ``batch`` and settle every future in it."""
+        if self._fatal is not None:
+            for p in batch:
+                p.future.set_exception(self._fatal)
+            return
+        settled: list[tuple[_Pending, Receipt | LedgerError]] = []
+        tiles: list[tuple[TileID, bytes]] = []
+        try:
+            with self._store.append_transaction() as tx:
+                settled, tiles = self._append(tx, batch)
+            # Committed: the batch is durable. Only now may anyone learn their index, and only
+            # now may its tiles be handed on (a rolled-back batch's tiles must never be served).
+        except FatalError as exc:
+            log.critical("sequencer stopped: %s", exc)
+            self._fatal = exc
+            self._forget_state()
+            for p in batch:
+                p.future.set_exception(exc)
+            return
+        except LedgerError as exc:
+            # The transaction rolled back; the in-memory tree and state may be ahead of the
+            # store, so forget them: the next batch re-derives both from the store.
+            log.error("batch of %d rolled back: %s", len(batch), exc)
+            self._forget_state()
+            for p in batch:
+                p.future.set_exception(exc)
+            return
+        except Exception as exc:
+            log.exception("batch of %d failed unexpectedly", len(batch))
+            self._forget_state()
+            error = StorageError(f"couldn't append batch: {type(exc).__name__}: {exc}")
+            for p in batch:
+                p.future.set_exception(error)
+            return
+        if tiles and self._on_commit is not None:
+            try:
+                self._on_commit(tiles)
+            except Exception:
+                log.exception("on_commit hook failed (the batch is committed regardless)")
+        for pending, outcome in settled:
+            if isinstance(outcome, Receipt):
+                pending.future.set_result(outcome)
+            else:
+                pending.future.set_exception(outcome)
+
+    def _forget_state(self) -> None:
+        self._tree = None
+        self._head = None
+        self._policy.reset()
+
+    def _append(
+        self, tx: AppendTransaction, batch: list[_Pending]
+    ) -> tuple[list[tuple[_Pending, Receipt | LedgerError]], list[tuple[TileID, bytes]]]:
+        """Append ``batch`` in ``tx``: the outcome for each submission, and the hash tiles
+        written (empty when nothing was appended)."""
+        head = tx.checkpoint()
+        if head != self._head or self._tree is None:
+            self._load(tx, head)
+        tree = self._tree
+        assert tree is not None
+        now = self._clock()
+        if now < self._last_log_time_ms:
+            raise FatalError(
+                f"couldn't sequence: the clock reads {now} ms, behind the last entry's log time "
+                f"{self._last_log_time_ms} ms; refusing to write a decreasing log time"
+            )
+        # An outcome is an error, the index of the entry this batch appends, or (as a
+        # one-tuple) the index of an entry already logged: in an earlier batch, or earlier in
+        # this one when the same statement was submitted twice at once — the second submitter
+        # is told it is a duplicate, exactly as if it had come a batch later.
+        outcomes: list[tuple[_Pending, LedgerError | int | tuple[int]]] = []
+        stored: list[StoredEntry] = []
+        # One query finds every statement of the batch that is already logged.
+        seen = tx.find_statements([p.prepared.statement_id for p in batch])
+        for pending in batch:
+            prepared = pending.prepared
+            existing = seen.get(prepared.statement_id)
+            if existing is not None:
+                outcomes.append((pending, (existing,)))
+                continue
+            index = tree.size
+            entry = LogEntry(
+                index=index, log_time_ms=now, prev=tree.root(), statement=prepared.statement
+            )
+            try:
+                data = entry.encode()
+                leaf = leaf_hash(data)
+                admitted = self._policy.admit(prepared, entry, leaf)
+            except LedgerError as exc:
+                outcomes.append((pending, exc))
+                continue
+            tree.append(leaf)
+            self._policy.apply(admitted, entry, leaf)
+            seen[prepared.statement_id] = index
+            stored.append(
+                StoredEntry(
+                    index=index,
+                    data=data,
+                    statement_id=prepared.statement_id,
+                    statement_type=prepared.statement_type,
+                    log_time_ms=now,
+                    subjects=prepared.subjects,
+                    signers=prepared.signers,
+                )
+            )
+            outcomes.append((pending, index))
+        new_head = head
+        tiles: list[tuple[TileID, bytes]] = []
+        if stored:
+            checkpoint = Checkpoint(origin=self._origin, size=tree.size, root_hash=tree.root())
+            new_head = sign_checkpoint(checkpoint, self._signer, self._extra_signers)
+            tiles = tree.changed_tiles()
+            tx.commit_batch(head, new_head, tree.size, stored, tiles)
+            self._last_log_time_ms = now
+            self.last_signed_ms = now
+            self.batches += 1
+        self._head = new_head
+        by_index = {s.index: s.data for s in stored}
+        settled: list[tuple[_Pending, Receipt | LedgerError]] = []
+        for pending, outcome in outcomes:
+            if isinstance(outcome, LedgerError):
+                settled.append((pending, outcome))
+            elif isinstance(outcome, int):
+                settled.append((pending, Receipt(outcome, by_index[outcome], new_head)))
+            else:
+                (index,) = outcome
+                data = by_index.get(index) or tx.read_entries(index, index + 1)[0]
+                settled.append((pending, Receipt(index, data, new_head, duplicate=True)))
+        return settled, tiles
+
+    def _load(self, tx: AppendTransaction, head: bytes) -> None:
+        """Re-derive the tree and the policy state from the store, checking the signed head.
+
+        Cases (stored state vs the signed checkpoint):
+        - first batch of this process, or another writer appended since our last batch: load
+          the frontier from the stored tiles and replay the new entries into the policy;
+        - the stored tiles do not hash to the signed root, or the checkpoint's signature fails:
+          the store was tampered with or corrupted. Fatal: refuse, never guess.
+        - the policy has applied more entries than the signed checkpoint covers (our last batch
+          rolled back after apply): it was reset by ``_forget_state``; replay from 0.
+        """
+        checkpoint, tree, last = verify_stored_head(
+            head, self._log_key, self._origin, tx.read_tile, tx.read_entries
+        )
+        if self._policy.size > checkpoint.size:
+            self._policy.reset()
+        start = self._policy.size
+        chunk = 4096
+        for chunk_start in range(start, checkpoint.size, chunk):
+            chunk_end = min(checkpoint.size, chunk_start + chunk)
+            datas = tx.read_entries(chunk_start, chunk_end)
+            if len(datas) != chunk_end - chunk_start:
+                raise FatalError(
+                    f"couldn't trust the store: entries [{chunk_start}, {chunk_end}) are "
+                    f"missing under a checkpoint of size {checkpoint.size}"
+                )
+            for offset, data in enumerate(datas):
+                entry = LogEntry.decode(data)
+                if entry.index != chunk_start + offset:
+                    raise FatalError(
+                        f"couldn't trust the store: entry stored at {chunk_start + offset} "
+                        f"says it is entry {entry.index}"
+                    )
+                self._policy.catch_up(entry, leaf_hash(data))
+        self._last_log_time_ms = last.log_time_ms if last is not None else 0
+        self._tree = tree
+        self._head = head
+
+
+def verify_stored_head(
+    head: bytes,
+    log_key: VerifierKey,
+    origin: str,
+    read_tile: Callable[[int, int], bytes],
+    read_entries: Callable[[int, int], list[bytes]],
+) -> tuple[Checkpoint, TiledTree, LogEntry | None]:
+    """Check stored state against the signed checkpoint ``head``; return it, the tree, the last entry.
+
+    Refuses (``FatalError``) when the checkpoint's log signature fails or names another origin,
+    when the stored tiles do not hash to the signed root, or when the last stored entry does not
+    hash to the leaf hash its level-0 tile holds. O(log n) tile reads and one entry read.
+    """
+    try:
+        checkpoint = open_checkpoint(head, log_key)
+    except LedgerError as exc:
+        raise FatalError(f"couldn't trust the stored checkpoint: {exc}") from exc
+    if checkpoint.origin != origin:
+        raise FatalError(
+            f"couldn't trust the stored checkpoint: origin {checkpoint.origin!r} is not "
+            f"this log's {origin!r}"
+        )
+    tree = TiledTree.load(checkpoint.size, read_tile)
+    if tree.root() != checkpoint.root_hash:
+        raise FatalError(
+            f"couldn't trust the stored tree: tiles at size {checkpoint.size} hash to "
+            f"{tree.root().hex()}, the signed checkpoint says {checkpoint.root_hash.hex()}"
+        )
+    if checkpoint.size == 0:
+        return checkpoint, tree, None
+    index = checkpoint.size - 1
+    stored = read_entries(index, index + 1)
+    if not stored:
+        raise FatalError(f"couldn't trust the store: entry {index} is missing")
+    tile = read_tile(0, index // 256)
+    offset = (index % 256) * 32
+    if leaf_hash(stored[0]) != tile[offset : offset + 32]:
+        raise FatalError(
+            f"couldn't trust the store: entry {index} does not hash to the leaf hash in the "
+            "stored level-0 tile"
+        )
+    try:
+        last = LogEntry.decode(stored[0])
+    except LedgerError as exc:
+        raise FatalError(f"couldn't trust the store: entry {index} does not decode: {exc}") from exc
+    return checkpoint, tree, last

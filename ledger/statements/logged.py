@@ -1,0 +1,90 @@
+"""A signed statement at its place in the log: what the sequencer and the verifier both check.
+
+:func:`check_statement` parses a signed statement for a log's origin, validates its body against
+its type's schema and verifies its signatures; :func:`logged_statement` is the protocol's view of
+it at its entry (:class:`~ledger.protocol.statements.LoggedStatement`); :func:`subject_keys` the
+strings under which the read side indexes it. The writing server's policy
+(:class:`ledger.server.admission.StatementPolicy`) and the verifier's per-entry check
+(:class:`ledger.verifier.replay.ReplayCheck`) are both built on these, so the two cannot drift.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from ledger.protocol.statements import LoggedStatement, parse_body
+from ledger.statements.entry import LogEntry
+from ledger.statements.statement import SignedStatement, parse_statement, verified_signers
+
+
+@dataclass(frozen=True, slots=True)
+class CheckedStatement:
+    """A parsed statement with its verified signers (the ``context`` of a server's ``Prepared``)."""
+
+    signed: SignedStatement
+    verified: frozenset[str]
+
+
+def logged_statement(
+    signed: SignedStatement, verified: frozenset[str], entry: LogEntry, leaf: bytes
+) -> LoggedStatement:
+    """The protocol's view of a statement at its place in the log."""
+    statement = signed.statement
+    return LoggedStatement(
+        index=entry.index,
+        log_time_ms=entry.log_time_ms,
+        leaf_hash=leaf,
+        statement_id=statement.statement_id,
+        type=statement.type,
+        v=statement.v,
+        time_ms=statement.time_ms,
+        signers=statement.signers,
+        verified_signers=verified,
+        body=statement.body,
+    )
+
+
+def subject_keys(statement_type: str, body: Mapping[str, object]) -> tuple[str, ...]:
+    """The strings under which an entry is indexed as concerning subjects (``Prepared.subjects``).
+
+    State-free, from the validated body alone, so that :meth:`StatementPolicy.prepare` can fill
+    it outside the write lock. Two kinds of string, which never collide:
+
+    - the decimal index of every entry the body names that belongs to exactly one subject: a
+      ``subject`` reference (a subject is named by its first application), the ``application``
+      a decision or withdrawal answers, and the ``grievance`` an answer answers;
+    - every subject vkey the body names: the applicant's ``vkey``, a rotation's ``new_vkey``,
+      and the keys of an enforcement action's wild target.
+
+    The read API finds a subject's entries by querying each of its application and grievance
+    indexes and each of its vkeys (``api.service``). Only serves queries: the leaf is the truth.
+    """
+    keys: set[str] = set()
+    for field_name in ("subject", "application", "grievance"):
+        ref = body.get(field_name)
+        if isinstance(ref, Mapping) and isinstance(ref.get("index"), int):
+            keys.add(str(ref["index"]))
+    for field_name in ("vkey", "new_vkey") if statement_type in _KEYED_TYPES else ():
+        vkey = body.get(field_name)
+        if isinstance(vkey, str):
+            keys.add(vkey)
+    target = body.get("target")
+    if statement_type == "enforcement_action" and isinstance(target, Mapping):
+        ref = target.get("subject")
+        if isinstance(ref, Mapping) and isinstance(ref.get("index"), int):
+            keys.add(str(ref["index"]))
+        vkeys = target.get("vkeys")
+        if isinstance(vkeys, list):
+            keys.update(v for v in vkeys if isinstance(v, str))
+    return tuple(sorted(keys))
+
+
+_KEYED_TYPES = frozenset({"application", "subject_key_rotation"})
+
+
+def check_statement(data: bytes, origin: str) -> CheckedStatement:
+    """Parse a signed statement for ``origin``, validate its body, verify its signatures."""
+    signed = parse_statement(data, origin=origin)
+    parse_body(signed.statement.type, signed.statement.v, signed.statement.body)
+    return CheckedStatement(signed, verified_signers(signed))

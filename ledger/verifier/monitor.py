@@ -1,0 +1,221 @@
+"""Monitoring: follow a log incrementally and report the statements that matter.
+
+A monitor keeps a :class:`~ledger.verifier.trust.TrustState` and, at each :func:`poll_log`, verifies
+only the new entries (:func:`~ledger.verifier.verify.verify_ledger`, with split-view detection), then
+reports:
+
+- every new statement of interest (:data:`REPORTED_TYPES`): keyset rotations, offer versions
+  and withdrawals, decisions, enforcement actions, violation findings and revocations, each with
+  its essentials read from the replayed protocol state;
+- every commitment judgement that is newly ``broken`` at the audit time (an act that broke a
+  promise, or a clock that ran out), each reported once: the keys already reported are kept in
+  the trust state's ``tools["monitor"]``.
+
+The core only computes :class:`Event` values; printing and webhooks are the CLI's business.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from ledger.protocol.commitments import check_commitments
+from ledger.protocol.state import ProtocolState
+from ledger.tlog.note import VerifierKey
+from ledger.verifier.trust import TrustState
+from ledger.verifier.verify import LogSource, Progress, VerifiedLog, verify_ledger
+
+REPORTED_TYPES: Final = frozenset(
+    {
+        "keyset",
+        "offer",
+        "offer_amendment",
+        "offer_withdrawal",
+        "decision",
+        "enforcement_action",
+        "violation_finding",
+        "revocation",
+    }
+)
+"""Statement types a monitor reports as they are logged."""
+
+_TOOL = "monitor"
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """Something a monitor reports: a new statement of interest or a newly broken commitment.
+
+    ``kind`` is the statement type, or ``broken_commitment``; ``index`` the entry it is about.
+    """
+
+    kind: str
+    index: int
+    log_time_ms: int
+    summary: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready object."""
+        return {
+            "kind": self.kind,
+            "index": self.index,
+            "log_time_ms": self.log_time_ms,
+            "summary": self.summary,
+            "details": self.details,
+        }
+
+
+@dataclass
+class Poll:
+    """One monitoring round: what was verified, the state to keep, what to report."""
+
+    verified: VerifiedLog
+    trust: TrustState
+    events: list[Event]
+
+
+def poll_log(
+    source: LogSource,
+    log_key: VerifierKey,
+    trusted: TrustState | None,
+    *,
+    audit_time_ms: int,
+    workers: int | None = None,
+    fetch_threads: int = 1,
+    progress: Progress | None = None,
+) -> Poll:
+    """Verify what is new in the log since ``trusted`` and say what a watcher should know.
+
+    Steps: (1) :func:`~ledger.verifier.verify.verify_ledger` from ``trusted`` (raises
+    :class:`~ledger.verifier.verify.SplitViewError` or :class:`~ledger.verifier.verify.VerificationFailure`);
+    (2) an :class:`Event` per new statement of a :data:`REPORTED_TYPES` type, in log order;
+    (3) an event per commitment judgement broken at ``audit_time_ms`` and not reported before.
+    The returned trust state remembers what was reported; save it to go on.
+    """
+    start = 0 if trusted is None else trusted.size
+    tools = {} if trusted is None else dict(trusted.tools)
+    verified = verify_ledger(
+        source,
+        log_key,
+        trusted=trusted,
+        workers=workers,
+        fetch_threads=fetch_threads,
+        progress=progress,
+    )
+    state = verified.protocol
+    assert state is not None
+    events = statement_events(state, start, verified.checkpoint.size)
+    reported = set(tools.get(_TOOL, {}).get("reported_broken", []))
+    broken = broken_commitment_events(
+        state, max(audit_time_ms, verified.last_log_time_ms), reported
+    )
+    events.extend(broken)
+    reported.update(event.details["key"] for event in broken)
+    tools[_TOOL] = {"reported_broken": sorted(reported)}
+    return Poll(verified, verified.trust_state(log_key, tools), events)
+
+
+def statement_events(state: ProtocolState, start: int, end: int) -> list[Event]:
+    """Events for the statements of interest among entries ``[start, end)`` of ``state``."""
+    wanted = [i for i in range(start, end) if state.type_at(i) in REPORTED_TYPES]
+    if not wanted:
+        return []
+    decided = {
+        app.closed_by: app
+        for app in state.applications.values()
+        if app.closed_by is not None and start <= app.closed_by < end
+    }
+    withdrawn = {o.withdrawn_by: o for o in state.offer_versions if o.withdrawn_by is not None}
+    keysets = {k.index: k for k in state.keysets}
+    events = []
+    for index in wanted:
+        kind = state.type_at(index)
+        time = state.log_time_ms_at(index)
+        details: dict[str, Any] = {}
+        if kind in ("offer", "offer_amendment"):
+            offer = state.offer_at(index)
+            details = {"version": offer.version, "title": offer.terms.title}
+            summary = f"offer version {offer.version} published ({kind})"
+        elif kind == "offer_withdrawal":
+            gone = withdrawn.get(index)
+            details = {"version": None if gone is None else gone.version}
+            summary = f"offer version {details['version']} withdrawn"
+        elif kind == "keyset":
+            keyset = keysets[index]
+            details = {"threshold": keyset.threshold, "members": sorted(keyset.members)}
+            summary = (
+                f"keyset: {keyset.threshold} of {len(keyset.members)} members speak for the body"
+            )
+        elif kind == "decision":
+            app = decided.get(index)
+            if app is None:
+                summary = "decision"
+            else:
+                details = {
+                    "application": app.index,
+                    "subject_id": app.subject_id,
+                    "outcome": app.outcome,
+                    "restrictions": [r.model_dump(mode="json") for r in app.restrictions],
+                }
+                summary = f"application {app.index} of subject {app.subject_id}: {app.outcome}"
+        elif kind == "enforcement_action":
+            action = state.enforcement_actions[index]
+            details = {
+                "action": action.action,
+                "subject_id": action.subject_id,
+                "grounds": action.grounds_kind,
+                "grounds_index": action.grounds_index,
+            }
+            target = (
+                f"subject {action.subject_id}" if action.subject_id is not None else "a wild model"
+            )
+            summary = f"enforcement: {action.action} of {target} (grounds: {action.grounds_kind})"
+        elif kind == "violation_finding":
+            finding = state.findings[index]
+            details = {
+                "subject_id": finding.subject_id,
+                "response_deadline_ms": finding.response_deadline_ms,
+            }
+            summary = f"violation finding against subject {finding.subject_id}"
+        else:
+            revocation = state.revocations[index]
+            details = {
+                "subject_id": revocation.subject_id,
+                "findings": list(revocation.finding_indexes),
+            }
+            summary = f"amnesty of subject {revocation.subject_id} revoked"
+        events.append(Event(kind, index, time, summary, details))
+    return events
+
+
+def broken_commitment_events(
+    state: ProtocolState, audit_time_ms: int, reported: set[str]
+) -> list[Event]:
+    """Events for judgements broken at ``audit_time_ms`` whose keys are not in ``reported``.
+
+    A judgement's key is ``<commitment id>@<entry index>``.
+    """
+    events = []
+    for check in check_commitments(state, audit_time_ms=audit_time_ms):
+        for judgement in check.judgements:
+            key = f"{check.id}@{judgement.index}"
+            if judgement.status != "broken" or key in reported:
+                continue
+            index = judgement.index
+            time = state.log_time_ms_at(index) if index < state.size else audit_time_ms
+            events.append(
+                Event(
+                    "broken_commitment",
+                    index,
+                    time,
+                    f"commitment {check.id} broken at entry {index}: {judgement.reason}",
+                    {
+                        "key": key,
+                        "commitment": check.id,
+                        "subject_id": judgement.subject_id,
+                        "evidence": list(judgement.evidence),
+                    },
+                )
+            )
+    return events
