@@ -1,5 +1,5 @@
-"""The ``amnesty`` command line: a typer adapter, one module per group of commands.
+"""The ``amnesty`` command (typer, rich): one module per group of commands, helpers in ``common``.
+May import every other package and ``api``; nothing imports it but its entry points.
 
-May import every ledger package and ``api`` (``serve`` builds the app); nothing imports it but
-its entry points (``ledger.cli.main:main``, ``python -m ledger``).
+Entry points: ``ledger.cli.main:main`` (the ``amnesty`` console script) and ``python -m ledger``.
 """

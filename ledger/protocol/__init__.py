@@ -1,9 +1,14 @@
-"""The Model Amnesty protocol: statement bodies, admission, state, commitments, precedent audit.
+"""The pure Model Amnesty protocol: statement bodies, admission, state, commitments, audit.
+It imports nothing of the project but :mod:`ledger.errors` and itself (no I/O, no clock).
 
 - :mod:`~ledger.protocol.terms` — the offer's terms and :func:`default_offer`.
 - :mod:`~ledger.protocol.statements` — one strict body model per statement type
   (:data:`STATEMENT_TYPES`) and :class:`LoggedStatement`, the protocol's input.
-- :mod:`~ledger.protocol.state` — :class:`ProtocolState`: admission rules, transitions, queries.
+- :mod:`~ledger.protocol.records` — the records the state keeps, and subject views.
+- :mod:`~ledger.protocol.state` — :class:`ProtocolState`: admission, transitions, :func:`replay`;
+  assembled from :mod:`~ledger.protocol.tables` (its tables and shared checks),
+  :mod:`~ledger.protocol.body_rules` and :mod:`~ledger.protocol.subject_rules` (the rules of
+  the body's and the subjects' statements) and :mod:`~ledger.protocol.queries` (its queries).
 - :mod:`~ledger.protocol.commitments` — one named rule per body commitment.
 - :mod:`~ledger.protocol.audit` — :func:`precedent_report` and :func:`render_precedent_text`.
 

@@ -5,6 +5,9 @@ A signed note is a UTF-8 text ending in a newline, a blank line, then one or mor
 ledger's statements, so this module is the one place where signature lines are parsed,
 formatted, created and checked (https://c2sp.org/signed-note).
 
+Kept whole: keys, signature lines and notes are one format, and splitting them would put the
+strict parser and the formatter it must mirror in different rooms.
+
 Invariants this module keeps:
 
 - Parsing is strict and canonical: :func:`parse_note` accepts exactly the byte strings that
