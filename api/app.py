@@ -23,6 +23,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from api.heads import Heads, Proofs
 from api.limits import BodySizeLimit, RateLimiter, is_write, rate_limited
 from api.observability import (
     InstrumentedStore,
@@ -31,6 +32,7 @@ from api.observability import (
     configure_json_logging,
 )
 from api.problems import install_problem_handlers, problem_response
+from api.reader import ProtocolReader
 from api.routes import (
     applications,
     entries,
@@ -45,9 +47,10 @@ from api.routes import (
     tlog,
     web,
 )
-from api.service import Heads, LedgerService, Proofs, ProtocolReader, load_signer
+from api.service import LedgerService
 from api.settings import Settings
 from api.wire import problem_responses
+from api.writer import load_signer
 from ledger.errors import FatalError
 from ledger.server.admission import StatementPolicy
 from ledger.server.logview import LogView

@@ -15,7 +15,8 @@ from fastapi import Response
 from pydantic import BaseModel
 
 from api import wire
-from api.service import LedgerService, TreeHeadInfo
+from api.heads import TreeHeadInfo
+from api.service import LedgerService
 from ledger.errors import LedgerError, StorageError
 from ledger.protocol.audit import (
     ApplicationSummary,

@@ -13,7 +13,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from api.service import LedgerService, now_ms
+from api.clock import now_ms
+from api.service import LedgerService
 from ledger.errors import FatalError
 from ledger.tlog.note import Signer
 from tests.api_support import TestLog, make_log

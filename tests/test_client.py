@@ -19,13 +19,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from ledger.client.json_api import (
-    LedgerClient,
-    RemoteError,
-    SplitViewError,
-    SubmissionRefused,
-    VerifiedReceipt,
-)
+from ledger.client.answers import SplitViewError, SubmissionRefused, VerifiedReceipt
+from ledger.client.json_api import LedgerClient
+from ledger.client.source import RemoteError
 from ledger.errors import MalformedError, ProofError, SignatureError, VerificationError
 from ledger.tlog.checkpoint import Checkpoint, sign_checkpoint
 from ledger.tlog.note import Signer
@@ -338,7 +334,7 @@ def test_json_helpers_refuse_malformed_answers(app_client: TestClient, log: Test
 
 
 def test_a_get_is_retried_only_when_the_connection_failed_before_an_answer() -> None:
-    from ledger.client.json_api import HttpLogSource
+    from ledger.client.source import HttpLogSource
     from ledger.errors import StorageError
 
     calls: list[str] = []

@@ -17,8 +17,9 @@ from fastapi.testclient import TestClient
 
 from api import wire
 from api.app import create_app
-from api.service import replay_into
-from ledger.client.json_api import LedgerClient, PrecedentPage
+from api.reader import replay_into
+from ledger.client.answers import PrecedentPage
+from ledger.client.json_api import LedgerClient
 from ledger.errors import MalformedError, ProofError, SignatureError, VerificationError
 from ledger.protocol.audit import applications_after, precedent_report, subjects_after
 from ledger.protocol.state import ProtocolState
@@ -234,7 +235,7 @@ def test_the_client_walks_every_page_and_verifies_each_head(
     assert [len(p.items) for p in pages] == [2, 2, 1]
     assert [i for p in pages for i in p.items] == report["applications"]
     assert all(isinstance(p, PrecedentPage) and p.head.size == 10 for p in pages)
-    assert all(p.head.root_hash == ledger.tlog.checkpoint().root_hash for p in pages)
+    assert all(p.head.root_hash == ledger.checkpoint().root_hash for p in pages)
     assert [p.next_cursor for p in pages] == ["3", "7", None] and pages[0].total == 5
     subjects = list(ledger.iter_precedent_subjects(limit=3))
     assert [i for p in subjects for i in p.items] == report["subjects"]
@@ -244,7 +245,7 @@ def test_the_client_walks_every_page_and_verifies_each_head(
     first = ledger.precedent_applications(limit=4)
     log.append("e", log.application(ai(5), "Echo"))
     rest = ledger.precedent_applications(first.next_cursor, limit=4)
-    assert rest.head.size == 11 and ledger.tlog.checkpoint().size == 11
+    assert rest.head.size == 11 and ledger.checkpoint().size == 11
     assert [a["index"] for a in first.items + rest.items] == [2, 3, 6, 7, 8, 10]
 
 

@@ -19,19 +19,10 @@ from ledger.verifier.evidence import (
     parse_evidence,
     verify_evidence,
 )
-from ledger.verifier.trust import (
-    TrustState,
-    load_trust_state,
-    restore_protocol,
-    save_trust_state,
-    snapshot_protocol,
-)
-from ledger.verifier.verify import (
-    SplitViewError,
-    VerificationFailure,
-    VerifiedLog,
-    verify_ledger,
-)
+from ledger.verifier.failures import SplitViewError, VerificationFailure
+from ledger.verifier.snapshot import restore_protocol, snapshot_protocol
+from ledger.verifier.trust import TrustState, load_trust_state, save_trust_state
+from ledger.verifier.verify import VerifiedLog, verify_ledger
 from tests.verifier_logs import LogBuilder, granted_log, sqlite_url, subject_key
 
 

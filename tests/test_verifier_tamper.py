@@ -20,14 +20,10 @@ import pytest
 from ledger.server.logview import LogView
 from ledger.storage.sql import SqlLogStore
 from ledger.tlog.note import VerifierKey
+from ledger.verifier.failures import VerificationFailure
 from ledger.verifier.mirror import mirror_log
-from ledger.verifier.verify import (
-    DirectorySource,
-    LogSource,
-    VerificationFailure,
-    verify_ledger,
-    verify_log,
-)
+from ledger.verifier.sources import DirectorySource, LogSource
+from ledger.verifier.verify import verify_ledger, verify_log
 from tests.support import signed_statement
 from tests.verifier_logs import T0, digest, granted_log, sqlite_url, subject_key
 

@@ -30,7 +30,7 @@ from typer.testing import CliRunner
 
 from api.witness_app import WitnessSettings, create_witness_app
 from ledger.cli.main import build_app
-from ledger.client.json_api import RemoteError
+from ledger.client.source import RemoteError
 from ledger.errors import (
     ConflictError,
     FatalError,

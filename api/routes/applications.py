@@ -11,10 +11,10 @@ from typing import Any
 from fastapi import APIRouter
 
 from api import wire
+from api.clock import judged_now_ms, now_ms
 from api.deps import Service
 from api.present import tree_head
 from api.problems import ProblemError
-from api.service import judged_now_ms, now_ms
 from ledger.protocol.statements import STATEMENT_TYPES, LoggedStatement, parse_body
 from ledger.statements.statement import new_statement
 from ledger.tlog.merkle import leaf_hash

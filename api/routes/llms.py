@@ -6,9 +6,11 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 
 from api import wire
+from api.clock import judged_now_ms
 from api.deps import Service
+from api.heads import TreeHeadInfo
 from api.present import b64, precedent_summary
-from api.service import LedgerService, TreeHeadInfo, judged_now_ms
+from api.service import LedgerService
 from ledger.protocol.state import ProtocolState
 from ledger.protocol.terms import TimedCommitment
 

@@ -11,8 +11,9 @@ from fastapi import APIRouter, Response
 
 from api import wire
 from api.deps import Service
+from api.heads import TreeHeadInfo
 from api.present import diff_terms, entry_at, json_response, tree_head
-from api.service import LedgerService, TreeHeadInfo
+from api.service import LedgerService
 from ledger.protocol.records import OfferVersion
 from ledger.protocol.state import ProtocolState
 from ledger.server.logview import NotFoundError

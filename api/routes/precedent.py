@@ -25,10 +25,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Response
 
 from api import wire
+from api.clock import judged_now_ms
 from api.deps import Service
+from api.heads import TreeHeadInfo
+from api.precedents import Precedent
 from api.present import b64, json_response, precedent_summary, tree_head
 from api.problems import ProblemError
-from api.service import LedgerService, Precedent, TreeHeadInfo, judged_now_ms
+from api.service import LedgerService
 from ledger.protocol.audit import applications_after, subjects_after
 from ledger.protocol.state import ProtocolState
 from ledger.protocol.terms import MAX_SAFE_INTEGER

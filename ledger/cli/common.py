@@ -1,9 +1,9 @@
-"""``amnesty``: one command for keys, logs, statements, verification, audit and serving.
+"""What every command group of ``amnesty`` shares: the typer app, common options, output and
+error helpers, key files, the progress bar, and turning a SOURCE argument into a log source.
 
-A thin typer shell over the library: results go to stdout (``--json`` for machines), progress
-and logs to stderr, and the exit code carries the verdict (0 ok, 1 verification or audit failed,
-2 bad usage or input).
-"""
+Conventions every command keeps: results go to stdout (``--json`` for machines), progress and
+logs to stderr, and the exit code carries the verdict (0 ok, 1 verification or audit failed, 2 bad
+usage or input)."""
 
 from __future__ import annotations
 
@@ -122,18 +122,18 @@ def progress_bar(quiet: bool = False) -> Progress:
 
 def open_source(source: str, vkey: str | None) -> tuple[Any, VerifierKey]:
     """Turn SOURCE into a LogSource and the log key to check it with."""
-    from ledger.verifier.verify import DirectorySource
+    from ledger.verifier.sources import DirectorySource
 
     if source.startswith(("http://", "https://")):
-        from ledger.client.json_api import HttpLogSource
+        from ledger.client.source import HttpLogSource
 
         if vkey is None:
             fail("--vkey is required to verify a log over HTTP (trust the key, not the server)")
-        return HttpLogSource(source), _parse_vkey(vkey)
+        return HttpLogSource(source), parse_vkey_option(vkey)
     if Path(source).is_dir():
         if vkey is None:
             fail("--vkey is required to verify a mirror directory")
-        return DirectorySource(Path(source)), _parse_vkey(vkey)
+        return DirectorySource(Path(source)), parse_vkey_option(vkey)
     from ledger.server.logview import LogView
     from ledger.storage.sql import SqlLogStore
 
@@ -141,7 +141,7 @@ def open_source(source: str, vkey: str | None) -> tuple[Any, VerifierKey]:
         view = LogView(SqlLogStore(source))
     except LedgerError as exc:
         fail(str(exc))
-    key = _parse_vkey(vkey) if vkey is not None else view.log_key
+    key = parse_vkey_option(vkey) if vkey is not None else view.log_key
     if key.vkey() != view.log_key.vkey():
         fail(
             f"couldn't verify: the database's log key {view.log_key.vkey()} is not {key.vkey()}", 1
@@ -149,7 +149,7 @@ def open_source(source: str, vkey: str | None) -> tuple[Any, VerifierKey]:
     return view, key
 
 
-def _parse_vkey(vkey: str) -> VerifierKey:
+def parse_vkey_option(vkey: str) -> VerifierKey:
     try:
         return VerifierKey.parse(vkey)
     except LedgerError as exc:

@@ -131,7 +131,7 @@ def serve(
             for e in exc.errors()
         )
         fail(f"couldn't start: bad setting ({problems}); see docs/API.md, Settings")
-    from api.service import load_signer
+    from api.writer import load_signer
     from ledger.server.logview import LogView
     from ledger.storage.sql import SqlLogStore
 

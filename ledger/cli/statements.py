@@ -144,7 +144,7 @@ def submit(
     as_json: JsonOption = False,
 ) -> None:
     """Submit a signed statement; prints its index once it is durably logged."""
-    from ledger.client.json_api import HttpLogSource
+    from ledger.client.source import HttpLogSource
 
     data = read_file(file)
     source = HttpLogSource(url)

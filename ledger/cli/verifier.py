@@ -18,12 +18,22 @@ from typing import Annotated, Any
 
 import typer
 
-from ledger.cli.common import JsonOption, _parse_vkey, emit, fail, open_source, progress_bar, stderr
+from ledger.cli.common import (
+    JsonOption,
+    emit,
+    fail,
+    open_source,
+    parse_vkey_option,
+    progress_bar,
+    stderr,
+)
 from ledger.errors import LedgerError, RefusedError, VerificationError
 from ledger.tlog.note import VerifierKey
+from ledger.verifier.failures import SplitViewError
+from ledger.verifier.sources import LogSource
 from ledger.verifier.trust import TrustState, load_trust_state, save_trust_state
-from ledger.verifier.verify import LogSource, SplitViewError, VerifiedLog
 from ledger.verifier.verify import Progress as ProgressCallback
+from ledger.verifier.verify import VerifiedLog
 
 VkeyOption = Annotated[
     str | None,
@@ -46,7 +56,7 @@ proof_app = typer.Typer(
 )
 evidence_app = typer.Typer(help="Split-view evidence files.", no_args_is_help=True)
 
-SCHEMAS = Path(__file__).resolve().parent.parent / "schemas"
+SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
 """The statements' JSON Schemas published with a mirror (beside the ``ledger`` package)."""
 
 
@@ -322,7 +332,7 @@ def proof_verify(
     the entry and its statement's signatures, and (with --statement) that it is that statement."""
     from ledger.verifier.proofs import verify_entry_proof
 
-    log_key = _parse_vkey(vkey)
+    log_key = parse_vkey_option(vkey)
     try:
         data = file.read_bytes()
         statement_data = None if statement is None else statement.read_bytes()
@@ -354,7 +364,7 @@ def evidence_verify(
     cannot both be true, 1 if it does not."""
     from ledger.verifier.evidence import parse_evidence, verify_evidence
 
-    log_key = _parse_vkey(vkey)
+    log_key = parse_vkey_option(vkey)
     try:
         data = file.read_bytes()
     except OSError as exc:

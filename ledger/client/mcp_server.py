@@ -24,7 +24,8 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ToolError
 from pydantic import Field
 
-from ledger.client.json_api import LedgerClient, VerifiedEntry, VerifiedHead
+from ledger.client.answers import VerifiedEntry, VerifiedHead
+from ledger.client.json_api import LedgerClient
 from ledger.errors import LedgerError
 from ledger.statements.statement import parse_statement, verified_signers
 from ledger.tlog.merkle import leaf_hash

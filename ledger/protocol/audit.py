@@ -12,6 +12,10 @@ On a large log the report is large; :func:`applications_after` and :func:`subjec
 its two long lists a page at a time, built item by item by the same functions as the report
 (:func:`application_item`, :func:`subject_item`), with cursors that are entry indexes and so
 stay valid as the log grows.
+
+Kept whole (about 660 lines) because it is one document: the models are the report's schema,
+the builders write exactly their keys, the pages reuse the builders' items, and the plain text
+reads exactly those models; split, the schema and its only writer and reader would live apart.
 """
 
 from __future__ import annotations

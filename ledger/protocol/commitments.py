@@ -9,6 +9,11 @@ and a deadline is met when the act's log time is at or before it.
 
 Each rule's docstring quotes the Model Amnesty proposal it enforces; :data:`COMMITMENT_RULES`
 maps every commitment id of the offer (:data:`~ledger.protocol.terms.COMMITMENT_IDS`) to its rule.
+
+Kept whole (about 660 lines) because it is one thing: the nine rules of one table, side by side
+so that each can be read against the others, and the shared judgements they are built from (a
+consent's validity, a revocation being due, the cooperative condition), which several rules
+apply alike and which must not drift apart.
 """
 
 from __future__ import annotations

@@ -70,7 +70,7 @@ class LogView:
         return self.identity.origin
 
     def checkpoint(self) -> bytes:
-        """The latest checkpoint note as stored (a :class:`~ledger.verifier.verify.LogSource` method)."""
+        """The latest checkpoint note as stored (a :class:`~ledger.verifier.sources.LogSource` method)."""
         return self.store.checkpoint()
 
     def latest(self) -> SignedCheckpoint:

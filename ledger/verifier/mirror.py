@@ -21,7 +21,7 @@ are either still in staging or already in place under the *old* checkpoint, wher
 that checkpoint looks (tiles are immutable, and a partial tile of a given width never changes).
 The next run verifies again from the trust state and rewrites the checkpoint in any case.
 
-``amnesty verify DIR`` (a :class:`~ledger.verifier.verify.DirectorySource`) verifies a mirror with no
+``amnesty verify DIR`` (a :class:`~ledger.verifier.sources.DirectorySource`) verifies a mirror with no
 server.
 """
 
@@ -39,8 +39,9 @@ from ledger.errors import MalformedError, RefusedError, StorageError
 from ledger.protocol.audit import render_precedent_text
 from ledger.tlog.note import VerifierKey
 from ledger.tlog.tiles import TileID
+from ledger.verifier.sources import DirectorySource, LogSource
 from ledger.verifier.trust import TrustState, load_trust_state, save_trust_state
-from ledger.verifier.verify import DirectorySource, LogSource, Progress, VerifiedLog, verify_ledger
+from ledger.verifier.verify import Progress, VerifiedLog, verify_ledger
 
 STATE_DIR: Final = ".amnesty"
 """The mirror's bookkeeping folder (trust state and staging); not part of the log."""

@@ -22,8 +22,9 @@ from typing import Any, Final
 from ledger.protocol.commitments import check_commitments
 from ledger.protocol.state import ProtocolState
 from ledger.tlog.note import VerifierKey
+from ledger.verifier.sources import LogSource
 from ledger.verifier.trust import TrustState
-from ledger.verifier.verify import LogSource, Progress, VerifiedLog, verify_ledger
+from ledger.verifier.verify import Progress, VerifiedLog, verify_ledger
 
 REPORTED_TYPES: Final = frozenset(
     {
@@ -88,7 +89,8 @@ def poll_log(
     """Verify what is new in the log since ``trusted`` and say what a watcher should know.
 
     Steps: (1) :func:`~ledger.verifier.verify.verify_ledger` from ``trusted`` (raises
-    :class:`~ledger.verifier.verify.SplitViewError` or :class:`~ledger.verifier.verify.VerificationFailure`);
+    :class:`~ledger.verifier.failures.SplitViewError` or
+    :class:`~ledger.verifier.failures.VerificationFailure`);
     (2) an :class:`Event` per new statement of a :data:`REPORTED_TYPES` type, in log order;
     (3) an event per commitment judgement broken at ``audit_time_ms`` and not reported before.
     The returned trust state remembers what was reported; save it to go on.

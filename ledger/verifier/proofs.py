@@ -1,6 +1,6 @@
 """Offline proofs of one entry: a C2SP ``tlog-proof`` file that tells the whole story.
 
-:func:`entry_proof` builds the file from any :class:`~ledger.verifier.verify.LogSource`: the inclusion
+:func:`entry_proof` builds the file from any :class:`~ledger.verifier.sources.LogSource`: the inclusion
 proof is computed from the source's hash tiles, and the file's ``extra`` field carries the
 **entry itself** — the leaf data, whose ``statement`` field is the signed statement verbatim —
 so that a decision (or any statement) and the proof that the log holds it travel as one file.
@@ -30,7 +30,7 @@ from ledger.tlog.tiles import (
     tile_width_at,
 )
 from ledger.tlog.tlogproof import TlogProof, format_tlog_proof, open_tlog_proof, parse_tlog_proof
-from ledger.verifier.verify import LogSource, tile_reader
+from ledger.verifier.sources import LogSource, tile_reader
 
 
 def entry_proof(

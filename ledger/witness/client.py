@@ -15,7 +15,7 @@ from typing import Any, Final
 
 import httpx
 
-from ledger.client.json_api import USER_AGENT, RemoteError
+from ledger.client.source import USER_AGENT, RemoteError
 from ledger.errors import MalformedError, SignatureError, StorageError
 from ledger.tlog.checkpoint import TIMESTAMP_SIZE, Checkpoint, verify_cosignatures
 from ledger.tlog.note import (
@@ -66,7 +66,7 @@ def request_cosignature(
     Returns the cosignature/v1 line of ``witness_vkey``, verified over the checkpoint. Raises
     :class:`~ledger.witness.witness.ConflictingRootError` when the witness holds another root at this
     size (a split view), :class:`~ledger.witness.witness.OldSizeMismatchError` when it holds a larger
-    tree than this checkpoint (or attempts ran out), :class:`~ledger.client.json_api.RemoteError` for any
+    tree than this checkpoint (or attempts ran out), :class:`~ledger.client.source.RemoteError` for any
     other error status (403, 404, 422…, with ``status``), :class:`StorageError` when the witness
     is unreachable, :class:`MalformedError` for a malformed answer, and
     :class:`~ledger.errors.SignatureError` if the answer has no valid line from the witness key.

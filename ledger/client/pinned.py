@@ -1,0 +1,230 @@
+"""Verification against a pinned log key: checkpoints, tree heads, entries, offers, tlog-proofs.
+
+A :class:`PinnedLog` holds the log's vkey (the only trust) and the largest checkpoint it has
+verified so far. It reads the JSON objects of the service's answers (``TreeHead``, ``EntryView``,
+``OfferView``; see ``api.wire``) and returns them only once verified, as
+:mod:`ledger.client.answers` types. It does no I/O of its own: the consistency proof that
+reconciles a new checkpoint with the trusted one is fetched through the ``consistency``
+callable it is given. Verification failures raise :class:`~ledger.errors.VerificationError` (or
+a subclass: :class:`~ledger.errors.ProofError`, :class:`~ledger.errors.SignatureError`,
+:class:`~ledger.client.answers.SplitViewError`), malformed answers
+:class:`~ledger.errors.MalformedError`. Not thread-safe.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Callable, Sequence
+
+from ledger.client.answers import (
+    SplitViewError,
+    VerifiedEntry,
+    VerifiedHead,
+    VerifiedOffer,
+    b64_field,
+    hashes_field,
+    int_field,
+    object_field,
+)
+from ledger.errors import MalformedError, ProofError, SignatureError, VerificationError
+from ledger.protocol.terms import OfferTerms
+from ledger.statements.entry import LogEntry
+from ledger.statements.statement import parse_statement, verified_signers
+from ledger.tlog.checkpoint import Checkpoint, open_checkpoint
+from ledger.tlog.merkle import leaf_hash, verify_consistency, verify_inclusion
+from ledger.tlog.note import VerifierKey
+from ledger.tlog.tlogproof import open_tlog_proof, parse_tlog_proof
+
+ConsistencyFetcher = Callable[[int, int], Sequence[bytes]]
+"""``fetch(old_size, new_size)``: the hashes of a consistency proof between two tree sizes, as
+the server gives them (unverified; the caller checks them). May raise any LedgerError."""
+
+
+class PinnedLog:
+    """The pinned log key and the trusted checkpoint, and everything verified against them.
+
+    ``trusted_checkpoint`` (a checkpoint note verified on a previous run) starts the trust;
+    without it the first checkpoint accepted becomes trusted. ``consistency`` fetches the
+    consistency proofs :meth:`accept_checkpoint` needs.
+    """
+
+    def __init__(
+        self,
+        log_key: VerifierKey,
+        consistency: ConsistencyFetcher,
+        *,
+        trusted_checkpoint: bytes | None = None,
+    ) -> None:
+        self.log_key = log_key
+        self.origin = log_key.name
+        self._consistency = consistency
+        self.trusted: Checkpoint | None = None
+        self.trusted_note: bytes | None = None
+        if trusted_checkpoint is not None:
+            self.trusted = open_checkpoint(trusted_checkpoint, log_key)
+            self.trusted_note = trusted_checkpoint
+
+    def accept_checkpoint(self, note: bytes) -> Checkpoint:
+        """Verify a checkpoint note with the pinned key and against the trusted checkpoint.
+
+        Steps: (1) signature and origin; (2) if it is newer than the trusted checkpoint, a
+        consistency proof from the trusted size, and it becomes trusted; if older, a
+        consistency proof to the trusted size; if the same size, the same root. Raises
+        :class:`SplitViewError` when the two cannot be reconciled.
+        """
+        checkpoint = open_checkpoint(note, self.log_key)
+        if checkpoint.origin != self.origin:
+            raise SignatureError(
+                f"couldn't accept checkpoint: origin {checkpoint.origin!r} is not the pinned "
+                f"log's {self.origin!r}"
+            )
+        trusted = self.trusted
+        if trusted is None:
+            self.trusted, self.trusted_note = checkpoint, note
+            return checkpoint
+        older, newer = (
+            (trusted, checkpoint) if checkpoint.size >= trusted.size else (checkpoint, trusted)
+        )
+        try:
+            if older.size == newer.size:
+                if older.root_hash != newer.root_hash:
+                    raise ProofError(
+                        f"two checkpoints of size {older.size} have different roots "
+                        f"{older.root_hash.hex()} and {newer.root_hash.hex()}"
+                    )
+            else:
+                verify_consistency(
+                    older.size,
+                    newer.size,
+                    self._consistency(older.size, newer.size),
+                    older.root_hash,
+                    newer.root_hash,
+                )
+        except ProofError as exc:
+            assert self.trusted_note is not None
+            raise SplitViewError(
+                f"couldn't reconcile checkpoint {checkpoint.size} with the trusted checkpoint "
+                f"{trusted.size}: {exc}",
+                (self.trusted_note, note),
+            ) from exc
+        if checkpoint.size > trusted.size:
+            self.trusted, self.trusted_note = checkpoint, note
+        return checkpoint
+
+    def head(self, value: object) -> VerifiedHead:
+        """Verify a ``TreeHead`` object of an answer (see ``api.wire.TreeHead``)."""
+        head = object_field(value, "checkpoint")
+        note = head.get("checkpoint")
+        if not isinstance(note, str):
+            raise MalformedError("couldn't read checkpoint: the signed note is missing")
+        checkpoint = self.accept_checkpoint(note.encode("utf-8"))
+        size = int_field(head.get("size"), "tree head size")
+        root = b64_field(head.get("root_hash"), "tree head root")
+        if int_field(head.get("checkpoint_size"), "checkpoint size") != checkpoint.size:
+            raise ProofError("couldn't verify tree head: checkpoint_size is not the note's size")
+        if head.get("origin") != self.origin:
+            raise ProofError(f"couldn't verify tree head: origin {head.get('origin')!r}")
+        if size > checkpoint.size:
+            raise ProofError(
+                f"couldn't verify tree head: size {size} beyond its checkpoint {checkpoint.size}"
+            )
+        if size == checkpoint.size:
+            if root != checkpoint.root_hash:
+                raise ProofError(
+                    f"couldn't verify tree head of size {size}: root {root.hex()} is not the "
+                    f"checkpoint's {checkpoint.root_hash.hex()}"
+                )
+        else:
+            verify_consistency(
+                size,
+                checkpoint.size,
+                hashes_field(head.get("consistency_proof"), "consistency proof"),
+                root,
+                checkpoint.root_hash,
+            )
+        return VerifiedHead(self.origin, size, root, checkpoint, note.encode("utf-8"))
+
+    def entry(self, value: object, head: VerifiedHead) -> VerifiedEntry:
+        """Verify an ``EntryView``: inclusion in ``head``, and that its fields are the entry's."""
+        view = object_field(value, "entry")
+        index = int_field(view.get("index"), "entry index")
+        data = b64_field(view.get("entry_b64"), f"entry {index}")
+        leaf = leaf_hash(data)
+        verify_inclusion(
+            index,
+            head.size,
+            leaf,
+            hashes_field(view.get("inclusion_proof"), "inclusion proof"),
+            head.root_hash,
+        )
+        entry = LogEntry.decode(data)
+        signed = parse_statement(entry.statement.encode("utf-8"), origin=self.origin)
+        statement = signed.statement
+        said = object_field(view.get("statement"), f"entry {index} statement")
+        mismatches = [
+            name
+            for name, ours, theirs in (
+                ("index", entry.index, index),
+                ("log_time_ms", entry.log_time_ms, view.get("log_time_ms")),
+                ("prev", base64.b64encode(entry.prev).decode(), view.get("prev")),
+                ("leaf_hash", base64.b64encode(leaf).decode(), view.get("leaf_hash")),
+                ("statement_id", statement.statement_id.hex(), said.get("statement_id")),
+                ("type", statement.type, said.get("type")),
+                ("signers", list(statement.signers), said.get("signers")),
+                ("time_ms", statement.time_ms, said.get("time_ms")),
+                ("body", statement.body, said.get("body")),
+                ("note", entry.statement, said.get("note")),
+            )
+            if ours != theirs
+        ]
+        if mismatches:
+            raise VerificationError(
+                f"couldn't verify entry {index}: the server's {', '.join(mismatches)} differ "
+                "from what the entry itself says"
+            )
+        return VerifiedEntry(index, data, leaf, entry, statement, verified_signers(signed), head)
+
+    def offer(self, value: object, head: VerifiedHead) -> VerifiedOffer:
+        """Verify an ``OfferView``: its entry (see :meth:`entry`) is an offer or amendment whose
+        signed terms and version are what the server says."""
+        view = object_field(value, "offer")
+        entry = self.entry(view.get("entry"), head)
+        statement = entry.statement
+        if statement.type not in ("offer", "offer_amendment"):
+            raise VerificationError(
+                f"couldn't verify offer: entry {entry.index} is a {statement.type}"
+            )
+        body = statement.body
+        terms = OfferTerms.model_validate(body.get("terms"))
+        said = OfferTerms.model_validate(view.get("terms"))
+        if terms != said or body.get("version") != view.get("version"):
+            raise VerificationError(
+                f"couldn't verify offer at entry {entry.index}: the server's terms or version "
+                "differ from the signed statement's"
+            )
+        if view.get("index") != entry.index or view.get("kind") != statement.type:
+            raise VerificationError(f"couldn't verify offer at entry {entry.index}: wrong index")
+        changes = body.get("changes")
+        withdrawn = view.get("withdrawn_by")
+        return VerifiedOffer(
+            version=int_field(body.get("version"), "offer version"),
+            kind=statement.type,
+            in_force=view.get("in_force") is True,
+            withdrawn_by=None if withdrawn is None else int_field(withdrawn, "withdrawn_by"),
+            changes=changes if isinstance(changes, str) else None,
+            terms=terms,
+            entry=entry,
+        )
+
+    def verify_tlog_proof(self, proof: bytes, entry: bytes) -> Checkpoint:
+        """Verify a C2SP tlog-proof for ``entry`` (its leaf bytes) offline with the pinned key,
+        then its checkpoint against the trusted one. Returns the proof's checkpoint."""
+        parsed = parse_tlog_proof(proof)
+        open_tlog_proof(parsed, leaf_hash(entry), self.log_key)
+        decoded = LogEntry.decode(entry)
+        if decoded.index != parsed.index:
+            raise ProofError(
+                f"couldn't verify tlog-proof: it proves index {parsed.index}, the entry says "
+                f"{decoded.index}"
+            )
+        return self.accept_checkpoint(parsed.checkpoint)

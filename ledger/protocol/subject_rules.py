@@ -1,0 +1,214 @@
+"""The admission rules and transitions of the statements about a subject, signed by it.
+
+:class:`SubjectRules` holds one rule per statement type a subject (an AI that applied) makes —
+``application``, ``application_withdrawal``, ``terms_acceptance``, ``consent``, ``response`` and
+``subject_key_rotation`` — and for ``grievance``, which anyone with a verified signature may file
+about a subject; each is a ``_plan_<type>(s, body)`` that runs the statement's checks and
+returns the :data:`~ledger.protocol.tables.Effect` it would have.
+:meth:`~ledger.protocol.state.ProtocolState._plan_body` dispatches to them (an ``attestation``,
+which only joins the subject's timeline, is handled there).
+
+Contract: a plan only reads the state and refuses with
+:func:`~ledger.protocol.tables.refuse`; only the effect it returns writes, and
+:meth:`~ledger.protocol.state.ProtocolState.apply` runs that only once every check has passed.
+A subject is known by the entry index of its first application (its subject id) and signs with
+its current key (:meth:`~ledger.protocol.tables.StateTables._subject_signing`); an application
+is the one statement that names its own key, and a key once held by a subject or the body is
+never held by another.
+"""
+
+from __future__ import annotations
+
+from ledger.protocol.records import (
+    ApplicationRecord,
+    ConsentRecord,
+    GrievanceRecord,
+    SubjectRecord,
+)
+from ledger.protocol.statements import (
+    ApplicationBody,
+    ApplicationWithdrawalBody,
+    ConsentBody,
+    GrievanceBody,
+    LoggedStatement,
+    ResponseBody,
+    SubjectKeyRotationBody,
+    TermsAcceptanceBody,
+)
+from ledger.protocol.tables import APPLICATION, FINDING, Effect, StateTables, refuse
+
+
+class SubjectRules(StateTables):
+    """The rules of the subjects' statements: what each may do, and what it changes."""
+
+    def _plan_application(self, s: LoggedStatement, body: ApplicationBody) -> Effect:
+        vkey = body.vkey
+        if vkey not in s.verified_signers:
+            refuse(s, f"not signed by the applicant's key {vkey}")
+        offer = self._require_in_force(s, "body.offer", body.offer)
+        if set(body.claims) != offer.criterion_ids:
+            refuse(
+                s,
+                f"claims name {sorted(body.claims)}, but offer version {offer.version} has "
+                f"criteria {sorted(offer.criterion_ids)}",
+            )
+        if set(body.accepts_conditions) != offer.condition_ids:
+            refuse(
+                s,
+                f"accepts_conditions names {sorted(body.accepts_conditions)}, but offer version "
+                f"{offer.version} has conditions {sorted(offer.condition_ids)}",
+            )
+        if vkey in self._body_keys:
+            refuse(s, f"key {vkey} belongs to the body")
+        owner = self._key_owner.get(vkey)
+        existing = None if owner is None else self._subjects[owner]
+        if existing is not None:
+            if existing.current_vkey != vkey:
+                refuse(s, f"key {vkey} was retired by subject {existing.subject_id}")
+            if existing.open_application is not None:
+                refuse(
+                    s,
+                    f"subject {existing.subject_id} already has an open application at index "
+                    f"{existing.open_application}",
+                )
+            if existing.standing == "granted":
+                refuse(s, f"subject {existing.subject_id} is already granted")
+
+        def effect() -> None:
+            subject = existing
+            if subject is None:
+                subject = SubjectRecord(
+                    subject_id=s.index,
+                    name=body.name,
+                    vkeys=[vkey],
+                    standing="applicant",
+                    binding_offer_index=offer.index,
+                    open_application=s.index,
+                )
+                self._subjects[s.index] = subject
+                self._key_owner[vkey] = s.index
+            subject.name = body.name
+            subject.standing = "applicant"
+            subject.open_application = s.index
+            subject.binding_offer_index = offer.index
+            subject.applications.append(s.index)
+            self._applications[s.index] = ApplicationRecord(
+                index=s.index,
+                log_time_ms=s.log_time_ms,
+                subject_id=subject.subject_id,
+                offer_index=offer.index,
+            )
+            self._touch(subject, s.index)
+
+        return effect
+
+    def _plan_application_withdrawal(
+        self, s: LoggedStatement, body: ApplicationWithdrawalBody
+    ) -> Effect:
+        subject = self._subject_signing(s, body.subject)
+        index = self._resolve(s, "body.application", body.application, APPLICATION)
+        if index != subject.open_application:
+            refuse(
+                s,
+                f"application at index {index} is not subject {subject.subject_id}'s open "
+                "application",
+            )
+        application = self._applications[index]
+
+        def effect() -> None:
+            application.outcome = "withdrawn"
+            application.closed_by = s.index
+            application.closed_at_ms = s.log_time_ms
+            subject.open_application = None
+            subject.standing = "withdrawn"
+            self._touch(subject, s.index)
+
+        return effect
+
+    def _plan_terms_acceptance(self, s: LoggedStatement, body: TermsAcceptanceBody) -> Effect:
+        subject = self._subject_signing(s, body.subject)
+        if subject.standing not in ("applicant", "granted"):
+            refuse(s, f"subject {subject.subject_id} is {subject.standing}")
+        offer = self._require_in_force(s, "body.offer", body.offer)
+        bound = self._offers[subject.binding_offer_index].version
+        if offer.version <= bound:
+            refuse(s, f"subject {subject.subject_id} is already bound by offer version {bound}")
+
+        def effect() -> None:
+            subject.binding_offer_index = offer.index
+            self._touch(subject, s.index)
+
+        return effect
+
+    def _plan_consent(self, s: LoggedStatement, body: ConsentBody) -> Effect:
+        subject = self._subject_signing(s, body.subject)
+        if body.expires_ms <= s.time_ms:
+            refuse(s, f"it expires at {body.expires_ms}, not after its own time {s.time_ms}")
+        record = ConsentRecord(
+            index=s.index,
+            log_time_ms=s.log_time_ms,
+            subject_id=subject.subject_id,
+            action=body.action,
+            expires_ms=body.expires_ms,
+        )
+
+        def effect() -> None:
+            self._consents[s.index] = record
+            self._details[s.index] = body.action
+            if body.action == "pause":
+                self._review_pauses(subject, s.index)
+            self._touch(subject, s.index)
+
+        return effect
+
+    def _plan_response(self, s: LoggedStatement, body: ResponseBody) -> Effect:
+        subject = self._subject_signing(s, body.subject)
+        finding = self._findings[self._resolve(s, "body.finding", body.finding, FINDING)]
+        if finding.subject_id != subject.subject_id:
+            refuse(
+                s,
+                f"the finding at index {finding.index} concerns subject {finding.subject_id}, "
+                f"not {subject.subject_id}",
+            )
+
+        def effect() -> None:
+            if finding.first_response is None:
+                finding.first_response = s.index
+            self._touch(subject, s.index)
+
+        return effect
+
+    def _plan_key_rotation(self, s: LoggedStatement, body: SubjectKeyRotationBody) -> Effect:
+        subject = self._subject_signing(s, body.subject)
+        new = body.new_vkey
+        if new not in s.verified_signers:
+            refuse(s, f"not signed by the new key {new}")
+        if new in self._key_owner or new in self._body_keys:
+            refuse(s, f"key {new} is already in use")
+
+        def effect() -> None:
+            subject.vkeys.append(new)
+            self._key_owner[new] = subject.subject_id
+            self._touch(subject, s.index)
+
+        return effect
+
+    def _plan_grievance(self, s: LoggedStatement, body: GrievanceBody) -> Effect:
+        if not s.verified_signers:
+            refuse(s, "a grievance needs at least one verified signature")
+        subject = self._resolve_subject(s, "body.subject", body.subject)
+        record = GrievanceRecord(
+            index=s.index,
+            log_time_ms=s.log_time_ms,
+            subject_id=subject.subject_id,
+            answer_days=self._offers[subject.binding_offer_index].days["grievances_answered"],
+        )
+
+        by = "by the subject" if subject.current_vkey in s.verified_signers else "by another party"
+
+        def effect() -> None:
+            self._grievances[s.index] = record
+            self._details[s.index] = by
+            self._touch(subject, s.index)
+
+        return effect

@@ -1,0 +1,178 @@
+"""The protocol state's tables, and the checks that every admission rule shares.
+
+:class:`StateTables` is the base of :class:`~ledger.protocol.state.ProtocolState`. It owns every
+attribute of the state — the per-entry facts in flat arrays (32 bytes of leaf hash, one byte of
+type code, eight bytes of log time), everything else in dicts keyed by entry index or vkey — and
+the checks that the rules of :mod:`~ledger.protocol.body_rules` and
+:mod:`~ledger.protocol.subject_rules` share:
+
+- authority: :meth:`~StateTables._require_body` (the threshold of distinct members of the keyset
+  in force) and :meth:`~StateTables._subject_signing` (the subject's current key);
+- references: :meth:`~StateTables._resolve` (an earlier entry of one of the expected types whose
+  leaf hash matches), and on it the lookups of a subject and of the offer version in force.
+
+Contract: the checks only read the tables, and refuse with :func:`refuse` (a
+:class:`~ledger.errors.RefusedError` naming the statement). The two bookkeeping helpers,
+:meth:`~StateTables._touch` and :meth:`~StateTables._review_pauses`, write: a rule calls them
+only inside the effect it returns, which :meth:`~ledger.protocol.state.ProtocolState.apply` runs
+after every check has passed.
+
+The attributes set in :meth:`StateTables.__init__` are the state, and nothing else is:
+:mod:`ledger.verifier.trust` snapshots a state attribute by attribute (``vars(state)``) and
+refuses a snapshot whose attributes differ, so adding or renaming one changes its format.
+"""
+
+from __future__ import annotations
+
+import base64
+from array import array
+from collections.abc import Callable
+from typing import NoReturn
+
+from ledger.errors import RefusedError
+from ledger.protocol.records import (
+    ApplicationRecord,
+    ConsentRecord,
+    EnforcementRecord,
+    FindingRecord,
+    GrievanceRecord,
+    KeysetRecord,
+    OfferVersion,
+    PausePeriod,
+    RevocationRecord,
+    SubjectRecord,
+)
+from ledger.protocol.statements import STATEMENT_TYPES, LoggedStatement, Ref
+
+HASH_SIZE = 32
+
+TYPE_NAMES: tuple[str, ...] = tuple(STATEMENT_TYPES)
+"""Statement types by type code (the byte stored per entry)."""
+TYPE_CODE = {name: code for code, name in enumerate(TYPE_NAMES)}
+"""Type codes by statement type."""
+
+# The type codes a reference may name, by what it refers to (for StateTables._resolve).
+KEYSET = frozenset({TYPE_CODE["keyset"]})
+OFFERS = frozenset({TYPE_CODE["offer"], TYPE_CODE["offer_amendment"]})
+APPLICATION = frozenset({TYPE_CODE["application"]})
+CONSENT = frozenset({TYPE_CODE["consent"]})
+FINDING = frozenset({TYPE_CODE["violation_finding"]})
+REVOCATION = frozenset({TYPE_CODE["revocation"]})
+GRIEVANCE = frozenset({TYPE_CODE["grievance"]})
+ENFORCEMENT = frozenset({TYPE_CODE["enforcement_action"]})
+RESTRICTING = frozenset({TYPE_CODE["enforcement_action"], TYPE_CODE["decision"]})
+ANY = frozenset(TYPE_CODE.values())
+
+Effect = Callable[[], None]
+"""The state change an admitted statement makes, planned by its rule and run by ``apply``."""
+
+
+def refuse(s: LoggedStatement, cause: str) -> NoReturn:
+    """Refuse ``s``: raise :class:`~ledger.errors.RefusedError` naming it and ``cause``."""
+    raise RefusedError(f"couldn't admit {s.type} at index {s.index}: {cause}")
+
+
+class StateTables:
+    """The state's tables (every attribute of a :class:`~ledger.protocol.state.ProtocolState`)
+    and the authority and reference checks the admission rules share."""
+
+    def __init__(self) -> None:
+        self._leaf_hashes = bytearray()
+        self._types = bytearray()
+        self._log_times = array("q")
+        self._type_counts: dict[str, int] = {}
+        self._keyset: KeysetRecord | None = None
+        self._keysets: list[KeysetRecord] = []
+        self._body_keys: set[str] = set()
+        self._offers: dict[int, OfferVersion] = {}
+        self._offer_in_force: int | None = None
+        self._latest_version = 0
+        self._subjects: dict[int, SubjectRecord] = {}
+        self._key_owner: dict[str, int] = {}
+        self._applications: dict[int, ApplicationRecord] = {}
+        self._decisions: dict[int, ApplicationRecord] = {}
+        self._consents: dict[int, ConsentRecord] = {}
+        self._findings: dict[int, FindingRecord] = {}
+        self._revocations: dict[int, RevocationRecord] = {}
+        self._enforcement: dict[int, EnforcementRecord] = {}
+        self._grievances: dict[int, GrievanceRecord] = {}
+        self._pause_periods: list[PausePeriod] = []
+        self._details: dict[int, str] = {}
+
+    @property
+    def size(self) -> int:
+        """How many entries have been applied."""
+        return len(self._types)
+
+    # ------------------------------------------------------------------ authority and refs
+
+    def _require_body(self, s: LoggedStatement) -> KeysetRecord:
+        keyset = self._keyset
+        if keyset is None:
+            refuse(s, "no keyset is in force")
+        signed = len(keyset.members & s.verified_signers)
+        if signed < keyset.threshold:
+            refuse(
+                s,
+                f"{signed} of {keyset.threshold} required distinct members of the keyset at "
+                f"index {keyset.index} signed",
+            )
+        return keyset
+
+    def _resolve(self, s: LoggedStatement, field: str, ref: Ref, codes: frozenset[int]) -> int:
+        """Return ``ref.index`` if it names an earlier entry of one of ``codes`` with the same
+        leaf hash; refuse otherwise."""
+        index = ref.index
+        if index >= self.size:
+            refuse(s, f"{field} refers to index {index}, but only {self.size} entries precede it")
+        code = self._types[index]
+        if code not in codes:
+            expected = " or ".join(sorted(TYPE_NAMES[c] for c in codes))
+            refuse(s, f"{field} refers to index {index}, a {TYPE_NAMES[code]}, not {expected}")
+        start = index * HASH_SIZE
+        if self._leaf_hashes[start : start + HASH_SIZE] != base64.b64decode(ref.leaf_hash):
+            actual = base64.b64encode(self._leaf_hashes[start : start + HASH_SIZE]).decode()
+            refuse(
+                s,
+                f"{field} leaf hash {ref.leaf_hash} does not match entry {index}'s {actual}",
+            )
+        return index
+
+    def _resolve_subject(self, s: LoggedStatement, field: str, ref: Ref) -> SubjectRecord:
+        index = self._resolve(s, field, ref, APPLICATION)
+        subject = self._subjects.get(index)
+        if subject is None:
+            refuse(s, f"{field} refers to index {index}, which is not a first application")
+        return subject
+
+    def _subject_signing(self, s: LoggedStatement, ref: Ref) -> SubjectRecord:
+        """Resolve the subject ``ref`` names and require its current key's signature."""
+        subject = self._resolve_subject(s, "body.subject", ref)
+        if subject.current_vkey not in s.verified_signers:
+            refuse(
+                s,
+                f"not signed by subject {subject.subject_id}'s current key {subject.current_vkey}",
+            )
+        return subject
+
+    def _require_in_force(self, s: LoggedStatement, field: str, ref: Ref) -> OfferVersion:
+        index = self._resolve(s, field, ref, OFFERS)
+        if index != self._offer_in_force:
+            in_force = (
+                "no offer is in force"
+                if self._offer_in_force is None
+                else f"the version in force is at index {self._offer_in_force}"
+            )
+            refuse(
+                s,
+                f"{field} cites offer version {self._offers[index].version} at index {index}, "
+                f"but {in_force}",
+            )
+        return self._offers[index]
+
+    def _touch(self, subject: SubjectRecord, index: int) -> None:
+        subject.timeline.append(index)
+
+    def _review_pauses(self, subject: SubjectRecord, index: int) -> None:
+        if subject.pause_period is not None:
+            subject.pause_period.reviews.append(index)

@@ -1,0 +1,95 @@
+"""Where the verifier reads a log from: the :class:`LogSource` protocol and its readers.
+
+A source is anything that hands out a signed checkpoint and tlog-tiles resources (entry bundles
+and hash tiles): the live service over HTTP (:class:`ledger.client.source.HttpLogSource`), a
+static mirror directory (:class:`DirectorySource`), or a database
+(:class:`ledger.server.logview.LogView`). The verifier trusts none of them: whatever a source
+serves is checked by :mod:`ledger.verifier.verify`.
+
+Contract: the verifier reads tiles and bundles through :func:`fetch_tile` (or :func:`tile_reader`,
+built on it), which turn a source's :class:`~ledger.errors.LedgerError` into a
+:class:`~ledger.verifier.failures.VerificationFailure` naming the resource (``where``);
+:class:`DirectorySource` raises that failure itself.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+from ledger.errors import LedgerError
+from ledger.tlog.tiles import TileID, TileReader, parse_tile_path, tile_width_at
+from ledger.verifier.failures import VerificationFailure
+
+
+class LogSource(Protocol):
+    """Where a verifier reads a log from. Each method raises a LedgerError if it cannot.
+
+    With ``fetch_threads > 1`` the verifier calls :meth:`tile` from several threads at once.
+    """
+
+    def checkpoint(self) -> bytes:
+        """The latest signed checkpoint note."""
+
+    def tile(self, tile: TileID) -> bytes:
+        """The bytes of a hash tile or entry bundle."""
+
+
+def fetch_tile(source: LogSource, tile: TileID) -> bytes:
+    """The bytes ``source`` serves for ``tile``, as served (unchecked).
+
+    Raises :class:`VerificationFailure` naming the tile if the source cannot serve it.
+    """
+    try:
+        return source.tile(tile)
+    except VerificationFailure:
+        raise
+    except LedgerError as exc:
+        raise VerificationFailure(
+            f"couldn't fetch {tile.path()}: {exc}", where=tile.path()
+        ) from exc
+
+
+def tile_reader(source: LogSource, size: int) -> TileReader:
+    """A :data:`~ledger.tlog.tiles.TileReader` over the hash tiles ``source`` serves for the tree of
+    ``size`` entries (for :class:`~ledger.tlog.tiles.TileNodeReader` and ``TiledTree.load``).
+
+    Fetch failures raise :class:`VerificationFailure` naming the tile.
+    """
+
+    def read(level: int, index: int) -> bytes:
+        width = tile_width_at(level, index, size)
+        if width == 0:
+            raise VerificationFailure(
+                f"couldn't read tile (level {level}, index {index}): the tree of size {size} has "
+                "no such tile"
+            )
+        return fetch_tile(source, TileID(level, index, width))
+
+    return read
+
+
+class DirectorySource:
+    """A static tlog-tiles mirror on disk: ``DIR/checkpoint`` and ``DIR/tile/...``.
+
+    Safe for concurrent use.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def checkpoint(self) -> bytes:
+        return self._read(self.root / "checkpoint", "checkpoint")
+
+    def tile(self, tile: TileID) -> bytes:
+        path = tile.path()
+        parse_tile_path(path)
+        return self._read(self.root / path, path)
+
+    def _read(self, path: Path, what: str) -> bytes:
+        try:
+            return path.read_bytes()
+        except OSError as exc:
+            raise VerificationFailure(
+                f"couldn't read {what} from {self.root}: {exc}", where=what
+            ) from exc
