@@ -25,6 +25,15 @@ ARCHITECTURE_DOC = REPO / "docs" / "ARCHITECTURE.md"
 
 PROJECT_ROOTS = ("ledger", "api", "schemas")
 
+_PURE = {"ledger.errors", "ledger.atomic", "ledger.tlog", "ledger.protocol", "ledger.statements"}
+_BELOW_API = _PURE | {
+    "ledger.storage",
+    "ledger.server",
+    "ledger.verifier",
+    "ledger.client",
+    "ledger.witness",
+    "schemas",
+}
 MAY_IMPORT: dict[str, set[str]] = {
     "ledger.errors": set(),
     "ledger.atomic": {"ledger.errors"},
@@ -32,28 +41,9 @@ MAY_IMPORT: dict[str, set[str]] = {
     "ledger.protocol": {"ledger.errors"},
     "ledger.statements": {"ledger.errors", "ledger.tlog", "ledger.protocol"},
     "ledger.storage": {"ledger.errors", "ledger.tlog"},
-    "ledger.server": {
-        "ledger.errors",
-        "ledger.atomic",
-        "ledger.tlog",
-        "ledger.protocol",
-        "ledger.statements",
-        "ledger.storage",
-    },
-    "ledger.verifier": {
-        "ledger.errors",
-        "ledger.atomic",
-        "ledger.tlog",
-        "ledger.protocol",
-        "ledger.statements",
-    },
-    "ledger.client": {
-        "ledger.errors",
-        "ledger.tlog",
-        "ledger.protocol",
-        "ledger.statements",
-        "ledger.verifier",
-    },
+    "ledger.server": _PURE | {"ledger.storage"},
+    "ledger.verifier": set(_PURE),
+    "ledger.client": _PURE - {"ledger.atomic"} | {"ledger.verifier"},
     "ledger.witness": {
         "ledger.errors",
         "ledger.atomic",
@@ -63,33 +53,8 @@ MAY_IMPORT: dict[str, set[str]] = {
         "ledger.client",
     },
     "schemas": {"ledger.errors", "ledger.tlog", "ledger.protocol", "ledger.statements"},
-    "api": {
-        "ledger.errors",
-        "ledger.atomic",
-        "ledger.tlog",
-        "ledger.protocol",
-        "ledger.statements",
-        "ledger.storage",
-        "ledger.server",
-        "ledger.verifier",
-        "ledger.client",
-        "ledger.witness",
-        "schemas",
-    },
-    "ledger.cli": {
-        "ledger.errors",
-        "ledger.atomic",
-        "ledger.tlog",
-        "ledger.protocol",
-        "ledger.statements",
-        "ledger.storage",
-        "ledger.server",
-        "ledger.verifier",
-        "ledger.client",
-        "ledger.witness",
-        "schemas",
-        "api",
-    },
+    "api": set(_BELOW_API),
+    "ledger.cli": _BELOW_API | {"api"},
     "ledger.__main__": {"ledger.cli"},
 }
 """Per package (or top-level module), the project packages it may import besides itself."""
