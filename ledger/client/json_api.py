@@ -141,18 +141,6 @@ class LedgerClient:
         """
         return self._pinned.accept_checkpoint(note)
 
-    def _head(self, value: object) -> VerifiedHead:
-        """Verify a ``TreeHead`` object of an answer (see :meth:`PinnedLog.head`)."""
-        return self._pinned.head(value)
-
-    def _entry(self, value: object, head: VerifiedHead) -> VerifiedEntry:
-        """Verify an ``EntryView`` against ``head`` (see :meth:`PinnedLog.entry`)."""
-        return self._pinned.entry(value, head)
-
-    def _offer(self, value: object, head: VerifiedHead) -> VerifiedOffer:
-        """Verify an ``OfferView`` against ``head`` (see :meth:`PinnedLog.offer`)."""
-        return self._pinned.offer(value, head)
-
     # -- reads ----------------------------------------------------------------------------------
 
     def checkpoint(self) -> Checkpoint:
@@ -166,8 +154,8 @@ class LedgerClient:
     def entry(self, index: int) -> VerifiedEntry:
         """Entry ``index`` with its inclusion proof and tlog-proof both verified."""
         answer = self._get(f"/v1/entries/{index}")
-        head = self._head(answer.get("checkpoint"))
-        verified = self._entry(answer.get("entry"), head)
+        head = self._pinned.head(answer.get("checkpoint"))
+        verified = self._pinned.entry(answer.get("entry"), head)
         proof_text = answer.get("tlog_proof")
         if not isinstance(proof_text, str):
             raise MalformedError(f"couldn't read entry {index}: tlog_proof is missing")
@@ -185,8 +173,8 @@ class LedgerClient:
             if exc.status == 404:
                 return None
             raise
-        head = self._head(answer.get("checkpoint"))
-        entry = self._entry(answer.get("entry"), head)
+        head = self._pinned.head(answer.get("checkpoint"))
+        entry = self._pinned.entry(answer.get("entry"), head)
         if entry.statement.statement_id != statement_id:
             raise VerificationError(
                 f"couldn't verify statement {statement_id.hex()}: the server returned entry "
@@ -231,11 +219,11 @@ class LedgerClient:
                 "until_ms": until_ms,
             },
         )
-        head = self._head(answer.get("checkpoint"))
+        head = self._pinned.head(answer.get("checkpoint"))
         raw = answer.get("entries")
         if not isinstance(raw, list):
             raise MalformedError("couldn't read entries: not a list")
-        entries = tuple(self._entry(v, head) for v in raw)
+        entries = tuple(self._pinned.entry(v, head) for v in raw)
         previous = after
         for e in entries:
             wrong = (
@@ -260,7 +248,7 @@ class LedgerClient:
     def inclusion_proof(self, index: int, size: int | None = None) -> list[bytes]:
         """An inclusion proof of entry ``index``, verified against a verified tree head."""
         answer = self._get("/v1/proofs/inclusion", {"index": index, "size": size})
-        head = self._head(answer.get("checkpoint"))
+        head = self._pinned.head(answer.get("checkpoint"))
         hashes = hashes_field(answer.get("hashes"), "inclusion proof")
         leaf = b64_field(answer.get("leaf_hash"), "leaf hash")
         verify_inclusion(index, head.size, leaf, hashes, head.root_hash)
@@ -269,7 +257,7 @@ class LedgerClient:
     def consistency_proof(self, size1: int, size2: int | None = None) -> list[bytes]:
         """A consistency proof between two tree sizes, verified against a verified head."""
         answer = self._get("/v1/proofs/consistency", {"from": size1, "to": size2})
-        head = self._head(answer.get("checkpoint"))
+        head = self._pinned.head(answer.get("checkpoint"))
         hashes = hashes_field(answer.get("hashes"), "consistency proof")
         verify_consistency(
             size1,
@@ -283,17 +271,17 @@ class LedgerClient:
     def offer(self) -> VerifiedOffer:
         """The offer in force, read from its verified signed entry."""
         answer = self._get("/v1/offer")
-        head = self._head(answer.get("checkpoint"))
-        return self._offer(answer.get("offer"), head)
+        head = self._pinned.head(answer.get("checkpoint"))
+        return self._pinned.offer(answer.get("offer"), head)
 
     def offers(self) -> OfferHistory:
         """Every published version, each read from its verified signed entry."""
         answer = self._get("/v1/offers")
-        head = self._head(answer.get("checkpoint"))
+        head = self._pinned.head(answer.get("checkpoint"))
         raw = answer.get("versions")
         if not isinstance(raw, list):
             raise MalformedError("couldn't read offers: versions is not a list")
-        versions = tuple(self._offer(v, head) for v in raw)
+        versions = tuple(self._pinned.offer(v, head) for v in raw)
         in_force = answer.get("in_force_version")
         diffs = answer.get("diffs")
         return OfferHistory(
@@ -309,7 +297,7 @@ class LedgerClient:
         says, and the subject's first application to carry its first key."""
         path = "/v1/subjects/" + quote(str(key), safe="")
         answer = self._get(path)
-        head = self._head(answer.get("checkpoint"))
+        head = self._pinned.head(answer.get("checkpoint"))
         view = object_field(answer.get("subject"), "subject")
         if verify_timeline:
             for event in view.get("timeline", []):
@@ -341,7 +329,7 @@ class LedgerClient:
         them (hash chain, signatures, authority, protocol admission), replays the audit with
         the report's audit time and requires the very same report."""
         answer = self._get("/v1/precedent", {"at": at, "audit_time_ms": audit_time_ms})
-        head = self._head(answer.get("checkpoint"))
+        head = self._pinned.head(answer.get("checkpoint"))
         report = object_field(answer.get("report"), "report")
         PrecedentReport.model_validate(report)
         named = object_field(report.get("checkpoint"), "report checkpoint")
@@ -369,7 +357,7 @@ class LedgerClient:
         """The precedent summary (verdicts, first applicant, totals) at a verified head. Derived
         state: the full report (:meth:`precedent` with ``recompute``) is what can be checked."""
         answer = self._get("/v1/precedent/summary")
-        head = self._head(answer.get("checkpoint"))
+        head = self._pinned.head(answer.get("checkpoint"))
         return head, answer
 
     def precedent_applications(
@@ -428,7 +416,7 @@ class LedgerClient:
         last item's key (or null)."""
         path = f"/v1/precedent/{name}"
         answer = self._get(path, {"cursor": cursor, "limit": limit})
-        head = self._head(answer.get("checkpoint"))
+        head = self._pinned.head(answer.get("checkpoint"))
         raw = answer.get(name)
         if not isinstance(raw, list):
             raise MalformedError(f"couldn't read {path}: `{name}` is not a list")
@@ -483,7 +471,7 @@ class LedgerClient:
             "/v1/applications/prepare",
             {"vkey": vkey, "name": name, "claims": claims, "time_ms": time_ms},
         )
-        head = self._head(answer.get("checkpoint"))
+        head = self._pinned.head(answer.get("checkpoint"))
         text = answer.get("statement")
         if not isinstance(text, str):
             raise MalformedError("couldn't read the prepared application: no statement")
