@@ -30,12 +30,10 @@ class RemoteError(LedgerError):
         self.problem = problem or {}
 
 
-def raise_for_error(response: httpx.Response, what: str) -> None:
-    """Raise :class:`RemoteError` if ``response`` has an error status (400 or above), with the
-    problem document's detail (or the start of the body) in the message; ``what`` is the
-    action that failed ("fetch the checkpoint")."""
-    if response.status_code < 400:
-        return
+def remote_error(response: httpx.Response, what: str, *, peer: str = "server") -> RemoteError:
+    """The :class:`RemoteError` for an error ``response`` from ``peer`` ("server", "witness"),
+    with the problem document's detail (or the start of the body) in the message; ``what`` is
+    the action that failed ("fetch the checkpoint")."""
     problem: dict[str, Any] | None = None
     detail = response.text[:500]
     try:
@@ -45,11 +43,17 @@ def raise_for_error(response: httpx.Response, what: str) -> None:
             detail = str(parsed.get("detail", detail))
     except ValueError:
         pass
-    raise RemoteError(
-        f"couldn't {what}: the server answered {response.status_code}: {detail}",
+    return RemoteError(
+        f"couldn't {what}: the {peer} answered {response.status_code}: {detail}",
         response.status_code,
         problem,
     )
+
+
+def raise_for_error(response: httpx.Response, what: str) -> None:
+    """Raise :func:`remote_error` if ``response`` has an error status (400 or above)."""
+    if response.status_code >= 400:
+        raise remote_error(response, what)
 
 
 _GET_RETRY_DELAYS_S = (0.2, 0.6)

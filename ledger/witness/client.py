@@ -9,13 +9,12 @@ signature still verifies (see docs/WITNESS.md for wiring it after each checkpoin
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
-from typing import Any, Final
+from typing import Final
 
 import httpx
 
-from ledger.client.source import USER_AGENT, RemoteError
+from ledger.client.source import USER_AGENT, remote_error
 from ledger.errors import MalformedError, SignatureError, StorageError
 from ledger.tlog.checkpoint import TIMESTAMP_SIZE, Checkpoint, verify_cosignatures
 from ledger.tlog.note import (
@@ -93,7 +92,7 @@ def request_cosignature(
             if response.status_code == 200:
                 return _verified_cosignature(response.content, note, key, url)
             if response.status_code != 409:
-                raise _remote_error(response, f"get {what} cosigned by {url}")
+                raise remote_error(response, f"get {what} cosigned by {url}", peer="witness")
             latest = _conflict_size(response, url)
             if latest == old_size == checkpoint.size:
                 raise ConflictingRootError(
@@ -170,21 +169,4 @@ def _verified_cosignature(body: bytes, note: Note, key: VerifierKey, url: str) -
         line
         for line in cosigned.signatures
         if line.is_from(key) and line.signature[:TIMESTAMP_SIZE] == stamp
-    )
-
-
-def _remote_error(response: httpx.Response, what: str) -> RemoteError:
-    problem: dict[str, Any] | None = None
-    detail = response.text[:500]
-    try:
-        parsed = json.loads(response.content)
-        if isinstance(parsed, dict):
-            problem = parsed
-            detail = str(parsed.get("detail", detail))
-    except ValueError:
-        pass
-    return RemoteError(
-        f"couldn't {what}: the witness answered {response.status_code}: {detail}",
-        response.status_code,
-        problem,
     )
