@@ -93,7 +93,6 @@ _SCALARS: Final = (str, int, bool, type(None))
 _SCALAR_SET: Final = frozenset(_SCALARS)
 _LIST_SET: Final = frozenset({list})
 _INT_SET: Final = frozenset({int})
-_CONTAINERS: Final = (list, tuple, set, frozenset, dict, bytes, bytearray, array)
 
 
 def _registry() -> tuple[dict[str, type[Any]], dict[str, type[BaseModel]]]:
