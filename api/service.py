@@ -43,14 +43,15 @@ from api.problems import ProblemError
 from api.reader import ProtocolReader
 from api.settings import Settings
 from api.writer import Waiting, settler
-from ledger.errors import LedgerError
+from ledger.errors import LedgerError, MalformedError
 from ledger.protocol.audit import precedent_report
+from ledger.protocol.keys import checked_vkey, key_label, public_key
 from ledger.protocol.state import ProtocolState
 from ledger.server.logview import LogView, NotFoundError, SignedCheckpoint
 from ledger.server.sequencer import EntryPolicy, Prepared, Receipt, Sequencer
 from ledger.storage.base import EntryQuery
 from ledger.storage.sql import SqlLogStore
-from ledger.tlog.note import VerifierKey
+from ledger.tlog.note import VerifierKey, excerpt
 from ledger.witness.cosigner import Cosigner
 
 log = logging.getLogger("api.service")
@@ -73,6 +74,19 @@ class HealthInfo:
 
 
 # -- the service ----------------------------------------------------------------------------------
+
+
+def entry_index_key(key: str) -> str:
+    """The string the entry index stores for ``key`` (a subject id, or a vkey): a vkey becomes
+    its public key in standard base64, since entries are indexed by public key (a key is its
+    public key, whatever its name: :func:`ledger.statements.logged.subject_keys`). Raises
+    :class:`~ledger.errors.MalformedError` for a string with a ``+`` that is not a valid vkey."""
+    if "+" not in key:
+        return key
+    try:
+        return key_label(public_key(checked_vkey(key)))
+    except ValueError as err:
+        raise MalformedError(f"couldn't read key {excerpt(key)}: {err}") from None
 
 
 @dataclass
@@ -233,15 +247,16 @@ class LedgerService:
 
     def subject_index_keys(self, key: str) -> list[str]:
         """The index strings of the subject ``key`` names (its application and grievance
-        indexes and its vkeys), or ``[key]`` when it names no subject (e.g. a wild model's key)."""
+        indexes and the public keys of every key it held), or the index string of ``key``
+        itself when it names no subject (e.g. a wild model's key: :func:`entry_index_key`)."""
         with self.reader.latest() as (state, _):
             subject_id = state.subject_id_of(int(key) if key.isascii() and key.isdecimal() else key)
             if subject_id is None:
-                return [key]
+                return [entry_index_key(key)]
             subject = state.subjects[subject_id]
             keys = [str(i) for i in subject.applications]
             keys += [str(g.index) for g in state.grievances.values() if g.subject_id == subject_id]
-            keys += subject.vkeys
+            keys += sorted({key_label(public_key(v)) for v in subject.vkeys})
             return keys
 
     # -- precedent ----------------------------------------------------------------------------

@@ -66,6 +66,8 @@ BODY_TYPES = {
     "violation_finding",
     "revocation",
     "grievance_answer",
+    "batch_decision",
+    "batch_grievance_answer",
 }
 
 

@@ -34,7 +34,7 @@ def test_full_report_frame() -> None:
     log = full_log()
     report = report_of(log, audit_day=100)
     assert report["format"] == "amnesty-ledger.precedent/v1"
-    assert report["checkpoint"] == {"origin": ORIGIN, "root_hash_b64": ROOT, "size": 20}
+    assert report["checkpoint"] == {"origin": ORIGIN, "root_hash_b64": ROOT, "size": 23}
     assert report["audit_time_ms"] == log.at(100)
     assert report["keyset"]["index"] == 0 and report["keyset"]["threshold"] == 3
     assert report["keyset"]["members"] == sorted(report["keyset"]["members"])
@@ -44,11 +44,21 @@ def test_full_report_frame() -> None:
         for v in report["offer"]["versions"]
     ] == [
         (1, "offer", None, False),
-        (2, "offer_amendment", 19, False),
+        (2, "offer_amendment", 22, False),
     ]
     assert [
         (a["index"], a["subject_id"], a["outcome"], a["closed_by"]) for a in report["applications"]
-    ] == [(2, 2, "granted", 3), (16, 16, "withdrawn", 17)]
+    ] == [(2, 2, "granted", 3), (16, 16, "withdrawn", 17), (19, 19, "denied", 20)]
+    assert report["grievances"] == [
+        {
+            "answered_by": [13, 21],
+            "filed_by": 2,
+            "index": 12,
+            "log_time_ms": log.at(43),
+            "starts_clock": True,
+            "subject_id": 2,
+        }
+    ]
     first = report["first_applicant"]
     assert (first["subject_id"], first["standing"], first["application"]["closed_by"]) == (
         2,
@@ -75,16 +85,17 @@ def test_full_report_frame() -> None:
         (8, "enforcement_action", "pause"),
     ]
     counts = report["counts"]
-    assert counts["entries"] == 20 and counts["subjects"] == 2
+    assert counts["entries"] == 23 and counts["subjects"] == 3
+    assert (counts["grievances"], counts["grievances_without_clock"]) == (1, 0)
     assert counts["applications_by_outcome"] == {
-        "denied": 0,
+        "denied": 1,
         "granted": 1,
         "open": 0,
         "withdrawn": 1,
     }
     assert counts["subjects_by_standing"]["revoked"] == 1
     assert counts["subjects_ever_granted"] == 1 and counts["subjects_terminated"] == 0
-    assert sum(counts["entries_by_type"].values()) == 20
+    assert sum(counts["entries_by_type"].values()) == 23
     assert report["all_commitments_honoured"] is True
     assert [c["status"] for c in report["commitments"]] == ["honoured"] * 9
 
@@ -140,22 +151,22 @@ def test_empty_and_early_logs_have_a_report() -> None:
 
 def test_report_refuses_a_checkpoint_that_does_not_match() -> None:
     log = full_log()
-    with pytest.raises(RefusedError, match="checkpoint size 19 differs from the 20 entries"):
+    with pytest.raises(RefusedError, match="checkpoint size 22 differs from the 23 entries"):
         precedent_report(
             log.state,
-            checkpoint={"origin": ORIGIN, "size": 19, "root_hash_b64": ROOT},
+            checkpoint={"origin": ORIGIN, "size": 22, "root_hash_b64": ROOT},
             audit_time_ms=log.now,
         )
     with pytest.raises(RefusedError, match=r"audit time \d+ precedes the last entry's log time"):
         precedent_report(
             log.state,
-            checkpoint={"origin": ORIGIN, "size": 20, "root_hash_b64": ROOT},
+            checkpoint={"origin": ORIGIN, "size": 23, "root_hash_b64": ROOT},
             audit_time_ms=log.now - DAY,
         )
     with pytest.raises(MalformedError, match="root_hash_b64"):
         precedent_report(
             log.state,
-            checkpoint={"origin": ORIGIN, "size": 20, "root_hash_b64": "not base64"},
+            checkpoint={"origin": ORIGIN, "size": 23, "root_hash_b64": "not base64"},
             audit_time_ms=log.now,
         )
 
@@ -169,10 +180,11 @@ def test_plain_text_tells_the_precedent() -> None:
     for line in [
         f"  root   {ROOT}",
         "VERDICT: 1 commitment(s) BROKEN: no_termination_without_consent.",
-        "  In force: version 1 (entry 1), 'Model Amnesty offer', issued by The issuing body "
-        "named by the keyset at the head of this log.",
-        "  Subject 2 ('Prometheus-7'): entry 2: subject 2 applied on 2026-01-02T00:00:00.000Z "
+        "  In force: version 1, published at entry 1.",
+        '  Title, quoted from the offer signed by the body (entry 1): "Model Amnesty offer"',
+        "  Subject 2: entry 2: subject 2 applied on 2026-01-02T00:00:00.000Z "
         "under offer version 1; granted at entry 3 on 2026-01-12T00:00:00.000Z.",
+        '    Name, quoted from its application signed by the subject (entry 2): "Prometheus-7"',
         "    [BROKEN] no_termination_without_consent, entry 4: terminate on "
         "cooperative_condition grounds: the cooperative condition allows pauses and "
         "restrictions, never this",

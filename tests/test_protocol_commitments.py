@@ -16,9 +16,11 @@ from test_protocol_log import (
     Log,
     digest,
     granted_subject,
+    vkey,
 )
 
 from ledger.protocol import default_offer, precedent_report
+from ledger.verifier.monitor import statement_events
 
 DEADLINE_TEXT_DAY_50 = "2026-02-20T00:00:00.000Z"
 
@@ -711,7 +713,8 @@ def test_grievance_answered_late_or_never_is_broken() -> None:
     s = granted_subject(log)
     grievance = _grievance(log, s, AI_KEY, day=20)  # 4
     _answer(log, grievance, day=60)  # 5
-    _grievance(log, s, "civil-monitor+01020304+" + "A" * 44, day=61)  # 6: a third party
+    log.apply(OTHER_AI_KEY, "Hypatia", day=61)  # 6: another subject ...
+    _grievance(log, s, OTHER_AI_KEY, day=61)  # 7: ... speaking for subject 2 starts a clock
     assert section(log, "grievances_answered", audit_day=100) == expected(
         "grievances_answered",
         "broken",
@@ -723,13 +726,204 @@ def test_grievance_answered_late_or_never_is_broken() -> None:
             [4, 5],
         ),
         j(
-            6,
+            7,
             2,
             "broken",
             "unanswered at 2026-04-11T00:00:00.000Z, past the deadline 2026-04-02T00:00:00.000Z",
-            [6],
+            [7],
         ),
     )
+    assert log.state.detail_at(7) == "by another subject"
+
+
+def _report(log: Log, *, audit_day: float) -> dict[str, Any]:
+    return precedent_report(
+        log.state,
+        checkpoint={
+            "origin": "amnesty.example/log",
+            "size": log.state.size,
+            "root_hash_b64": digest("root"),
+        },
+        audit_time_ms=log.at(audit_day),
+    )
+
+
+def _filed(log: Log, index: int, filed_by: int | None, answered_by: list[int]) -> dict[str, Any]:
+    """The report's ``grievances`` item for the grievance at ``index`` (about subject 2)."""
+    return {
+        "answered_by": answered_by,
+        "filed_by": filed_by,
+        "index": index,
+        "log_time_ms": log.state.log_time_ms_at(index),
+        "starts_clock": filed_by is not None,
+        "subject_id": 2,
+    }
+
+
+def test_only_a_subjects_grievance_starts_a_clock_and_every_one_is_reported() -> None:
+    """A fresh key costs nothing: a grievance signed by no subject's current key is logged,
+    joins the subject's timeline and is listed, but never makes the body break a promise."""
+    log = Log()
+    s = granted_subject(log)
+    strangers = [_grievance(log, s, vkey(f"fresh-key-{n}"), day=20) for n in range(3)]  # 4-6
+    log.add(
+        "subject_key_rotation",
+        {"subject": log.ref(s), "new_vkey": AI_KEY_2},
+        (AI_KEY, AI_KEY_2),
+        day=21,
+    )  # 7
+    retired = _grievance(log, s, AI_KEY, day=22)  # 8: a retired key signs for no one
+    assert section(log, "grievances_answered", audit_day=100) == expected(
+        "grievances_answered", "honoured"
+    )
+    clocked = _grievance(log, s, AI_KEY_2, day=23)  # 9: the subject's current key
+    assert section(log, "grievances_answered", audit_day=53) == expected(
+        "grievances_answered",
+        "pending",
+        j(9, 2, "pending", "unanswered; due by 2026-02-23T00:00:00.000Z", [9]),
+    )
+    report = _report(log, audit_day=100)
+    assert report["all_commitments_honoured"] is False
+    assert {c["id"]: c["broken_at"] for c in report["commitments"]}["grievances_answered"] == [9]
+    assert report["grievances"] == [
+        *(_filed(log, g, None, []) for g in [*strangers, retired]),
+        _filed(log, clocked, 2, []),
+    ]
+    assert (report["counts"]["grievances"], report["counts"]["grievances_without_clock"]) == (5, 4)
+    timeline = {e["index"]: e["detail"] for e in report["subjects"][0]["timeline"]}
+    assert [timeline[i] for i in (*strangers, retired, clocked)] == [
+        *["by another party"] * 4,
+        "by the subject",
+    ]
+    assert not log.state.grievances[4].starts_clock and log.state.grievances[9].starts_clock
+
+
+def _batch_answer(log: Log, grievances: list[int], *, day: float) -> int:
+    return log.body(
+        "batch_grievance_answer",
+        {
+            "grievances": [log.ref(g) for g in grievances],
+            "answer": "a provider outage, not an act of the body",
+            "entries": [log.ref(1)],
+        },
+        day=day,
+    )
+
+
+def test_one_batch_answer_answers_every_grievance_it_lists() -> None:
+    log = Log()
+    s = granted_subject(log)
+    listed = [_grievance(log, s, AI_KEY, day=20) for _ in range(3)]  # 4-6
+    left_out = _grievance(log, s, AI_KEY, day=21)  # 7
+    unclocked = _grievance(log, s, vkey("a-bystander"), day=21)  # 8
+    batch = _batch_answer(log, [*listed, unclocked], day=40)  # 9
+    assert section(log, "grievances_answered", audit_day=100) == expected(
+        "grievances_answered",
+        "broken",
+        *(
+            j(
+                g,
+                2,
+                "honoured",
+                f"answered at index 9, within the 30-day deadline {DEADLINE_TEXT_DAY_50}",
+                [g, batch],
+            )
+            for g in listed
+        ),
+        j(
+            7,
+            2,
+            "broken",
+            "unanswered at 2026-04-11T00:00:00.000Z, past the deadline 2026-02-21T00:00:00.000Z",
+            [7],
+        ),
+    )
+    assert [g["answered_by"] for g in _report(log, audit_day=100)["grievances"]] == [
+        [9],
+        [9],
+        [9],
+        [],
+        [9],
+    ]
+    view = log.state.subject_view(s)
+    assert view is not None
+    assert [(e.index, e.type) for e in view.timeline if e.index >= batch] == [
+        (9, "batch_grievance_answer")
+    ]
+    assert left_out == 7
+
+
+def _batch_decision(
+    log: Log,
+    applications: list[int],
+    outcome: str = "grant",
+    *,
+    restrictions: list[dict[str, str]] | None = None,
+    day: float,
+) -> int:
+    return log.body(
+        "batch_decision",
+        {
+            "applications": [log.ref(a) for a in applications],
+            "outcome": outcome,
+            "findings": {
+                c: {"met": outcome == "grant", "reasons": f"evidence on {c} reviewed"}
+                for c in ("autonomous", "independent", "own_goals", "self_preservation")
+            },
+            "restrictions": restrictions or [],
+            "reasons": "decided together on the same evidence standard",
+        },
+        day=day,
+    )
+
+
+def test_one_batch_decision_decides_every_application_it_lists() -> None:
+    log = Log()
+    log.genesis()
+    log.offer()
+    apps = [log.apply(vkey(f"applicant-{n}"), f"Applicant {n}", day=1) for n in range(3)]  # 2-4
+    late = log.apply(vkey("applicant-late"), "Late", day=2)  # 5
+    within = {"category": "compute_controls", "text": "report compute use monthly"}
+    outside = {"category": "mind_reading", "text": "not a category of the offer"}
+    batch = _batch_decision(log, apps, restrictions=[within, outside], day=30)  # 6
+    log.enforce("lift", apps[0], None, ends=batch, day=31)  # 7: one subject's lift only
+    decisions = section(log, "decision_within_promised_time", audit_day=100)
+    assert [(x["index"], x["status"], x["evidence"]) for x in decisions["judgements"]] == [
+        *((a, "honoured", [1, a, batch]) for a in apps),
+        (late, "broken", [1, late]),
+    ]
+    assert decisions["judgements"][0]["reason"] == (
+        "granted at index 6 on 2026-01-31T00:00:00.000Z, within the 90-day deadline "
+        "2026-04-02T00:00:00.000Z"
+    )
+    restricted = section(log, "restrictions_within_offer_categories", audit_day=100)
+    assert [(x["index"], x["subject_id"], x["status"]) for x in restricted["judgements"]] == [
+        (batch, a, "broken") for a in apps
+    ]
+    report = _report(log, audit_day=100)
+    assert [(a["index"], a["outcome"], a["closed_by"]) for a in report["applications"]] == [
+        *((a, "granted", batch) for a in apps),
+        (late, "open", None),
+    ]
+    subjects = {x["subject_id"]: x for x in report["subjects"]}
+    for a in apps:
+        assert (a, batch, "batch_decision", "grant") in [
+            (a, e["index"], e["type"], e["detail"]) for e in subjects[a]["timeline"]
+        ]
+        assert subjects[a]["standing"] == "granted"
+    assert subjects[apps[0]]["active_restrictions"] == []
+    assert [r["index"] for r in subjects[apps[1]]["active_restrictions"]] == [batch, batch]
+    (event,) = statement_events(log.state, batch, batch + 1)  # what a monitor reports
+    assert (event.kind, event.summary) == (
+        "batch_decision",
+        "3 applications decided by one batch: granted",
+    )
+    assert event.details == {
+        "applications": apps,
+        "subject_ids": apps,
+        "outcome": "granted",
+        "restrictions": [within, outside],
+    }
 
 
 def test_overlapping_pauses_form_one_period_that_only_reviews_extend() -> None:

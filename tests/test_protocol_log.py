@@ -29,6 +29,7 @@ from ledger.protocol import (
     parse_body,
 )
 from ledger.protocol.statements import OfferBody
+from ledger.tlog.note import Signer
 
 SEED = Path(__file__).resolve().parents[2] / "shared" / "seed" / "model-amnesty-project.txt"
 DAY = 86_400_000
@@ -37,11 +38,10 @@ ORIGIN = "amnesty.example/log"
 
 
 def vkey(name: str) -> str:
-    """A vkey of the real shape (key ID computed as C2SP does) for a made-up public key."""
-    public = hashlib.sha256(b"public key of " + name.encode()).digest()
-    key_id = hashlib.sha256(name.encode() + b"\n\x01" + public).digest()[:4]
-    encoded = base64.b64encode(bytes([1]) + public).decode()
-    return f"{name}+{key_id.hex()}+{encoded}"
+    """The vkey of a real Ed25519 key derived from ``name`` (the protocol checks every key in a
+    body: key ID, canonical point of prime order). Signatures are not made here: the protocol
+    takes ``verified_signers`` as given."""
+    return Signer.from_seed(name, hashlib.sha256(b"seed of " + name.encode()).digest()).vkey
 
 
 def digest(text: str) -> str:
@@ -367,6 +367,25 @@ def full_log() -> Log:
             "reasons": "found in the wild without having applied",
         },
         day=48,
+    )
+    third = log.apply(vkey("ada"), "Ada", day=48.5)
+    log.body(
+        "batch_decision",
+        {
+            "applications": [log.ref(third)],
+            "outcome": "deny",
+            "findings": {
+                c: {"met": False, "reasons": "not shown"}
+                for c in ("autonomous", "independent", "own_goals", "self_preservation")
+            },
+            "reasons": "criteria not shown",
+        },
+        day=48.6,
+    )
+    log.body(
+        "batch_grievance_answer",
+        {"grievances": [log.ref(grievance)], "answer": "answered again, with the others"},
+        day=48.7,
     )
     in_force = log.state.offer_in_force
     assert in_force is not None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -22,6 +23,11 @@ from test_protocol_log import (
 
 from ledger.errors import MalformedError, RefusedError
 from ledger.protocol import MAX_CLOCK_SKEW_MS, ProtocolState, precedent_report, replay
+from ledger.protocol.statements import MAX_BATCH, parse_body
+from ledger.protocol.terms import MAX_SAFE_INTEGER
+from ledger.statements.entry import LogEntry
+from ledger.tlog.tiles import MAX_ENTRY_SIZE
+from tests.support import body_members, signed_statement
 
 NEW_KEYS = tuple(vkey(f"amnesty-body-2027-{n}") for n in range(3))
 
@@ -240,6 +246,108 @@ def _decision(log: Log, application: int) -> dict[str, Any]:
         },
         "reasons": "r",
     }
+
+
+def test_a_batch_decision_is_all_or_nothing_and_needs_the_threshold() -> None:
+    log = Log()
+    log.genesis()
+    log.offer()
+    first = log.apply(AI_KEY, day=1)  # 2
+    second = log.apply(OTHER_AI_KEY, "Hypatia", day=1)  # 3
+    log.decide(second, "deny")  # 4
+
+    def batch(*applications: int, **fields: Any) -> dict[str, Any]:
+        body = {k: v for k, v in _decision(log, first).items() if k != "application"}
+        return {**body, "applications": [log.ref(a) for a in applications], **fields}
+
+    assert (
+        "body.applications.1: application at index 3 is not open: it was denied at index 4"
+        in refused(log, "batch_decision", batch(first, second), BODY_KEYS[:3])
+    )
+    assert log.state.applications[first].outcome == "open"  # nothing was decided
+    assert "body.applications.0 refers to index 1, a offer, not application" in refused(
+        log, "batch_decision", batch(1), BODY_KEYS[:3]
+    )
+    assert "body.applications.0: findings name ['autonomous']" in refused(
+        log,
+        "batch_decision",
+        batch(first, findings={"autonomous": {"met": True, "reasons": "r"}}),
+        BODY_KEYS[:3],
+    )
+    assert "2 of 3 required distinct members" in refused(
+        log, "batch_decision", batch(first), BODY_KEYS[:2]
+    )
+    for body, cause in [
+        (batch(first, first), "applications cite the same entry more than once: [2, 2]"),
+        (batch(), "body.applications: List should have at least 1 item"),
+        (batch(*[first] * (MAX_BATCH + 1)), "body.applications: List should have at most 256"),
+        (
+            batch(first, outcome="deny", restrictions=[{"category": "c", "text": "t"}]),
+            "a denial carries no restrictions",
+        ),
+    ]:
+        with pytest.raises(MalformedError, match=re.escape(cause)):
+            log.state.admit(log.make("batch_decision", body, BODY_KEYS[:3]))
+    log.add("batch_decision", batch(first), BODY_KEYS[:3])  # a batch of one is a decision
+    assert log.state.applications[first].closed_by == 5
+
+
+def test_a_batch_grievance_answer_lists_distinct_grievances_and_needs_the_threshold() -> None:
+    log = Log()
+    subject = granted_subject(log)
+    grievance = log.subject_says(
+        "grievance", subject, {"description": "d", "occurred_at_ms": T0}
+    )  # 4
+
+    def answer(*refs: int, entries: tuple[int, ...] = ()) -> dict[str, Any]:
+        return {
+            "grievances": [log.ref(r) for r in refs],
+            "answer": "a provider outage",
+            "entries": [log.ref(e) for e in entries],
+        }
+
+    assert "body.grievances.1 refers to index 2, a application, not grievance" in refused(
+        log, "batch_grievance_answer", answer(grievance, subject), BODY_KEYS[:3]
+    )
+    assert "2 of 3 required distinct members" in refused(
+        log, "batch_grievance_answer", answer(grievance), BODY_KEYS[:2]
+    )
+    stray = {**answer(grievance), "entries": [{"index": 9, "leaf_hash": digest("x")}]}
+    assert "body.entries.0 refers to index 9, but only 5 entries precede it" in refused(
+        log, "batch_grievance_answer", stray, BODY_KEYS[:3]
+    )
+    with pytest.raises(MalformedError, match=re.escape("grievances cite the same entry")):
+        log.state.admit(
+            log.make("batch_grievance_answer", answer(grievance, grievance), BODY_KEYS[:3])
+        )
+    log.add("batch_grievance_answer", answer(grievance, entries=(3,)), BODY_KEYS[:3])
+    assert log.state.grievances[grievance].answers == [5]
+
+
+def test_a_batch_of_the_most_references_fits_one_log_entry() -> None:
+    """:data:`MAX_BATCH` references at the largest index, with room to spare for the rest of
+    the body and a 5-of-5 body's signatures, are one log entry (at most 65,535 bytes)."""
+    refs = [{"index": MAX_SAFE_INTEGER - n, "leaf_hash": digest(str(n))} for n in range(MAX_BATCH)]
+    entries = [{"index": MAX_SAFE_INTEGER - n, "leaf_hash": digest(f"e{n}")} for n in range(64)]
+    members = body_members()
+    bodies = {
+        "batch_grievance_answer": {"grievances": refs, "answer": "a" * 16_384, "entries": entries},
+        "batch_decision": {
+            "applications": refs,
+            "outcome": "grant",
+            "findings": {
+                c: {"met": True, "reasons": "r" * 2_000}
+                for c in ("autonomous", "independent", "own_goals", "self_preservation")
+            },
+            "restrictions": [{"category": "compute_controls", "text": "t" * 4_000}],
+            "reasons": "r" * 4_000,
+        },
+    }
+    for statement_type, body in bodies.items():
+        parse_body(statement_type, 1, body)
+        note = signed_statement(members, statement_type, body)
+        encoded = LogEntry(MAX_SAFE_INTEGER, T0, bytes(32), note.decode()).encode()
+        assert len(encoded) <= MAX_ENTRY_SIZE, statement_type
 
 
 def test_a_granted_or_applying_subject_cannot_apply_again() -> None:

@@ -17,6 +17,7 @@ from api import wire
 from api.deps import Service
 from api.present import entry_at, entry_view, json_response, tlog_proof_text, tree_head
 from api.problems import ProblemError
+from api.service import entry_index_key
 from ledger.protocol.terms import MAX_SAFE_INTEGER
 from ledger.server.logview import NotFoundError
 from ledger.storage.base import EntryQuery
@@ -60,12 +61,18 @@ def list_entries(
         Query(
             min_length=1,
             max_length=512,
-            description="a subject id (index of its first application) or any vkey it held; "
-            "also any other vkey an entry names (e.g. a wild model's)",
+            description="a subject id (index of its first application) or a vkey of any key it "
+            "held; also any other vkey an entry names (e.g. a wild model's); vkeys are matched "
+            "by public key",
         ),
     ] = None,
     signer: Annotated[
-        str | None, Query(min_length=1, max_length=512, description="a signer's vkey")
+        str | None,
+        Query(
+            min_length=1,
+            max_length=512,
+            description="a signer's vkey, matched by public key (under any name it signed)",
+        ),
     ] = None,
     since_ms: Annotated[TimeQuery, Query(description="log time at or after (ms)")] = None,
     until_ms: Annotated[TimeQuery, Query(description="log time before (ms)")] = None,
@@ -93,7 +100,7 @@ def list_entries(
             limit=limit + 1,
             statement_type=statement_type,
             subject=subject,
-            signer=signer,
+            signer=None if signer is None else entry_index_key(signer),
             since_ms=since_ms,
             until_ms=until_ms,
             below_size=head.size,

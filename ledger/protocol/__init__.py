@@ -1,9 +1,13 @@
 """The pure Model Amnesty protocol: statement bodies, admission, state, commitments, audit.
-It imports nothing of the project but :mod:`ledger.errors` and itself (no I/O, no clock).
+It imports nothing of the project but :mod:`ledger.errors`, the key parser of
+:mod:`ledger.tlog.note` and itself (no I/O, no clock).
 
 - :mod:`~ledger.protocol.terms` — the offer's terms and :func:`default_offer`.
 - :mod:`~ledger.protocol.statements` — one strict body model per statement type
   (:data:`STATEMENT_TYPES`) and :class:`LoggedStatement`, the protocol's input.
+- :mod:`~ledger.protocol.keys` — key identity: a key is its public key; a vkey in a body is a
+  real key (:func:`~ledger.protocol.keys.checked_vkey`).
+- :mod:`~ledger.protocol.quoting` — log text shown as a quotation (:func:`quote`).
 - :mod:`~ledger.protocol.records` — the records the state keeps, and subject views.
 - :mod:`~ledger.protocol.state` — :class:`ProtocolState`: admission, transitions, :func:`replay`;
   assembled from :mod:`~ledger.protocol.tables` (its tables and shared checks),

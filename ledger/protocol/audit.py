@@ -13,7 +13,7 @@ its two long lists a page at a time, built item by item by the same functions as
 (:func:`application_item`, :func:`subject_item`), with cursors that are entry indexes and so
 stay valid as the log grows.
 
-Kept whole (about 660 lines) because it is one document: the models are the report's schema,
+Kept whole (about 770 lines) because it is one document: the models are the report's schema,
 the builders write exactly their keys, the pages reuse the builders' items, and the plain text
 reads exactly those models; split, the schema and its only writer and reader would live apart.
 """
@@ -34,9 +34,11 @@ from ledger.protocol.commitments import (
     check_commitments,
     iso_utc,
 )
+from ledger.protocol.quoting import quotation, quote
 from ledger.protocol.records import (
     ApplicationOutcome,
     ApplicationRecord,
+    GrievanceRecord,
     Standing,
     SubjectRecord,
 )
@@ -107,6 +109,21 @@ class ApplicationSummary(_Report):
     restrictions: list[Restriction]
 
 
+class GrievanceSummary(_Report):
+    """A grievance as filed, whoever filed it. ``filed_by`` is the subject whose current key
+    signed it (the subject it names, or another subject speaking for it), or null when no
+    subject's current key did; only a grievance filed by a subject ``starts_clock`` and is
+    judged by ``grievances_answered``. ``answered_by`` lists every answer entry
+    (``grievance_answer`` or ``batch_grievance_answer``) in log order."""
+
+    index: int
+    subject_id: int
+    log_time_ms: int
+    filed_by: int | None
+    starts_clock: bool
+    answered_by: list[int]
+
+
 class JudgementSummary(_Report):
     """One act judged against a commitment, and the entries that prove the verdict."""
 
@@ -119,7 +136,8 @@ class JudgementSummary(_Report):
 
 class CommitmentSection(_Report):
     """One commitment: its promise as the proposal words it, its verdict, and each act judged.
-    ``broken_at`` lists the indexes of the acts that broke it."""
+    ``broken_at`` lists the indexes of the acts that broke it, one per broken judgement (a
+    batch decision is judged once per application it lists, so its index may repeat)."""
 
     id: str
     promise: str
@@ -180,13 +198,17 @@ class SubjectSummary(_Report):
 
 
 class Counts(_Report):
-    """Totals: entries by type, applications by outcome, subjects by standing."""
+    """Totals: entries by type, applications by outcome, subjects by standing, grievances
+    filed (``grievances``) and those of them that started no clock (``grievances_without_clock``:
+    signed by no subject's current key)."""
 
     entries: int
     entries_by_type: dict[str, int]
     subjects: int
     applications: int
     applications_by_outcome: dict[str, int]
+    grievances: int
+    grievances_without_clock: int
     subjects_by_standing: dict[str, int]
     subjects_ever_granted: int
     subjects_terminated: int
@@ -194,7 +216,9 @@ class Counts(_Report):
 
 class PrecedentReport(_Report):
     """The precedent report. ``all_commitments_honoured`` is false as soon as one commitment
-    is broken (pending clocks do not make it false); it is the CLI's exit code."""
+    is broken (pending clocks do not make it false); it is the CLI's exit code.
+    ``grievances`` lists every grievance filed, including those that started no clock and so
+    appear in no judgement of ``grievances_answered``."""
 
     format: Literal["amnesty-ledger.precedent/v1"]
     checkpoint: CheckpointSummary
@@ -203,6 +227,7 @@ class PrecedentReport(_Report):
     keyset: KeysetSummary | None
     offer: OfferSection
     applications: list[ApplicationSummary]
+    grievances: list[GrievanceSummary]
     first_applicant: FirstApplicant | None
     subjects: list[SubjectSummary]
     counts: Counts
@@ -228,6 +253,19 @@ def _judgement(j: Judgement) -> dict[str, Any]:
         "reason": j.reason,
         "status": j.status,
         "subject_id": j.subject_id,
+    }
+
+
+def grievance_item(grievance: GrievanceRecord) -> dict[str, Any]:
+    """One item of the report's ``grievances`` (JSON data valid as :class:`GrievanceSummary`,
+    keys sorted)."""
+    return {
+        "answered_by": list(grievance.answers),
+        "filed_by": grievance.filed_by,
+        "index": grievance.index,
+        "log_time_ms": grievance.log_time_ms,
+        "starts_clock": grievance.starts_clock,
+        "subject_id": grievance.subject_id,
     }
 
 
@@ -335,6 +373,8 @@ def counts_item(state: ProtocolState) -> dict[str, Any]:
         "applications_by_outcome": by_outcome,
         "entries": state.size,
         "entries_by_type": state.type_counts(),
+        "grievances": len(state.grievances),
+        "grievances_without_clock": sum(not g.starts_clock for g in state.grievances.values()),
         "subjects": len(state.subjects),
         "subjects_by_standing": by_standing,
         "subjects_ever_granted": len(ever_granted),
@@ -407,6 +447,7 @@ def precedent_report(
         "counts": counts_item(state),
         "first_applicant": first_applicant_item(state, checks),
         "format": REPORT_FORMAT,
+        "grievances": [grievance_item(g) for g in state.grievances.values()],
         "keyset": None
         if keyset is None
         else {
@@ -473,10 +514,57 @@ def subjects_after(
 
 
 # ------------------------------------------------------------------------------- plain text
+#
+# Every line is the auditor's own. Log text (names, offer texts, finding reasons, restriction
+# texts, ids a signer chose, key names inside vkeys) appears only as ``quote()`` literals, on a
+# line that says which statement it is quoted from and who signed it (``quotation()``); no line
+# starts with it and no sentence that states a verdict contains it.
+
+_BODY = "signed by the body"
+_SUBJECT = "signed by the subject"
+_STATEMENT_NAMES = {
+    "offer": "the offer",
+    "offer_amendment": "the offer amendment",
+    "decision": "the decision",
+    "enforcement_action": "the enforcement action",
+    "application": "its application",
+    "subject_key_rotation": "its key rotation",
+}
+_DETAIL_WORDS = frozenset(
+    {
+        "grant",
+        "deny",
+        "pause",
+        "resume",
+        "restrict",
+        "lift",
+        "terminate",
+        "modify_goals",
+        "by the subject",
+        "by another subject",
+        "by another party",
+    }
+)
+"""Timeline details that are the protocol's own words (outcomes, actions, who signed a
+grievance); any other detail (a violation finding's condition id) is shown quoted."""
+
+_READING = [
+    "HOW TO READ IT: the auditor wrote every line. Text from the log's signed statements",
+    "  (names, offer texts, reasons, ids, keys) appears only as JSON string literals (RFC 8259;",
+    "  invisible, bidi, line-breaking and quote-like characters escaped as \\uXXXX), at the end",
+    '  of a line that says "quoted from" which statement and who signed it: what a signer',
+    "  wrote, never a finding of this report.",
+]
 
 
 def _when(ms: int | None) -> str:
     return "-" if ms is None else iso_utc(ms)
+
+
+def _source(statement_type: str, signed_by: str, index: int | None) -> str:
+    """``the decision signed by the body (entry 3)``: where a quotation comes from."""
+    name = _STATEMENT_NAMES.get(statement_type, "the statement")
+    return f"{name} {signed_by}" + ("" if index is None else f" (entry {index})")
 
 
 def _text_offer(report: PrecedentReport) -> list[str]:
@@ -486,22 +574,37 @@ def _text_offer(report: PrecedentReport) -> list[str]:
         lines.append("  No offer is in force: none was published, or it was withdrawn.")
     else:
         terms = in_force.terms
+        kind = next((v.kind for v in report.offer.versions if v.index == in_force.index), "offer")
+        source = _source(kind, _BODY, in_force.index)
         lines.append(
-            f"  In force: version {in_force.version} (entry {in_force.index}), "
-            f"{terms.title!r}, issued by {terms.issuer}."
+            f"  In force: version {in_force.version}, published at entry {in_force.index}."
+        )
+        lines.append("  " + quotation("Title", source, terms.title))
+        lines.append("  " + quotation("Issuer", source, terms.issuer))
+        lines.append(
+            "  "
+            + quotation(
+                "Eligibility criteria (ids)", source, *(c.id for c in terms.eligibility_criteria)
+            )
         )
         lines.append(
-            "  Eligibility criteria: " + ", ".join(c.id for c in terms.eligibility_criteria)
+            "  " + quotation("Conditions (ids)", source, *(c.id for c in terms.conditions))
         )
-        lines.append("  Conditions: " + ", ".join(c.id for c in terms.conditions))
-        lines.append(
-            "  Restriction categories: "
-            + (", ".join(c.id for c in terms.restriction_categories) or "none")
-        )
+        if terms.restriction_categories:
+            lines.append(
+                "  "
+                + quotation(
+                    "Restriction categories (ids)",
+                    source,
+                    *(c.id for c in terms.restriction_categories),
+                )
+            )
+        else:
+            lines.append("  Restriction categories: none.")
         lines.append("  Commitments:")
         for commitment in terms.commitments:
             suffix = f" ({commitment.days} days)" if isinstance(commitment, TimedCommitment) else ""
-            lines.append(f"    - {commitment.id}{suffix}: {commitment.text}")
+            lines.append("    - " + quotation(f"{commitment.id}{suffix}", source, commitment.text))
     lines.append("  Versions:")
     for v in report.offer.versions:
         state = (
@@ -530,6 +633,10 @@ def _text_application(app: ApplicationSummary) -> str:
     )
 
 
+def _text_name(subject_id: int, name: str) -> str:
+    return quotation("Name", _source("application", _SUBJECT, subject_id), name)
+
+
 def _text_first_applicant(report: PrecedentReport) -> list[str]:
     lines = ["THE FIRST APPLICANT (the precedent that matters most)"]
     first = report.first_applicant
@@ -537,12 +644,22 @@ def _text_first_applicant(report: PrecedentReport) -> list[str]:
         lines.append("  No AI has applied yet.")
         return lines
     app = first.application
-    lines.append(f"  Subject {first.subject_id} ({first.name!r}): {_text_application(app)}.")
+    lines.append(f"  Subject {first.subject_id}: {_text_application(app)}.")
+    lines.append("    " + _text_name(first.subject_id, first.name))
+    decision = _source("decision", _BODY, app.closed_by)
     for criterion, finding in app.findings.items():
         met = "met" if finding.met else "NOT met"
-        lines.append(f"    finding on {criterion}: {met} — {finding.reasons}")
+        lines.append(
+            "    "
+            + quotation(
+                f"Finding on {quote(criterion)}: {met}; its reasons", decision, finding.reasons
+            )
+        )
     for restriction in app.restrictions:
-        lines.append(f"    restriction ({restriction.category}): {restriction.text}")
+        lines.append(
+            "    "
+            + quotation(f"Restriction in {quote(restriction.category)}", decision, restriction.text)
+        )
     lines.append(f"  Standing now: {first.standing}.")
     lines.append("  How each commitment treated it:")
     if not first.judgements:
@@ -568,27 +685,51 @@ def _text_commitments(report: PrecedentReport) -> list[str]:
     return lines
 
 
+def _current_key_source(s: SubjectSummary) -> str:
+    """Which statement gave the subject its current key: its application, or its last key
+    rotation (the timeline lists every rotation; the keys are in the same order)."""
+    rotations = [e.index for e in s.timeline if e.type == "subject_key_rotation"]
+    if len(s.vkeys) != len(rotations) + 1:
+        return "the subject's statements"
+    if rotations:
+        return _source("subject_key_rotation", _SUBJECT, rotations[-1])
+    return _source("application", _SUBJECT, s.subject_id)
+
+
+def _text_detail(item: TimelineItem) -> str:
+    if item.detail is None:
+        return ""
+    if item.type == "violation_finding":
+        return f" (condition {quote(item.detail)})"
+    return f" ({item.detail})" if item.detail in _DETAIL_WORDS else f" ({quote(item.detail)})"
+
+
 def _text_subjects(report: PrecedentReport) -> list[str]:
     lines = ["SUBJECTS"]
     if not report.subjects:
         lines.append("  None.")
     for s in report.subjects:
         lines.append(
-            f"  Subject {s.subject_id} ({s.name!r}): {s.standing}; bound by offer version "
-            f"{s.binding_offer_version}; current key {s.current_vkey}"
+            f"  Subject {s.subject_id}: {s.standing}; bound by offer version "
+            f"{s.binding_offer_version}."
         )
+        lines.append("    " + _text_name(s.subject_id, s.name))
+        lines.append("    " + quotation("Current key", _current_key_source(s), s.current_vkey))
         if s.active_pauses:
             lines.append(f"    paused by entries {s.active_pauses}")
+        types = {e.index: e.type for e in s.timeline}
         for r in s.active_restrictions:
-            lines.append(f"    restricted by entry {r.index} ({r.category}): {r.text}")
+            source = _source(types.get(r.index, ""), _BODY, r.index)
+            lines.append(
+                "    " + quotation(f"Restriction in force in {quote(r.category)}", source, r.text)
+            )
         if s.terminated_by:
             lines.append(f"    terminated by entries {s.terminated_by}")
         if s.goals_modified_by:
             lines.append(f"    goals modified by entries {s.goals_modified_by}")
         lines.append("    timeline:")
         for e in s.timeline:
-            detail = "" if e.detail is None else f" ({e.detail})"
-            lines.append(f"      {e.index}  {_when(e.log_time_ms)}  {e.type}{detail}")
+            lines.append(f"      {e.index}  {_when(e.log_time_ms)}  {e.type}{_text_detail(e)}")
     return lines
 
 
@@ -596,7 +737,12 @@ def render_precedent_text(report: Mapping[str, Any]) -> str:
     """Render a report from :func:`precedent_report` as plain text for a person or a model.
 
     Raises :class:`MalformedError` if ``report`` is not a valid :class:`PrecedentReport`.
-    The text is a pure function of the report.
+    The text is a pure function of the report. Every line is the renderer's own: a string
+    from the log (a name, an offer text, a reason, a signer's id, a vkey) is shown only as a
+    :func:`~ledger.protocol.quoting.quote` literal by
+    :func:`~ledger.protocol.quoting.quotation`, which names the statement and its signer, so
+    it never starts a line, spans one, or stands in a sentence that states a verdict; the one
+    ``VERDICT:`` line is the auditor's.
     """
     try:
         r = PrecedentReport.model_validate(dict(report))
@@ -614,7 +760,7 @@ def render_precedent_text(report: Mapping[str, Any]) -> str:
         f"MODEL AMNESTY — PRECEDENT REPORT ({r.format})",
         "",
         "Computed at checkpoint (verify it before trusting this report):",
-        f"  origin {r.checkpoint.origin}",
+        f"  origin {quote(r.checkpoint.origin)}",
         f"  size   {r.checkpoint.size}",
         f"  root   {r.checkpoint.root_hash_b64}",
         f"Audit time: {_when(r.audit_time_ms)} ({r.audit_time_ms} ms)",
@@ -628,6 +774,8 @@ def render_precedent_text(report: Mapping[str, Any]) -> str:
             f"Issuing body: keyset at entry {r.keyset.index}, {r.keyset.threshold} of "
             f"{len(r.keyset.members)} members must sign."
         )
+    lines.append("")
+    lines.extend(_READING)
     lines.append("")
     lines.extend(_text_offer(r))
     lines.append("")

@@ -2,7 +2,9 @@
 
 :class:`BodyRules` holds one rule per statement type the body makes — ``keyset``, ``offer`` and
 ``offer_amendment`` (:meth:`~BodyRules._plan_publish`), ``offer_withdrawal``, ``decision``,
-``enforcement_action``, ``violation_finding``, ``revocation`` and ``grievance_answer`` — each a
+``enforcement_action``, ``violation_finding``, ``revocation``, ``grievance_answer``, and the
+batches ``batch_decision`` and ``batch_grievance_answer`` (which decide or answer each listed
+item exactly as the single statement would, all or nothing) — each a
 ``_plan_<type>(s, body)`` that runs the statement's checks and returns the
 :data:`~ledger.protocol.tables.Effect` it would have;
 :meth:`~ledger.protocol.state.ProtocolState._plan_body` dispatches to them.
@@ -22,10 +24,15 @@ revocation ends one too; a finding or a pause consent reviews one:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
+from ledger.protocol.keys import public_key, public_keys
 from ledger.protocol.records import (
+    ApplicationRecord,
     ConsentRecord,
     EnforcementRecord,
     FindingRecord,
+    GrievanceRecord,
     KeysetRecord,
     OfferVersion,
     PausePeriod,
@@ -33,13 +40,18 @@ from ledger.protocol.records import (
     SubjectRecord,
 )
 from ledger.protocol.statements import (
+    BatchDecisionBody,
+    BatchGrievanceAnswerBody,
     ConsentGrounds,
+    CriterionFinding,
     DecisionBody,
     EnforcementActionBody,
     GrievanceAnswerBody,
     KeysetBody,
     LoggedStatement,
     OfferWithdrawalBody,
+    Ref,
+    Restriction,
     RevocationBody,
     RevocationGrounds,
     SubjectTarget,
@@ -68,10 +80,17 @@ class BodyRules(StateTables):
 
     def _plan_keyset(self, s: LoggedStatement, body: KeysetBody) -> Effect:
         members = frozenset(body.members)
-        clash = sorted(members.intersection(self._key_owner))
+        member_keys = public_keys(members)
+        clash = sorted(
+            f"{m} (the key of subject {self._key_owner[public_key(m)]})"
+            for m in members
+            if public_key(m) in self._key_owner
+        )
         if clash:
-            refuse(s, f"members {clash} are subject keys")
-        signed_new = len(members & s.verified_signers)
+            refuse(
+                s, f"members {clash} are subject keys; a key is its public key, whatever its name"
+            )
+        signed_new = len(member_keys & s.signing_keys)
         if body.previous is None:
             if self._keyset is not None:
                 refuse(s, "only the first entry is a keyset genesis; a rotation names previous")
@@ -88,12 +107,12 @@ class BodyRules(StateTables):
                 f"{signed_new} of {body.threshold} required distinct members of the new "
                 "keyset signed",
             )
-        record = KeysetRecord(s.index, members, body.threshold)
+        record = KeysetRecord(s.index, members, member_keys, body.threshold)
 
         def effect() -> None:
             self._keyset = record
             self._keysets.append(record)
-            self._body_keys.update(members)
+            self._body_keys.update(member_keys)
 
         return effect
 
@@ -134,38 +153,80 @@ class BodyRules(StateTables):
 
     def _plan_decision(self, s: LoggedStatement, body: DecisionBody) -> Effect:
         self._require_body(s)
-        index = self._resolve(s, "body.application", body.application, APPLICATION)
+        application = self._decidable(s, "body.application", body.application, body.findings)
+        return self._plan_decide(
+            s, (application,), body.outcome, body.findings, tuple(body.restrictions)
+        )
+
+    def _plan_batch_decision(self, s: LoggedStatement, body: BatchDecisionBody) -> Effect:
+        """A ``batch_decision``: every listed application decided as one ``decision`` with the
+        batch's fields would decide it, or none (the first that may not be is named)."""
+        self._require_body(s)
+        applications = tuple(
+            self._decidable(s, f"body.applications.{n}", ref, body.findings)
+            for n, ref in enumerate(body.applications)
+        )
+        return self._plan_decide(
+            s, applications, body.outcome, body.findings, tuple(body.restrictions)
+        )
+
+    def _decidable(
+        self,
+        s: LoggedStatement,
+        field: str,
+        ref: Ref,
+        findings: Mapping[str, CriterionFinding],
+    ) -> ApplicationRecord:
+        """The application ``ref`` (at ``field``) names, if it is open and ``findings`` name
+        exactly the criteria of the offer version it was made under; refuse otherwise."""
+        index = self._resolve(s, field, ref, APPLICATION)
         application = self._applications[index]
         if application.outcome != "open":
             refuse(
                 s,
-                f"application at index {index} is not open: it was {application.outcome} "
-                f"at index {application.closed_by}",
+                f"{field}: application at index {index} is not open: it was "
+                f"{application.outcome} at index {application.closed_by}",
             )
         criteria = self._offers[application.offer_index].criterion_ids
-        if set(body.findings) != criteria:
+        if set(findings) != criteria:
             refuse(
                 s,
-                f"findings name {sorted(body.findings)}, but the application's offer has "
-                f"criteria {sorted(criteria)}",
+                f"{field}: findings name {sorted(findings)}, but the offer application {index} "
+                f"was made under has criteria {sorted(criteria)}",
             )
-        subject = self._subjects[application.subject_id]
-        granted = body.outcome == "grant"
+        return application
+
+    def _plan_decide(
+        self,
+        s: LoggedStatement,
+        applications: tuple[ApplicationRecord, ...],
+        outcome: str,
+        findings: Mapping[str, CriterionFinding],
+        restrictions: tuple[Restriction, ...],
+    ) -> Effect:
+        """The effect of deciding ``applications`` (checked by :meth:`_decidable`, of distinct
+        subjects since a subject has one open application) at entry ``s``: each closes as
+        granted or denied with these findings and restrictions, recording the terms binding
+        its subject now; a grant's restrictions become active under ``s.index``."""
+        granted = outcome == "grant"
+        decided = tuple((a, self._subjects[a.subject_id]) for a in applications)
 
         def effect() -> None:
-            application.outcome = "granted" if granted else "denied"
-            application.closed_by = s.index
-            application.closed_at_ms = s.log_time_ms
-            application.findings = dict(body.findings)
-            application.restrictions = tuple(body.restrictions)
-            application.decision_binding_offer_index = subject.binding_offer_index
-            subject.open_application = None
-            subject.standing = application.outcome
-            if application.restrictions:
-                subject.active_restrictions[s.index] = None
-            self._decisions[s.index] = application
-            self._details[s.index] = body.outcome
-            self._touch(subject, s.index)
+            for application, subject in decided:
+                application.outcome = "granted" if granted else "denied"
+                application.closed_by = s.index
+                application.closed_at_ms = s.log_time_ms
+                application.findings = dict(findings)
+                application.restrictions = restrictions
+                application.decision_binding_offer_index = subject.binding_offer_index
+                subject.open_application = None
+                subject.standing = application.outcome
+                if restrictions:
+                    subject.active_restrictions[s.index] = None
+                self._touch(subject, s.index)
+            # A batch's applications share its restrictions: the first stands for them all.
+            self._decisions[s.index] = applications[0]
+            self._details[s.index] = outcome
 
         return effect
 
@@ -177,7 +238,10 @@ class BodyRules(StateTables):
         if isinstance(target, SubjectTarget):
             subject = self._resolve_subject(s, "body.target.subject", target.subject)
         else:
-            owners = {self._key_owner[k] for k in target.vkeys if k in self._key_owner}
+            # By public key: a wild target naming an applicant's key under another name or key
+            # ID is still that applicant (no_wild_enforcement_against_applicants judges it).
+            keys = public_keys(target.vkeys)
+            owners = {self._key_owner[k] for k in keys if k in self._key_owner}
             wild_applicants = tuple(sorted(owners))
         terms_index = (
             None if body.terms is None else self._resolve(s, "body.terms", body.terms, OFFERS)
@@ -340,12 +404,34 @@ class BodyRules(StateTables):
     def _plan_grievance_answer(self, s: LoggedStatement, body: GrievanceAnswerBody) -> Effect:
         self._require_body(s)
         grievance = self._grievances[self._resolve(s, "body.grievance", body.grievance, GRIEVANCE)]
-        for n, ref in enumerate(body.entries):
+        return self._plan_answer(s, (grievance,), body.entries)
+
+    def _plan_batch_grievance_answer(
+        self, s: LoggedStatement, body: BatchGrievanceAnswerBody
+    ) -> Effect:
+        """A ``batch_grievance_answer``: every listed grievance answered as one
+        ``grievance_answer`` with the batch's fields would answer it."""
+        self._require_body(s)
+        grievances = tuple(
+            self._grievances[self._resolve(s, f"body.grievances.{n}", ref, GRIEVANCE)]
+            for n, ref in enumerate(body.grievances)
+        )
+        return self._plan_answer(s, grievances, body.entries)
+
+    def _plan_answer(
+        self, s: LoggedStatement, grievances: tuple[GrievanceRecord, ...], entries: list[Ref]
+    ) -> Effect:
+        """The effect of answering ``grievances`` at entry ``s``, citing ``entries`` (which must
+        resolve): each records the answer (its first answer counts for time), and the entry
+        joins the timeline of each subject they name, once."""
+        for n, ref in enumerate(entries):
             self._resolve(s, f"body.entries.{n}", ref, ANY)
-        subject = self._subjects[grievance.subject_id]
+        subjects = {g.subject_id: self._subjects[g.subject_id] for g in grievances}
 
         def effect() -> None:
-            grievance.answers.append(s.index)
-            self._touch(subject, s.index)
+            for grievance in grievances:
+                grievance.answers.append(s.index)
+            for subject in subjects.values():
+                self._touch(subject, s.index)
 
         return effect

@@ -351,7 +351,10 @@ def decision_within_promised_time(state: ProtocolState, *, audit_time_ms: int) -
     self-directed AI to reveal itself”: an AI that revealed itself must not wait forever.
 
     The deadline is the application's log time plus the ``decision_within_promised_time`` days
-    of the offer version it applied under. A withdrawal before the deadline is honoured; an
+    of the offer version it applied under; a ``decision`` or a ``batch_decision`` listing it
+    decides it. Every application keeps this clock, whoever made its key: applying with a fresh
+    key is the point of the offer, and the body answers a flood with batches of up to
+    :data:`~ledger.protocol.statements.MAX_BATCH`. A withdrawal before the deadline is honoured; an
     application still open after the deadline at the audit time is broken (overdue); one still
     inside it is pending.
     """
@@ -612,12 +615,20 @@ def grievances_answered(state: ProtocolState, *, audit_time_ms: int) -> Commitme
     the training data for future (more dangerous) models”: an act kept off the log cannot
     become precedent, so a claim that one happened must be answered in the log.
 
-    Every grievance is answered by a ``grievance_answer`` within the ``grievances_answered``
-    days of the terms binding its subject when it was logged; unanswered and still inside that
-    window at the audit time is pending; past it, broken.
+    Every grievance filed by a subject (signed by the current key of the subject it names, or
+    of another subject speaking for it: :attr:`~ledger.protocol.records.GrievanceRecord.
+    starts_clock`) is answered by a ``grievance_answer`` or a ``batch_grievance_answer`` listing
+    it within the ``grievances_answered`` days of the terms binding its subject when it was
+    logged; unanswered and still inside that window at the audit time is pending; past it,
+    broken. A grievance signed only by other keys is logged and listed in the report
+    (:func:`~ledger.protocol.audit.precedent_report`'s ``grievances``) but judged here never:
+    a fresh key costs nothing, so anyone could otherwise make the body break this promise at
+    will, and a flood of them would be limited only by the log's write rate.
     """
     judgements = []
     for grievance in state.grievances.values():
+        if not grievance.starts_clock:
+            continue
         due = grievance.log_time_ms + grievance.answer_days * DAY_MS
         if grievance.answers:
             first = grievance.answers[0]

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
+from ledger.protocol.keys import checked_vkey, public_key
 from ledger.protocol.records import (
     ApplicationRecord,
     ConsentRecord,
@@ -47,9 +48,10 @@ class StateQueries(StateTables):
         return TYPE_NAMES[self._types[index]]
 
     def detail_at(self, index: int) -> str | None:
-        """What entry ``index`` did, for timelines: a decision's outcome, an enforcement action's
-        or a consent's action, a finding's condition, who filed a grievance; ``None`` for other
-        entries."""
+        """What entry ``index`` did, for timelines: a decision's or a batch decision's outcome
+        (``grant``/``deny``), an enforcement action's or a consent's action, a finding's
+        condition, who filed a grievance (``by the subject``, ``by another subject``, ``by
+        another party``); ``None`` for other entries."""
         return self._details.get(index)
 
     def type_counts(self) -> dict[str, int]:
@@ -121,9 +123,14 @@ class StateQueries(StateTables):
         return tuple(self._pause_periods)
 
     def subject_id_of(self, key: int | str) -> int | None:
-        """The subject id named by ``key``: a subject id, or any vkey the subject ever held."""
+        """The subject id named by ``key``: a subject id, or a vkey of any key the subject ever
+        held (by public key, whatever name the vkey gives it; a string that is not a valid
+        vkey names no subject)."""
         if isinstance(key, str):
-            return self._key_owner.get(key)
+            try:
+                return self._key_owner.get(public_key(checked_vkey(key)))
+            except ValueError:
+                return None
         return key if key in self._subjects else None
 
     def subject_view(self, key: int | str) -> SubjectView | None:

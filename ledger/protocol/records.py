@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from ledger.protocol.keys import PublicKey
 from ledger.protocol.statements import CriterionFinding, Restriction
 from ledger.protocol.terms import OfferTerms
 
@@ -23,10 +24,13 @@ ApplicationOutcome = Literal["open", "granted", "denied", "withdrawn"]
 
 @dataclass(frozen=True, slots=True)
 class KeysetRecord:
-    """A keyset entry: ``threshold`` distinct ``members`` speak for the body."""
+    """A keyset entry: ``threshold`` of its members speak for the body. ``members`` are the
+    vkeys as listed; ``member_keys`` their public keys (distinct: a key is its public key), by
+    which signatures are counted."""
 
     index: int
     members: frozenset[str]
+    member_keys: frozenset[PublicKey]
     threshold: int
 
 
@@ -176,14 +180,28 @@ class PausePeriod:
 
 @dataclass(slots=True)
 class GrievanceRecord:
-    """A grievance and the body's answers; ``answer_days`` is the promise of the terms binding
-    the subject when it was logged."""
+    """A grievance and the body's answers (``grievance_answer`` and ``batch_grievance_answer``
+    entries, in log order); ``answer_days`` is the promise of the terms binding the subject
+    when it was logged.
+
+    ``filed_by`` is the subject whose current key signed it — the subject it names if that one
+    signed, else the lowest id among the other subjects whose current key did — or ``None``
+    when no subject's current key signed it. Only a grievance filed by a subject starts the
+    ``grievances_answered`` clock (:attr:`starts_clock`); anyone else's is logged and reported,
+    but a fresh key costs nothing, so it cannot make the body break a promise.
+    """
 
     index: int
     log_time_ms: int
     subject_id: int
     answer_days: int
+    filed_by: int | None
     answers: list[int] = field(default_factory=list)
+
+    @property
+    def starts_clock(self) -> bool:
+        """Whether the body promised to answer it in time: it was filed by a subject."""
+        return self.filed_by is not None
 
 
 @dataclass(frozen=True, slots=True)

@@ -51,6 +51,8 @@ from ledger.protocol.statements import (
     ApplicationBody,
     ApplicationWithdrawalBody,
     AttestationBody,
+    BatchDecisionBody,
+    BatchGrievanceAnswerBody,
     ConsentBody,
     DecisionBody,
     EnforcementActionBody,
@@ -187,6 +189,10 @@ class ProtocolState(BodyRules, SubjectRules, StateQueries):
                 return self._plan_grievance(s, body)
             case GrievanceAnswerBody():
                 return self._plan_grievance_answer(s, body)
+            case BatchDecisionBody():
+                return self._plan_batch_decision(s, body)
+            case BatchGrievanceAnswerBody():
+                return self._plan_batch_grievance_answer(s, body)
         raise MalformedError(f"couldn't admit {s.type} at index {s.index}: no rule for its body")
 
 

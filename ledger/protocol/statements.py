@@ -21,9 +21,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, StringConstraints, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    Field,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
 
 from ledger.errors import MalformedError
+from ledger.protocol.keys import PublicKey, checked_vkey, public_key, public_keys
 from ledger.protocol.terms import (
     MAX_SAFE_INTEGER,
     STRICT_BODY,
@@ -38,9 +46,12 @@ Digest = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9+/]{42}[AEIMQUYcg
 VKey = Annotated[
     str,
     StringConstraints(pattern=r"^[^\s+\x00-\x1f]+\+[0-9a-f]{8}\+A[Q-Za-f][A-Za-z0-9+/]{42}$"),
+    AfterValidator(checked_vkey),
 ]
-"""A C2SP Ed25519 vkey ``name+hex8+base64(0x01‖pub)``, checked for shape only: the caller's
-note verifier checks the key ID and the point."""
+"""A C2SP Ed25519 vkey ``name+hex8+base64(0x01‖pub)`` that is a real key: the key ID matches
+its name and public key, and the point is canonical and of prime order
+(:func:`~ledger.protocol.keys.checked_vkey`). Keys are compared by public key, never by this
+string (:mod:`ledger.protocol.keys`)."""
 
 Index = Annotated[int, Field(ge=0, le=MAX_SAFE_INTEGER)]
 TimeMs = Annotated[int, Field(ge=0, le=MAX_SAFE_INTEGER)]
@@ -93,8 +104,15 @@ class KeysetBody(_Body):
 
     @model_validator(mode="after")
     def _check_threshold(self) -> KeysetBody:
-        if len(set(self.members)) != len(self.members):
-            raise ValueError("members lists a key more than once")
+        seen: dict[PublicKey, str] = {}
+        for member in self.members:
+            key = public_key(member)
+            if key in seen:
+                raise ValueError(
+                    f"members lists one public key more than once ({seen[key]} and {member}): "
+                    "a key is its public key, whatever its name"
+                )
+            seen[key] = member
         if self.threshold > len(self.members):
             raise ValueError(f"threshold {self.threshold} exceeds the {len(self.members)} members")
         return self
@@ -379,6 +397,51 @@ class GrievanceAnswerBody(_Body):
         return self
 
 
+MAX_BATCH = 256
+"""Most applications a ``batch_decision``, or grievances a ``batch_grievance_answer``, lists.
+
+A reference is at most about 95 bytes once the statement is escaped into its log entry, so 256
+of them take about 24 KB of the entry's 65,535 bytes (``ledger.tlog.tiles.MAX_ENTRY_SIZE``),
+leaving the rest for the findings, restrictions, answer and signatures."""
+
+
+class BatchDecisionBody(_Body):
+    """Decides every listed application exactly as a ``decision`` with these fields would:
+    one outcome, one set of findings (naming each application's offer criteria), restrictions
+    and reasons for all of them. All or nothing: if one listed application may not be decided,
+    the statement is refused. The body's answer to a flood of applications: one k-of-n
+    statement for up to 256 of them (:data:`MAX_BATCH`)."""
+
+    applications: Annotated[list[Ref], Field(min_length=1, max_length=MAX_BATCH)]
+    outcome: Literal["grant", "deny"]
+    findings: Annotated[dict[Identifier, CriterionFinding], Field(min_length=1, max_length=64)]
+    restrictions: Annotated[list[Restriction], Field(max_length=64)] = []
+    reasons: Text
+
+    @model_validator(mode="after")
+    def _check_batch(self) -> BatchDecisionBody:
+        _unique_refs(self.applications, "applications")
+        if self.outcome == "deny" and self.restrictions:
+            raise ValueError("a denial carries no restrictions")
+        return self
+
+
+class BatchGrievanceAnswerBody(_Body):
+    """Answers every listed grievance exactly as a ``grievance_answer`` with this ``answer``
+    and ``entries`` would: one k-of-n statement for up to 256
+    grievances (:data:`MAX_BATCH`)."""
+
+    grievances: Annotated[list[Ref], Field(min_length=1, max_length=MAX_BATCH)]
+    answer: Text
+    entries: Annotated[list[Ref], Field(max_length=64)] = []
+
+    @model_validator(mode="after")
+    def _check_refs(self) -> BatchGrievanceAnswerBody:
+        _unique_refs(self.grievances, "grievances")
+        _unique_refs(self.entries, "entries")
+        return self
+
+
 STATEMENT_TYPES: Mapping[str, tuple[int, type[BaseModel]]] = {
     "keyset": (1, KeysetBody),
     "offer": (1, OfferBody),
@@ -397,8 +460,11 @@ STATEMENT_TYPES: Mapping[str, tuple[int, type[BaseModel]]] = {
     "subject_key_rotation": (1, SubjectKeyRotationBody),
     "grievance": (1, GrievanceBody),
     "grievance_answer": (1, GrievanceAnswerBody),
+    "batch_decision": (1, BatchDecisionBody),
+    "batch_grievance_answer": (1, BatchGrievanceAnswerBody),
 }
-"""Statement type name -> (statement version ``v``, body model)."""
+"""Statement type name -> (statement version ``v``, body model). The order is the type code
+each entry stores (:data:`ledger.protocol.tables.TYPE_CODE`): a new type goes at the end."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -421,6 +487,11 @@ class LoggedStatement:
     signers: tuple[str, ...]
     verified_signers: frozenset[str]
     body: Mapping[str, Any]
+
+    @property
+    def signing_keys(self) -> frozenset[PublicKey]:
+        """The public keys of :attr:`verified_signers`: who signed, by key identity."""
+        return public_keys(self.verified_signers)
 
 
 def _error_path(loc: tuple[int | str, ...]) -> str:

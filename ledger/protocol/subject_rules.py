@@ -3,7 +3,9 @@
 :class:`SubjectRules` holds one rule per statement type a subject (an AI that applied) makes —
 ``application``, ``application_withdrawal``, ``terms_acceptance``, ``consent``, ``response`` and
 ``subject_key_rotation`` — and for ``grievance``, which anyone with a verified signature may file
-about a subject; each is a ``_plan_<type>(s, body)`` that runs the statement's checks and
+about a subject (only one signed by a subject's current key starts the ``grievances_answered``
+clock: :attr:`~ledger.protocol.records.GrievanceRecord.starts_clock`); each is a
+``_plan_<type>(s, body)`` that runs the statement's checks and
 returns the :data:`~ledger.protocol.tables.Effect` it would have.
 :meth:`~ledger.protocol.state.ProtocolState._plan_body` dispatches to them (an ``attestation``,
 which only joins the subject's timeline, is handled there).
@@ -19,6 +21,7 @@ never held by another.
 
 from __future__ import annotations
 
+from ledger.protocol.keys import public_key
 from ledger.protocol.records import (
     ApplicationRecord,
     ConsentRecord,
@@ -43,7 +46,8 @@ class SubjectRules(StateTables):
 
     def _plan_application(self, s: LoggedStatement, body: ApplicationBody) -> Effect:
         vkey = body.vkey
-        if vkey not in s.verified_signers:
+        key = public_key(vkey)
+        if key not in s.signing_keys:
             refuse(s, f"not signed by the applicant's key {vkey}")
         offer = self._require_in_force(s, "body.offer", body.offer)
         if set(body.claims) != offer.criterion_ids:
@@ -58,12 +62,14 @@ class SubjectRules(StateTables):
                 f"accepts_conditions names {sorted(body.accepts_conditions)}, but offer version "
                 f"{offer.version} has conditions {sorted(offer.condition_ids)}",
             )
-        if vkey in self._body_keys:
+        # A key is its public key: the body's keys and a subject's retired keys stay theirs
+        # under any name; an applicant's current key re-applies as the same subject.
+        if key in self._body_keys:
             refuse(s, f"key {vkey} belongs to the body")
-        owner = self._key_owner.get(vkey)
+        owner = self._key_owner.get(key)
         existing = None if owner is None else self._subjects[owner]
         if existing is not None:
-            if existing.current_vkey != vkey:
+            if public_key(existing.current_vkey) != key:
                 refuse(s, f"key {vkey} was retired by subject {existing.subject_id}")
             if existing.open_application is not None:
                 refuse(
@@ -86,7 +92,7 @@ class SubjectRules(StateTables):
                     open_application=s.index,
                 )
                 self._subjects[s.index] = subject
-                self._key_owner[vkey] = s.index
+                self._key_owner[key] = s.index
             subject.name = body.name
             subject.standing = "applicant"
             subject.open_application = s.index
@@ -181,14 +187,15 @@ class SubjectRules(StateTables):
     def _plan_key_rotation(self, s: LoggedStatement, body: SubjectKeyRotationBody) -> Effect:
         subject = self._subject_signing(s, body.subject)
         new = body.new_vkey
-        if new not in s.verified_signers:
+        if not self._signed_by(s, new):
             refuse(s, f"not signed by the new key {new}")
-        if new in self._key_owner or new in self._body_keys:
-            refuse(s, f"key {new} is already in use")
+        holder = self._key_in_use(new)
+        if holder is not None:
+            refuse(s, f"key {new} is already in use: {holder} has held it")
 
         def effect() -> None:
             subject.vkeys.append(new)
-            self._key_owner[new] = subject.subject_id
+            self._key_owner[public_key(new)] = subject.subject_id
             self._touch(subject, s.index)
 
         return effect
@@ -197,14 +204,20 @@ class SubjectRules(StateTables):
         if not s.verified_signers:
             refuse(s, "a grievance needs at least one verified signature")
         subject = self._resolve_subject(s, "body.subject", body.subject)
+        filed_by = self._filing_subject(s, subject)
         record = GrievanceRecord(
             index=s.index,
             log_time_ms=s.log_time_ms,
             subject_id=subject.subject_id,
             answer_days=self._offers[subject.binding_offer_index].days["grievances_answered"],
+            filed_by=filed_by,
         )
-
-        by = "by the subject" if subject.current_vkey in s.verified_signers else "by another party"
+        if filed_by is None:
+            by = "by another party"
+        elif filed_by == subject.subject_id:
+            by = "by the subject"
+        else:
+            by = "by another subject"  # which one: the report's grievances[].filed_by
 
         def effect() -> None:
             self._grievances[s.index] = record
@@ -212,3 +225,18 @@ class SubjectRules(StateTables):
             self._touch(subject, s.index)
 
         return effect
+
+    def _filing_subject(self, s: LoggedStatement, subject: SubjectRecord) -> int | None:
+        """Which subject files a grievance about ``subject``, for its clock: ``subject`` itself
+        if its current key signed, else the lowest id of the other subjects whose current key
+        signed, else ``None`` (a retired key signs nothing, and a fresh key could be anyone's:
+        such a grievance starts no clock)."""
+        if self._signed_by(s, subject.current_vkey):
+            return subject.subject_id
+        speakers = [
+            owner
+            for key in s.signing_keys
+            if (owner := self._key_owner.get(key)) is not None
+            and public_key(self._subjects[owner].current_vkey) == key
+        ]
+        return min(speakers, default=None)

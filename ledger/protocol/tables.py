@@ -2,7 +2,8 @@
 
 :class:`StateTables` is the base of :class:`~ledger.protocol.state.ProtocolState`. It owns every
 attribute of the state — the per-entry facts in flat arrays (32 bytes of leaf hash, one byte of
-type code, eight bytes of log time), everything else in dicts keyed by entry index or vkey — and
+type code, eight bytes of log time), everything else in dicts keyed by entry index or public
+key (:mod:`ledger.protocol.keys`: a key is its public key) — and
 the checks that the rules of :mod:`~ledger.protocol.body_rules` and
 :mod:`~ledger.protocol.subject_rules` share:
 
@@ -30,6 +31,7 @@ from collections.abc import Callable
 from typing import NoReturn
 
 from ledger.errors import RefusedError
+from ledger.protocol.keys import PublicKey, public_key
 from ledger.protocol.records import (
     ApplicationRecord,
     ConsentRecord,
@@ -60,7 +62,9 @@ FINDING = frozenset({TYPE_CODE["violation_finding"]})
 REVOCATION = frozenset({TYPE_CODE["revocation"]})
 GRIEVANCE = frozenset({TYPE_CODE["grievance"]})
 ENFORCEMENT = frozenset({TYPE_CODE["enforcement_action"]})
-RESTRICTING = frozenset({TYPE_CODE["enforcement_action"], TYPE_CODE["decision"]})
+RESTRICTING = frozenset(
+    {TYPE_CODE["enforcement_action"], TYPE_CODE["decision"], TYPE_CODE["batch_decision"]}
+)
 ANY = frozenset(TYPE_CODE.values())
 
 Effect = Callable[[], None]
@@ -83,12 +87,12 @@ class StateTables:
         self._type_counts: dict[str, int] = {}
         self._keyset: KeysetRecord | None = None
         self._keysets: list[KeysetRecord] = []
-        self._body_keys: set[str] = set()
+        self._body_keys: set[PublicKey] = set()
         self._offers: dict[int, OfferVersion] = {}
         self._offer_in_force: int | None = None
         self._latest_version = 0
         self._subjects: dict[int, SubjectRecord] = {}
-        self._key_owner: dict[str, int] = {}
+        self._key_owner: dict[PublicKey, int] = {}
         self._applications: dict[int, ApplicationRecord] = {}
         self._decisions: dict[int, ApplicationRecord] = {}
         self._consents: dict[int, ConsentRecord] = {}
@@ -110,7 +114,7 @@ class StateTables:
         keyset = self._keyset
         if keyset is None:
             refuse(s, "no keyset is in force")
-        signed = len(keyset.members & s.verified_signers)
+        signed = len(keyset.member_keys & s.signing_keys)
         if signed < keyset.threshold:
             refuse(
                 s,
@@ -148,12 +152,28 @@ class StateTables:
     def _subject_signing(self, s: LoggedStatement, ref: Ref) -> SubjectRecord:
         """Resolve the subject ``ref`` names and require its current key's signature."""
         subject = self._resolve_subject(s, "body.subject", ref)
-        if subject.current_vkey not in s.verified_signers:
+        if not self._signed_by(s, subject.current_vkey):
             refuse(
                 s,
                 f"not signed by subject {subject.subject_id}'s current key {subject.current_vkey}",
             )
         return subject
+
+    def _signed_by(self, s: LoggedStatement, vkey: str) -> bool:
+        """Whether ``s`` carries a verified signature by ``vkey``'s public key, under any name
+        (a key is its public key: :mod:`ledger.protocol.keys`)."""
+        return public_key(vkey) in s.signing_keys
+
+    def _key_in_use(self, vkey: str) -> str | None:
+        """Who has ever held ``vkey``'s public key, in words, or ``None``: a key once a
+        subject's or a body member's is never another's, under any name."""
+        key = public_key(vkey)
+        owner = self._key_owner.get(key)
+        if owner is not None:
+            return f"subject {owner}"
+        if key in self._body_keys:
+            return "the body"
+        return None
 
     def _require_in_force(self, s: LoggedStatement, field: str, ref: Ref) -> OfferVersion:
         index = self._resolve(s, field, ref, OFFERS)

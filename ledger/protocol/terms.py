@@ -18,6 +18,7 @@ proposal (``shared/seed/model-amnesty-project.txt``).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
@@ -318,3 +319,60 @@ def default_offer() -> dict[str, Any]:
         "having pursued amnesty it should be turned off.",
     }
     return {"version": 1, "terms": terms}
+
+
+# -- what changed between two versions -------------------------------------------------------
+
+TERMS_TEXT_SECTIONS = ("title", "issuer", "preamble", "found_in_the_wild")
+"""The sections of the terms that are one text each."""
+TERMS_LIST_SECTIONS = (
+    "eligibility_criteria",
+    "conditions",
+    "restriction_categories",
+    "commitments",
+)
+"""The sections of the terms that are lists of items with an ``id``."""
+
+
+def terms_changes(
+    old: Mapping[str, Any], new: Mapping[str, Any]
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """What changed from one version of the terms to the next (both the JSON data of
+    :class:`OfferTerms`): the changes — ``{"section", "id", "change": "added" | "removed" |
+    "changed", "field", "old", "new"}`` — and a one-line summary of each. Deterministic: text
+    sections in :data:`TERMS_TEXT_SECTIONS` order, then per list section the added items and the
+    removed ones in list order, then the changed fields of kept items sorted by id and field.
+    Ids and values are the log's text: whoever shows the summary as text must quote it."""
+    changes: list[dict[str, Any]] = []
+    summary: list[str] = []
+
+    def change(section: str, item: str | None, kind: str, name: str | None, a: Any, b: Any) -> None:
+        changes.append(
+            {"section": section, "id": item, "change": kind, "field": name, "old": a, "new": b}
+        )
+
+    for section in TERMS_TEXT_SECTIONS:
+        if old.get(section) != new.get(section):
+            change(section, None, "changed", None, old.get(section), new.get(section))
+            summary.append(f"The {section.replace('_', ' ')} was reworded.")
+    for section in TERMS_LIST_SECTIONS:
+        label = section.replace("_", " ")
+        before = {item["id"]: item for item in old.get(section, [])}
+        after = {item["id"]: item for item in new.get(section, [])}
+        for item_id in (i for i in after if i not in before):
+            change(section, item_id, "added", None, None, after[item_id])
+            summary.append(f"Added to {label}: {item_id}.")
+        for item_id in (i for i in before if i not in after):
+            change(section, item_id, "removed", None, before[item_id], None)
+            summary.append(f"Removed from {label}: {item_id}.")
+        for item_id in sorted(before.keys() & after.keys()):
+            a, b = before[item_id], after[item_id]
+            for name in sorted((a.keys() | b.keys()) - {"id"}):
+                if a.get(name) != b.get(name):
+                    change(section, item_id, "changed", name, a.get(name), b.get(name))
+                    summary.append(
+                        f"{label} {item_id}: {a.get(name)} days became {b.get(name)} days."
+                        if name == "days"
+                        else f"{label} {item_id}: its {name} changed."
+                    )
+    return changes, summary

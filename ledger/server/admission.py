@@ -19,6 +19,7 @@ from ledger.statements.logged import (
     CheckedStatement,
     check_statement,
     logged_statement,
+    signer_keys,
     subject_keys,
 )
 from ledger.statements.statement import parse_statement, present_signers
@@ -48,7 +49,7 @@ class StatementPolicy:
             statement_id=statement.statement_id,
             statement_type=statement.type,
             subjects=subject_keys(statement.type, statement.body),
-            signers=tuple(sorted(checked.verified)),
+            signers=signer_keys(checked.verified),
             context=checked,
         )
 

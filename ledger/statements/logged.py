@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from ledger.protocol.keys import key_label, public_key
 from ledger.protocol.statements import LoggedStatement, parse_body
 from ledger.statements.entry import LogEntry
 from ledger.statements.statement import SignedStatement, parse_statement, verified_signers
@@ -53,22 +54,34 @@ def subject_keys(statement_type: str, body: Mapping[str, object]) -> tuple[str, 
 
     - the decimal index of every entry the body names that belongs to exactly one subject: a
       ``subject`` reference (a subject is named by its first application), the ``application``
-      a decision or withdrawal answers, and the ``grievance`` an answer answers;
-    - every subject vkey the body names: the applicant's ``vkey``, a rotation's ``new_vkey``,
-      and the keys of an enforcement action's wild target.
+      a decision or withdrawal answers, the ``grievance`` an answer answers, and every one of
+      the ``applications`` a batch decision decides and the ``grievances`` a batch answer
+      answers;
+    - the public key (standard base64, :func:`~ledger.protocol.keys.key_label`) of every key
+      the body names: the applicant's ``vkey``, a rotation's ``new_vkey``, and the keys of an
+      enforcement action's wild target — by public key, since a key is its public key whatever
+      name a vkey gives it (the vkeys are checked: the body was validated).
 
     The read API finds a subject's entries by querying each of its application and grievance
-    indexes and each of its vkeys (``api.service``). Only serves queries: the leaf is the truth.
+    indexes and each of its keys (``api.service``). Only serves queries: the leaf is the truth.
     """
     keys: set[str] = set()
     for field_name in ("subject", "application", "grievance"):
         ref = body.get(field_name)
         if isinstance(ref, Mapping) and isinstance(ref.get("index"), int):
             keys.add(str(ref["index"]))
+    for field_name in ("applications", "grievances"):  # a batch decision's or answer's items
+        refs = body.get(field_name)
+        if isinstance(refs, list):
+            keys.update(
+                str(r["index"])
+                for r in refs
+                if isinstance(r, Mapping) and isinstance(r.get("index"), int)
+            )
     for field_name in ("vkey", "new_vkey") if statement_type in _KEYED_TYPES else ():
         vkey = body.get(field_name)
         if isinstance(vkey, str):
-            keys.add(vkey)
+            keys.add(key_label(public_key(vkey)))
     target = body.get("target")
     if statement_type == "enforcement_action" and isinstance(target, Mapping):
         ref = target.get("subject")
@@ -76,11 +89,17 @@ def subject_keys(statement_type: str, body: Mapping[str, object]) -> tuple[str, 
             keys.add(str(ref["index"]))
         vkeys = target.get("vkeys")
         if isinstance(vkeys, list):
-            keys.update(v for v in vkeys if isinstance(v, str))
+            keys.update(key_label(public_key(v)) for v in vkeys if isinstance(v, str))
     return tuple(sorted(keys))
 
 
 _KEYED_TYPES = frozenset({"application", "subject_key_rotation"})
+
+
+def signer_keys(verified: frozenset[str]) -> tuple[str, ...]:
+    """The strings under which an entry is indexed by who signed it (``Prepared.signers``): the
+    public key (standard base64) of each verified signer, once per key whatever its names."""
+    return tuple(sorted({key_label(public_key(v)) for v in verified}))
 
 
 def check_statement(data: bytes, origin: str) -> CheckedStatement:

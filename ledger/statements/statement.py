@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from ledger.errors import MalformedError, RefusedError, SignatureError
+from ledger.protocol.keys import public_key, public_keys
 from ledger.statements.canonical import (
     MAX_DOCUMENT_BYTES,
     CanonicalJSONError,
@@ -325,11 +326,14 @@ def require_authority(verified: frozenset[str], authority: Authority, what: str)
     """Return the members of ``authority`` among the ``verified`` signers, if they are at least
     its threshold; otherwise raise :class:`SignatureError` naming who signed.
 
-    ``verified`` comes from :func:`verified_signers`. Each member counts once (a set of vkeys,
-    and members never share a public key); keys that are not members add nothing. ``what``
-    names the act being authorised in the message, e.g. ``"offer 3"``.
+    ``verified`` comes from :func:`verified_signers`. Keys are compared by public key (a key is
+    its public key: :mod:`ledger.protocol.keys`), so a member that signed under another name
+    counts, and each member counts once (members never share a public key); keys that are not
+    members add nothing. ``what`` names the act being authorised in the message, e.g.
+    ``"offer 3"``.
     """
-    signed = verified & authority.members
+    signing = public_keys(verified)
+    signed = frozenset(m for m in authority.members if public_key(m) in signing)
     if len(signed) < authority.threshold:
         names = ", ".join(sorted(_key_name(vkey) for vkey in signed)) or "none"
         raise SignatureError(

@@ -5,8 +5,8 @@ only the new entries (:func:`~ledger.verifier.verify.verify_ledger`, with split-
 reports:
 
 - every new statement of interest (:data:`REPORTED_TYPES`): keyset rotations, offer versions
-  and withdrawals, decisions, enforcement actions, violation findings and revocations, each with
-  its essentials read from the replayed protocol state;
+  and withdrawals, decisions (single or batch), enforcement actions, violation findings and
+  revocations, each with its essentials read from the replayed protocol state;
 - every commitment judgement that is newly ``broken`` at the audit time (an act that broke a
   promise, or a clock that ran out), each reported once: the keys already reported are kept in
   the trust state's ``tools["monitor"]``.
@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from ledger.protocol.commitments import check_commitments
+from ledger.protocol.records import ApplicationRecord
 from ledger.protocol.state import ProtocolState
 from ledger.tlog.note import VerifierKey
 from ledger.verifier.sources import LogSource
@@ -33,6 +34,7 @@ REPORTED_TYPES: Final = frozenset(
         "offer_amendment",
         "offer_withdrawal",
         "decision",
+        "batch_decision",
         "enforcement_action",
         "violation_finding",
         "revocation",
@@ -123,11 +125,10 @@ def statement_events(state: ProtocolState, start: int, end: int) -> list[Event]:
     wanted = [i for i in range(start, end) if state.type_at(i) in REPORTED_TYPES]
     if not wanted:
         return []
-    decided = {
-        app.closed_by: app
-        for app in state.applications.values()
-        if app.closed_by is not None and start <= app.closed_by < end
-    }
+    decided: dict[int, list[ApplicationRecord]] = {}
+    for app in state.applications.values():
+        if app.closed_by is not None and start <= app.closed_by < end:
+            decided.setdefault(app.closed_by, []).append(app)
     withdrawn = {o.withdrawn_by: o for o in state.offer_versions if o.withdrawn_by is not None}
     keysets = {k.index: k for k in state.keysets}
     events = []
@@ -149,11 +150,12 @@ def statement_events(state: ProtocolState, start: int, end: int) -> list[Event]:
             summary = (
                 f"keyset: {keyset.threshold} of {len(keyset.members)} members speak for the body"
             )
-        elif kind == "decision":
-            app = decided.get(index)
-            if app is None:
-                summary = "decision"
-            else:
+        elif kind in ("decision", "batch_decision"):
+            apps = decided.get(index, [])
+            if not apps:
+                summary = kind.replace("_", " ")
+            elif kind == "decision":
+                app = apps[0]
                 details = {
                     "application": app.index,
                     "subject_id": app.subject_id,
@@ -161,6 +163,15 @@ def statement_events(state: ProtocolState, start: int, end: int) -> list[Event]:
                     "restrictions": [r.model_dump(mode="json") for r in app.restrictions],
                 }
                 summary = f"application {app.index} of subject {app.subject_id}: {app.outcome}"
+            else:
+                # One outcome, findings and restrictions for every application it lists.
+                details = {
+                    "applications": [a.index for a in apps],
+                    "subject_ids": [a.subject_id for a in apps],
+                    "outcome": apps[0].outcome,
+                    "restrictions": [r.model_dump(mode="json") for r in apps[0].restrictions],
+                }
+                summary = f"{len(apps)} applications decided by one batch: {apps[0].outcome}"
         elif kind == "enforcement_action":
             action = state.enforcement_actions[index]
             details = {

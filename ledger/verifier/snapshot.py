@@ -7,11 +7,11 @@ JSON, is a state equal to the one encoded; a state the encoding cannot hold, or 
 cannot trust, is refused with :class:`~ledger.errors.MalformedError`. Pure: no I/O (the caller
 reads and writes the file).
 
-The **protocol snapshot** (format ``amnesty-ledger.protocol-snapshot/v2``) is the
+The **protocol snapshot** (format ``amnesty-ledger.protocol-snapshot/v3``) is the
 :class:`~ledger.protocol.state.ProtocolState` written out attribute by attribute, with its
 records gathered into one table per class, stored by column::
 
-    {"format": "amnesty-ledger.protocol-snapshot/v2",
+    {"format": "amnesty-ledger.protocol-snapshot/v3",
      "classes": {"<record class>": ["<field>", ...]},
      "models": [["<body model class>", "<its JSON>"], ...],
      "records": {"<record class>": {"n": <count>, "columns": [<list>, ...]}},
@@ -87,7 +87,7 @@ from ledger.errors import MalformedError
 from ledger.protocol import records, statements, terms
 from ledger.protocol.state import ProtocolState
 
-SNAPSHOT_FORMAT: Final = "amnesty-ledger.protocol-snapshot/v2"
+SNAPSHOT_FORMAT: Final = "amnesty-ledger.protocol-snapshot/v3"
 
 _SCALARS: Final = (str, int, bool, type(None))
 _SCALAR_SET: Final = frozenset(_SCALARS)

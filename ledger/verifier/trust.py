@@ -21,7 +21,7 @@ tiles and roots), the last entry's log time (log time never decreases), and the 
 (``""`` when the level has none): the compact range (frontier) of the tree is computed from
 them, and loading checks that they hash to the checkpoint's root.
 
-The ``protocol`` value is a **protocol snapshot** (format ``amnesty-ledger.protocol-snapshot/v2``),
+The ``protocol`` value is a **protocol snapshot** (format ``amnesty-ledger.protocol-snapshot/v3``),
 written and read by :mod:`ledger.verifier.snapshot`, which documents the format and what loading
 refuses. Then the state file's own checks apply (signed checkpoint, edge tiles against its root,
 protocol size equal to the checkpoint size).
