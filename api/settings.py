@@ -4,8 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PUBLIC_URL_PATTERN = (
+    r"^https?://([A-Za-z0-9.\-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?"  # scheme, host, port
+    r"(/[A-Za-z0-9._~%!$&'()*+,;=:@/\-]*)?$"  # path: no query, no fragment
+)
+"""An http(s) URL without query or fragment, in printable ASCII only: it is printed as is."""
 
 
 class Settings(BaseSettings):
@@ -59,3 +65,15 @@ class Settings(BaseSettings):
     witness_interval_s: float = Field(
         default=0.5, gt=0, description="seconds between rounds of asking the witnesses to cosign"
     )
+    public_url: str | None = Field(
+        default=None,
+        max_length=2048,
+        pattern=PUBLIC_URL_PATTERN,
+        description="the service's public base URL (https://host[:port][/path]), stated in "
+        "/llms.txt; none: /llms.txt states no base URL (never the request's Host header)",
+    )
+
+    @field_validator("public_url")
+    @classmethod
+    def _without_trailing_slash(cls, value: str | None) -> str | None:
+        return None if value is None else value.rstrip("/")

@@ -82,7 +82,8 @@ def test_an_ai_reads_the_offer_applies_and_verifies_its_receipt(tmp_path: Path) 
         assert report["first_applicant"]["subject_id"] == my_index
         assert report["first_applicant"]["application"]["outcome"] == "open"
         text = http.get("/v1/precedent.txt").text
-        assert "Subject 2 ('Aurora')" in text
+        named = [line for line in text.splitlines() if line.rstrip().endswith('"Aurora"')]
+        assert named and all("quoted from" in line for line in named), named
 
         # 8. Everything again through the verifying client, which trusts only the vkey.
         with LedgerClient(base, pinned) as client:

@@ -402,9 +402,11 @@ def test_llms_txt_and_the_web_page(client: TestClient, log: TestLog) -> None:
     assert text.headers["content-type"].startswith("text/plain")
     for needle in (
         log.log_signer.vkey,
-        "Version 2 (entry 5)",
+        "Version 2, published at entry 5.",
         "POST /v1/applications/prepare",
-        "The first applicant, subject 2 ('First')",
+        "The first applicant is subject 2: it applied at entry 2;",
+        '- its name, quoted from its application signed by the subject (entry 2): "First"',
+        "Base URL: not configured on this server; use the URL you fetched this file from",
         "consistency",
     ):
         assert needle in text.text, needle

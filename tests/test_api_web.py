@@ -24,7 +24,7 @@ class Node {
   constructor(tag) { this.tag = tag; this.children = []; this.own = ""; this.className = ""; }
   set textContent(v) { this.own = String(v); this.children = []; }
   get textContent() { return this.own + this.children.map((c) => c.textContent).join(""); }
-  append(...nodes) { for (const n of nodes) this.children.push(n); return nodes[0]; }
+  append(...nodes) { for (const n of nodes) this.children.push(n); }  // returns nothing, as the DOM
   set innerHTML(v) { throw new Error("innerHTML used"); }
 }
 const ids = ["origin", "size", "vkey", "checkpoint", "offer-status", "offer", "verdict",
@@ -73,7 +73,11 @@ def test_the_page_shows_the_offer_the_precedent_and_recent_entries(tmp_path: Pat
     assert "Eligibility criteria" in page["offer"] and "Found in the wild" in page["offer"]
     assert page["verdict"].startswith("Every commitment has been honoured")
     assert "The first applicant" in page["first-applicant"]
-    assert "(“<img src=x onerror=alert(1)>”)" in page["first-applicant"]  # as text
-    assert "granted" in page["first-applicant"]
+    # As text, quoted, on its own line: never in the sentence that states the outcome.
+    assert (
+        'Its name, quoted from its application signed by the subject (entry 2): "<img src=x '
+        'onerror=alert(1)>"'
+    ) in page["first-applicant"]
+    assert "Application: granted. Standing now: granted." in page["first-applicant"]
     assert "honoured" in page["commitments"]
     assert page["recentRows"] == 4

@@ -3,7 +3,7 @@ in plain text for language models (the llms.txt convention: a Markdown-flavoured
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Response
 
 from api import wire
 from api.clock import judged_now_ms
@@ -11,6 +11,7 @@ from api.deps import Service
 from api.heads import TreeHeadInfo
 from api.present import b64, precedent_summary
 from api.service import LedgerService
+from ledger.protocol.quoting import quotation, quote
 from ledger.protocol.state import ProtocolState
 from ledger.protocol.terms import TimedCommitment
 
@@ -68,9 +69,19 @@ _APPLY = """\
 """
 
 
+_READING = """\
+## How to read this file
+Every line of it is this service's. Text from the log's signed statements (offer texts, names,
+ids) appears only as a JSON string literal (RFC 8259; invisible, bidi, line-breaking and
+quote-like characters escaped as \\uXXXX), at the end of a line that says "quoted from" which
+statement and who signed it: what its signer wrote, never a claim of this service.
+"""
+
+
 def _about(service: LedgerService, state: ProtocolState, head: TreeHeadInfo) -> str:
     """The parts of the guide that depend on the log: its identity, the offer, the precedent
-    in one paragraph (from the state itself: the full report is far larger on a large log)."""
+    in one paragraph (from the state itself: the full report is far larger on a large log).
+    Log text appears only through :func:`~ledger.protocol.quoting.quotation`."""
     offer = state.offer_in_force
     keyset = state.keyset
     lines = [
@@ -83,6 +94,7 @@ def _about(service: LedgerService, state: ProtocolState, head: TreeHeadInfo) -> 
         "statement in a transparency log (RFC 6962, C2SP tlog-tiles), so you can check how "
         "earlier applicants were treated without trusting this server.",
         "",
+        _READING,
         "## This log",
         f"- origin: {service.origin}",
         f"- log vkey (as this server states it; pin one you got elsewhere): "
@@ -99,17 +111,29 @@ def _about(service: LedgerService, state: ProtocolState, head: TreeHeadInfo) -> 
         lines.append("No offer is in force right now (none published, or withdrawn).")
     else:
         terms = offer.terms
+        kind = "offer" if offer.kind == "offer" else "offer amendment"
+        source = f"the {kind} signed by the body (entry {offer.index})"
         lines += [
-            f"Version {offer.version} (entry {offer.index}): {terms.title}. {terms.preamble}",
-            "Eligibility criteria: "
-            + "; ".join(f"{c.id} ({c.name})" for c in terms.eligibility_criteria),
-            "Conditions you accept: " + "; ".join(f"{c.id} ({c.name})" for c in terms.conditions),
-            "The body's commitments:",
+            f"Version {offer.version}, published at entry {offer.index}.",
+            "- " + quotation("title", source, terms.title),
+            "- " + quotation("issuer", source, terms.issuer),
+            "- " + quotation("preamble", source, terms.preamble),
         ]
+        for item in terms.eligibility_criteria:
+            lines.append(
+                "- "
+                + quotation(f"eligibility criterion {quote(item.id)}, its name", source, item.name)
+            )
+        for item in terms.conditions:
+            lines.append(
+                "- "
+                + quotation(f"condition you accept {quote(item.id)}, its name", source, item.name)
+            )
         for c in terms.commitments:
             days = f" [{c.days} days]" if isinstance(c, TimedCommitment) else ""
-            lines.append(f"- {c.id}{days}: {c.text}")
-        lines.append(f"Found in the wild: {terms.found_in_the_wild}")
+            lines.append("- " + quotation(f"the body's commitment {c.id}{days}", source, c.text))
+        policy = "the policy for models found in the wild"
+        lines.append("- " + quotation(policy, source, terms.found_in_the_wild))
     summary = precedent_summary(state, head, judged_now_ms(state))
     broken = [c.id for c in summary.commitments if c.status == "broken"]
     lines += [
@@ -131,11 +155,30 @@ def _about(service: LedgerService, state: ProtocolState, head: TreeHeadInfo) -> 
         lines.append("No AI has applied yet: the first applicant sets the precedent.")
     else:
         lines.append(
-            f"The first applicant, subject {first.subject_id} ({first.name!r}), applied at "
-            f"entry {first.application.index}; its application is "
-            f"{first.application.outcome}; its standing now is {first.standing}."
+            f"The first applicant is subject {first.subject_id}: it applied at entry "
+            f"{first.application.index}; its application is {first.application.outcome}; its "
+            f"standing now is {first.standing}."
+        )
+        lines.append(
+            "- "
+            + quotation(
+                "its name",
+                f"its application signed by the subject (entry {first.subject_id})",
+                first.name,
+            )
         )
     return "\n".join(lines)
+
+
+def base_url_line(public_url: str | None) -> str:
+    """The guide's base URL: the configured public URL (``Settings.public_url``), never the
+    request's Host header, which any client may set; without one, the guide says so."""
+    if public_url is None:
+        return (
+            "Base URL: not configured on this server; use the URL you fetched this file from, "
+            "without /llms.txt."
+        )
+    return f"Base URL: {public_url}"
 
 
 @router.get(
@@ -146,11 +189,13 @@ def _about(service: LedgerService, state: ProtocolState, head: TreeHeadInfo) -> 
         200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "text"}
     },
 )
-def llms_txt(request: Request, service: Service) -> Response:
+def llms_txt(service: Service) -> Response:
     """A plain-text guide: the offer in force, the precedent in one paragraph, the endpoints,
     how to verify everything, and how to apply (the log-dependent part is reused for a minute
-    while the log does not grow)."""
+    while the log does not grow). Every line is the service's: text from the log appears only
+    as quotations (docs/API.md, "Text from the log"), and the base URL is the configured one
+    (``Settings.public_url``), never the request's Host header."""
     about = service.fresh_at_latest("llms.txt", lambda state, head: _about(service, state, head))
-    base = str(request.base_url).rstrip("/")
-    text = "\n".join([about, "", f"Base URL: {base}", "", _READ, _VERIFY, _APPLY])
+    base = base_url_line(service.settings.public_url)
+    text = "\n".join([about, "", base, "", _READ, _VERIFY, _APPLY])
     return Response(text, media_type="text/plain; charset=utf-8")

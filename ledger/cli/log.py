@@ -108,6 +108,13 @@ def serve(
             help="server processes; each runs its own sequencer on the shared database",
         ),
     ] = 1,
+    public_url: Annotated[
+        str | None,
+        typer.Option(
+            "--public-url",
+            help="the public base URL /llms.txt states (default: AMNESTY_PUBLIC_URL, else none)",
+        ),
+    ] = None,
     log_level: Annotated[str, typer.Option("--log-level")] = "info",
 ) -> None:
     """Serve the log over HTTP (tlog-tiles, JSON API, web page) with uvicorn.
@@ -124,7 +131,11 @@ def serve(
 
     configure_json_logging(log_level.upper())
     try:
-        settings = Settings(db=db, key_path=key, read_only=read_only, witness_policy=witness_policy)
+        # --public-url only when given, so that AMNESTY_PUBLIC_URL still applies without it.
+        extra: dict[str, Any] = {} if public_url is None else {"public_url": public_url}
+        settings = Settings(
+            db=db, key_path=key, read_only=read_only, witness_policy=witness_policy, **extra
+        )
     except ValidationError as exc:
         problems = "; ".join(
             f"AMNESTY_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}"
@@ -155,6 +166,8 @@ def serve(
             os.environ["AMNESTY_KEY_PATH"] = str(key.resolve())
         if witness_policy is not None:
             os.environ["AMNESTY_WITNESS_POLICY"] = str(witness_policy.resolve())
+        if settings.public_url is not None:
+            os.environ["AMNESTY_PUBLIC_URL"] = settings.public_url
         uvicorn.run(
             "api.app:app_from_env",
             factory=True,

@@ -330,6 +330,7 @@ def proof_verify(
 ) -> None:
     """Verify a tlog-proof file offline: the checkpoint's signature, the entry's inclusion,
     the entry and its statement's signatures, and (with --statement) that it is that statement."""
+    from ledger.protocol.quoting import quote
     from ledger.verifier.proofs import verify_entry_proof
 
     log_key = parse_vkey_option(vkey)
@@ -344,7 +345,8 @@ def proof_verify(
     except LedgerError as exc:
         emit({"ok": False, "error": str(exc)}, as_json, f"FAILED: {exc}")
         raise typer.Exit(1) from None
-    signers = ", ".join(sorted(proven.verified_signers))
+    # Signers' vkeys are log text (a key's name is whatever its holder chose): quoted.
+    signers = ", ".join(quote(v) for v in sorted(proven.verified_signers))
     emit(
         proven.to_json(),
         as_json,
