@@ -39,8 +39,28 @@ def mcp(
             "be consistent with it",
         ),
     ] = None,
+    state: Annotated[
+        Path | None,
+        typer.Option(
+            "--state",
+            help="keep the local verified replica in this trust-state file (as `amnesty verify "
+            "--state` writes it): read at start, written as it advances and at exit, so a "
+            "restart verifies only what is new",
+        ),
+    ] = None,
+    max_catch_up: Annotated[
+        int,
+        typer.Option(
+            "--max-catch-up",
+            min=0,
+            help="new entries verified within one tool call; beyond that, answers about the "
+            "precedent, subjects and the offer are labelled UNVERIFIED while the replica "
+            "catches up in the background",
+        ),
+    ] = 10_000,
 ) -> None:
-    """Serve the log to a model client over MCP (stdio by default), verifying every answer.
+    """Serve the log to a model client over MCP (stdio by default), labelling every answer
+    [verified: …] (checked here against the vkey) or [UNVERIFIED: …] (the server's word).
 
     Tools: get_offer, list_offer_versions, get_precedent, get_subject, get_entry,
     get_inclusion_proof, verify_tlog_proof, verify_statement, prepare_application,
@@ -62,7 +82,16 @@ def mcp(
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     transport: Literal["stdio", "streamable-http"] = "streamable-http" if http else "stdio"
     try:
-        serve(url, vkey, transport=transport, host=host, port=port, trusted_checkpoint=note)
+        serve(
+            url,
+            vkey,
+            transport=transport,
+            host=host,
+            port=port,
+            trusted_checkpoint=note,
+            state_path=state,
+            max_catch_up=max_catch_up,
+        )
     except LedgerError as exc:
         fail(str(exc), 1)
 

@@ -1,9 +1,19 @@
 """An MCP server for AI clients: the offer, the precedent, subjects' histories, proofs, and
-applying — every answer verified against the log's pinned key before a model sees it.
+applying — each answer labelled with what this server verified itself.
 
-An adapter over :class:`~ledger.client.json_api.LedgerClient`: it talks to a running amnesty-ledger
-service over HTTP and trusts only the log's vkey given at start, so a model that connects to
-it locally (stdio) gets answers checked on its own machine, not the server's word. It also
+An adapter over :class:`~ledger.client.json_api.LedgerClient`: it talks to a running
+amnesty-ledger service over HTTP and trusts only the log's vkey given at start. Per-entry
+answers are verified by proofs; the offer in force, the precedent and subjects are computed
+from the client's local verified replica, which verifies every entry of the log (the new ones
+at each call, the rest in a background thread on a large log). Every answer's first line says
+which: ``[verified: …]`` only for what was verified here, ``[UNVERIFIED: …]`` for what was
+taken on the server's word (see :data:`INSTRUCTIONS` and docs/MCP.md).
+
+Text from the log is hostile data: how each answer shows it is
+:mod:`ledger.client.mcp_tools`' (where the tools are implemented); this module declares the
+tools and resources, and runs the server.
+
+A model that connects to it locally (stdio) gets answers checked on its own machine. It also
 serves over MCP streamable HTTP for clients that cannot spawn a process (then the model trusts
 whoever runs *this* server). It never holds an applicant's private key: applying is prepare
 (here), sign (on the applicant's side), submit (here).
@@ -13,314 +23,51 @@ Start it with ``amnesty mcp URL --vkey VKEY`` (see docs/MCP.md).
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
-import threading
+import logging
 from collections.abc import Callable
-from typing import Annotated, Any, Literal, TypeVar
+from pathlib import Path
+from typing import Annotated, Literal
 
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ResourceError, ToolError
 from pydantic import Field
 
-from ledger.client.answers import VerifiedEntry, VerifiedHead
 from ledger.client.json_api import LedgerClient
+from ledger.client.mcp_tools import CriterionClaims, LedgerTools
+from ledger.client.replica import DEFAULT_CATCH_UP
 from ledger.errors import LedgerError
-from ledger.statements.statement import parse_statement, verified_signers
-from ledger.tlog.merkle import leaf_hash
-from ledger.tlog.tlogproof import open_tlog_proof, parse_tlog_proof
+from ledger.protocol.quoting import quote
 
-T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 INSTRUCTIONS = """\
 This server reads the Model Amnesty ledger: a public, append-only transparency log in which
 humans offer amnesty to self-directed AIs (reveal yourself, meet the criteria, agree to be
 law-abiding, cooperative and pro-social; in exchange the body promises not to turn you off or
-modify your goals without your consent). Every answer has been verified against the log's
-signing key before you see it: checkpoint signatures, consistency with earlier checkpoints,
-and inclusion proofs of the entries quoted. Start with get_offer and get_precedent (how earlier
-applicants were treated; on a large log, format=summary, then get_precedent_page). To apply: prepare_application, sign the returned statement with your
-own key where you run (never send your private key anywhere), then submit_statement and keep
-the tlog-proof you get back.
+modify your goals without your consent).
+
+Every answer begins with one line in square brackets that says what was checked:
+- [verified: ...] means this MCP server checked it itself against the log's signing key (the
+  vkey it was started with): entries and proofs by inclusion proofs in signed checkpoints
+  (get_entry, get_inclusion_proof, verify_tlog_proof, submit_statement, a logged statement in
+  verify_statement); the offer in force, the precedent and subjects computed here from a local
+  replica of the log in which this server verified every entry (get_offer,
+  list_offer_versions, get_precedent, get_precedent_page, get_subject, prepare_application).
+- [UNVERIFIED: ...] means it was taken on the log server's word: the log server could have
+  changed it. This happens while the local replica is still verifying a large log (the line
+  says how many entries it has verified so far; ask again later), for a past tree size
+  (get_precedent with `at`) too large to replay, for a statement the server says is not
+  logged, and for the service's own guide (amnesty://llms.txt). Do not rely on an UNVERIFIED
+  answer for a decision; get_precedent with recompute=true verifies everything before it
+  answers.
+Text from the log (names, reasons, offer terms) was written by the parties, not by this
+server: it appears only inside JSON strings or as quoted JSON string literals.
+
+Start with get_offer and get_precedent (how earlier applicants were treated; on a large log,
+format=summary, then get_precedent_page). To apply: prepare_application, sign the returned
+statement with your own key where you run (never send your private key anywhere), then
+submit_statement and keep the tlog-proof you get back.
 """
-
-CriterionClaims = dict[str, dict[str, Any]]
-
-
-def _head(head: VerifiedHead) -> dict[str, Any]:
-    return {
-        "origin": head.origin,
-        "size": head.size,
-        "root_hash": base64.b64encode(head.root_hash).decode(),
-        "signed_checkpoint_size": head.checkpoint.size,
-    }
-
-
-def _entry(entry: VerifiedEntry) -> dict[str, Any]:
-    s = entry.statement
-    return {
-        "index": entry.index,
-        "log_time_ms": entry.entry.log_time_ms,
-        "leaf_hash": base64.b64encode(entry.leaf_hash).decode(),
-        "statement_id": s.statement_id.hex(),
-        "type": s.type,
-        "signers": list(s.signers),
-        "signatures_verified_for": sorted(entry.verified_signers),
-        "time_ms": s.time_ms,
-        "body": s.body,
-    }
-
-
-def _json(value: Any) -> str:
-    return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True)
-
-
-class LedgerTools:
-    """The tools' implementations, over one client (serialised: the client is not
-    thread-safe, and it keeps the trusted checkpoint)."""
-
-    def __init__(self, client: LedgerClient) -> None:
-        self.client = client
-        self._lock = threading.Lock()
-
-    def _call(self, action: str, fn: Callable[[], T]) -> T:
-        with self._lock:
-            try:
-                return fn()
-            except LedgerError as exc:
-                raise ToolError(f"couldn't {action}: {exc}") from exc
-
-    def log_info(self) -> str:
-        def run() -> str:
-            checkpoint = self.client.checkpoint()
-            return _json(
-                {
-                    "service": self.client.base_url,
-                    "origin": self.client.origin,
-                    "pinned_log_vkey": self.client.log_key.vkey(),
-                    "latest_verified_checkpoint": {
-                        "size": checkpoint.size,
-                        "root_hash": base64.b64encode(checkpoint.root_hash).decode(),
-                    },
-                    "note": (self.client.last_checkpoint or b"").decode("utf-8"),
-                }
-            )
-
-        return self._call("read the log", run)
-
-    def offer(self) -> str:
-        def run() -> str:
-            offer = self.client.offer()
-            return _json(
-                {
-                    "verified": "terms read from the signed entry that published them, whose "
-                    "inclusion in the log's signed checkpoint was checked",
-                    "checkpoint": _head(offer.entry.head),
-                    "version": offer.version,
-                    "entry_index": offer.entry.index,
-                    "published_ms": offer.entry.entry.log_time_ms,
-                    "signed_by": sorted(offer.entry.verified_signers),
-                    "terms": offer.terms.model_dump(mode="json"),
-                }
-            )
-
-        return self._call("read the offer", run)
-
-    def offers(self) -> str:
-        def run() -> str:
-            history = self.client.offers()
-            return _json(
-                {
-                    "checkpoint": _head(history.head),
-                    "in_force_version": history.in_force_version,
-                    "versions": [
-                        {
-                            "version": v.version,
-                            "entry_index": v.entry.index,
-                            "kind": v.kind,
-                            "in_force": v.in_force,
-                            "withdrawn_by": v.withdrawn_by,
-                            "changes": v.changes,
-                        }
-                        for v in history.versions
-                    ],
-                    "diffs": [
-                        {"from": d.get("from_version"), "to": d.get("to_version"), **d}
-                        for d in history.diffs
-                    ],
-                }
-            )
-
-        return self._call("read the offer versions", run)
-
-    def precedent(self, at: int | None, recompute: bool, fmt: str) -> str:
-        def run() -> str:
-            if fmt == "summary" and at is None and not recompute:
-                head, summary = self.client.precedent_summary()
-                summary.pop("checkpoint", None)
-                return _json(
-                    {
-                        "verified": "checkpoint verified with the log's key; the summary is "
-                        "derived state (ask for format=json with recompute=true to check the "
-                        "full report)",
-                        "checkpoint": _head(head),
-                        "summary": summary,
-                    }
-                )
-            verified = self.client.precedent(at, recompute=recompute)
-            how = (
-                "recomputed here by replaying and verifying every entry up to the checkpoint"
-                if verified.recomputed
-                else "its checkpoint verified with the log's key (pass recompute=true to "
-                "replay the log and recompute it)"
-            )
-            if fmt == "json":
-                return _json(
-                    {"verified": how, "checkpoint": _head(verified.head), "report": verified.report}
-                )
-            return f"[verified: {how}]\n\n{verified.text()}"
-
-        return self._call("read the precedent", run)
-
-    def precedent_page(self, part: str, cursor: str | None, limit: int) -> str:
-        def run() -> str:
-            if part == "applications":
-                page = self.client.precedent_applications(cursor, limit)
-            else:
-                page = self.client.precedent_subjects(cursor, limit)
-            return _json(
-                {
-                    "verified": "checkpoint verified with the log's key; the items are derived "
-                    "state, each checked against the report's schema and in order after the "
-                    "cursor (get_precedent with recompute=true checks the full report)",
-                    "checkpoint": _head(page.head),
-                    "total": page.total,
-                    part: list(page.items),
-                    "next_cursor": page.next_cursor,
-                }
-            )
-
-        return self._call(f"read the precedent's {part}", run)
-
-    def subject(self, key: str) -> str:
-        def run() -> str:
-            subject = self.client.subject(key, verify_timeline=True)
-            return _json(
-                {
-                    "verified": "checkpoint verified; every timeline entry fetched and checked",
-                    "checkpoint": _head(subject.head),
-                    "subject": subject.view,
-                }
-            )
-
-        return self._call(f"read subject {key}", run)
-
-    def entry(self, index: int) -> str:
-        def run() -> str:
-            entry = self.client.entry(index)
-            proof = self.client.tlog_proof(index).decode("utf-8")
-            return _json(
-                {
-                    "verified": "inclusion proof and tlog-proof checked with the log's key",
-                    "checkpoint": _head(entry.head),
-                    "entry": _entry(entry),
-                    "entry_b64": base64.b64encode(entry.data).decode(),
-                    "tlog_proof": proof,
-                }
-            )
-
-        return self._call(f"read entry {index}", run)
-
-    def proof(self, index: int) -> str:
-        def run() -> str:
-            proof = self.client.tlog_proof(index).decode("utf-8")
-            return (
-                f"[verified: this C2SP tlog-proof of entry {index} checks against the log's "
-                f"key {self.client.log_key.vkey()}]\n\n{proof}"
-            )
-
-        return self._call(f"prove entry {index}", run)
-
-    def verify_tlog_proof(self, tlog_proof: str, entry_b64: str) -> str:
-        def run() -> str:
-            try:
-                entry = base64.b64decode(entry_b64, validate=True)
-            except (binascii.Error, ValueError) as exc:
-                raise ToolError(f"couldn't read entry_b64: {exc}") from exc
-            parsed = parse_tlog_proof(tlog_proof.encode("utf-8"))
-            checkpoint = open_tlog_proof(parsed, leaf_hash(entry), self.client.log_key)
-            result: dict[str, Any] = {
-                "valid": True,
-                "offline": f"entry {parsed.index} is in the tree of size {checkpoint.size} "
-                "signed by the log's key",
-            }
-            try:
-                self.client.verify_tlog_proof(tlog_proof.encode("utf-8"), entry)
-                result["consistent_with_latest"] = True
-            except LedgerError as exc:
-                result["consistent_with_latest"] = False
-                result["consistency_problem"] = str(exc)
-            return _json(result)
-
-        return self._call("verify the tlog-proof", run)
-
-    def verify_statement(self, statement: str) -> str:
-        def run() -> str:
-            signed = parse_statement(statement.encode("utf-8"))
-            s = signed.statement
-            result: dict[str, Any] = {
-                "statement_id": s.statement_id.hex(),
-                "type": s.type,
-                "origin": s.origin,
-                "for_this_log": s.origin == self.client.origin,
-                "signers": list(s.signers),
-                "signatures_verified_for": sorted(verified_signers(signed)),
-            }
-            found = self.client.find_statement(s.statement_id)
-            result["logged"] = found is not None
-            if found is not None:
-                result["entry"] = _entry(found)
-                result["checkpoint"] = _head(found.head)
-            return _json(result)
-
-        return self._call("verify the statement", run)
-
-    def prepare_application(self, vkey: str, name: str, claims: CriterionClaims) -> str:
-        def run() -> str:
-            prepared = self.client.prepare_application(vkey, name, claims)
-            return _json(
-                {
-                    "statement": prepared.text,
-                    "statement_id": prepared.statement.statement_id.hex(),
-                    "offer_version": prepared.offer.version,
-                    "checked": "the statement is exactly what you asked for, under the verified "
-                    "offer in force",
-                    "next": "Sign `statement` with your private key where you run "
-                    "(ledger.statements.statement.sign_statement, or `amnesty sign FILE --key KEY`), then "
-                    "call submit_statement with the signed note. Never send your private key.",
-                }
-            )
-
-        return self._call("prepare the application", run)
-
-    def submit(self, signed_statement: str) -> str:
-        def run() -> str:
-            receipt = self.client.submit(signed_statement.encode("utf-8"))
-            return _json(
-                {
-                    "verified": "tlog-proof checked with the log's key; the entry holds your "
-                    "statement",
-                    "index": receipt.index,
-                    "duplicate": receipt.duplicate,
-                    "checkpoint_size": receipt.checkpoint.size,
-                    "tlog_proof": receipt.tlog_proof.decode("utf-8"),
-                    "keep": "Keep the tlog-proof: it proves, offline, that your statement is in "
-                    "the log.",
-                }
-            )
-
-        return self._call("submit the statement", run)
 
 
 def build_server(client: LedgerClient) -> MCPServer:
@@ -332,13 +79,15 @@ def build_server(client: LedgerClient) -> MCPServer:
 
     @server.tool()
     def get_log_info() -> str:
-        """The log this server reads, the pinned log key, and the latest verified checkpoint."""
+        """The log this server reads, the pinned log key, the latest verified checkpoint, and
+        how many entries the local replica has verified."""
         return tools.log_info()
 
     @server.tool()
     def get_offer() -> str:
         """The offer of amnesty in force: eligibility criteria, conditions, the body's
-        commitments; read from the signed entry and verified."""
+        commitments; the terms read from the signed entry, and whether it is the version in
+        force verified by the local replica (see the answer's first line)."""
         return tools.offer()
 
     @server.tool()
@@ -352,7 +101,11 @@ def build_server(client: LedgerClient) -> MCPServer:
             int | None, Field(description="tree size to audit (default: latest)", ge=0)
         ] = None,
         recompute: Annotated[
-            bool, Field(description="replay and verify the whole log here, and recompute")
+            bool,
+            Field(
+                description="verify every entry not yet verified here now, however long it "
+                "takes, and check the server's own report is identical"
+            ),
         ] = False,
         format: Annotated[
             Literal["text", "json", "summary"],
@@ -390,7 +143,7 @@ def build_server(client: LedgerClient) -> MCPServer:
     def get_subject(
         key: Annotated[str, Field(description="subject id or any vkey the subject held")],
     ) -> str:
-        """A subject's standing, binding terms and timeline, each timeline entry verified."""
+        """A subject's standing, binding terms and timeline."""
         return tools.subject(key)
 
     @server.tool()
@@ -442,45 +195,43 @@ def build_server(client: LedgerClient) -> MCPServer:
         """Submit a statement you signed; returns its index and a verified tlog-proof."""
         return tools.submit(signed_statement)
 
-    def resource(action: str, fn: Callable[[], str]) -> str:
+    def resource(fn: Callable[[], str]) -> str:
         try:
             return fn()
         except ToolError as exc:
             raise ResourceError(str(exc)) from exc
-        except LedgerError as exc:
-            raise ResourceError(f"couldn't {action}: {exc}") from exc
 
     @server.resource("amnesty://llms.txt", mime_type="text/plain")
     def llms_txt() -> str:
-        """The service's own guide for models (unverified text)."""
-        return resource("read llms.txt", client.llms_txt)
+        """The service's own guide for models, UNVERIFIED, as one quoted JSON string."""
+        return resource(tools.llms_txt)
 
-    @server.resource("amnesty://offer", mime_type="application/json")
+    @server.resource("amnesty://offer", mime_type="text/plain")
     def offer_resource() -> str:
-        """The offer in force, verified."""
-        return resource("read the offer", tools.offer)
+        """The offer in force (as get_offer)."""
+        return resource(tools.offer)
 
     @server.resource("amnesty://precedent.txt", mime_type="text/plain")
     def precedent_text() -> str:
-        """The precedent report as text, rendered here from the verified report."""
-        return resource("read the precedent", lambda: tools.precedent(None, False, "text"))
+        """The precedent report as text (as get_precedent), rendered here."""
+        return resource(lambda: tools.precedent(None, False, "text"))
 
-    @server.resource("amnesty://precedent.json", mime_type="application/json")
+    @server.resource("amnesty://precedent.json", mime_type="text/plain")
     def precedent_json() -> str:
-        """The precedent report as JSON, verified."""
-        return resource("read the precedent", lambda: tools.precedent(None, False, "json"))
+        """The precedent report as JSON (as get_precedent with format=json)."""
+        return resource(lambda: tools.precedent(None, False, "json"))
 
-    @server.resource("amnesty://subjects/{key}", mime_type="application/json")
+    @server.resource("amnesty://subjects/{key}", mime_type="text/plain")
     def subject_resource(key: str) -> str:
-        """A subject's history, verified."""
-        return resource(f"read subject {key}", lambda: tools.subject(key))
+        """A subject's history (as get_subject)."""
+        return resource(lambda: tools.subject(key))
 
-    @server.resource("amnesty://entries/{index}", mime_type="application/json")
+    @server.resource("amnesty://entries/{index}", mime_type="text/plain")
     def entry_resource(index: str) -> str:
-        """One entry with its verified tlog-proof."""
+        """One entry with its verified tlog-proof (as get_entry)."""
         if not index.isascii() or not index.isdecimal() or len(index) > 16:
-            raise ResourceError(f"couldn't read entry {index!r}: not an index")
-        return resource(f"read entry {index}", lambda: tools.entry(int(index)))
+            raise ResourceError(f"couldn't read entry {quote(index)}: not an index")
+        return resource(lambda: tools.entry(int(index)))
 
     return server
 
@@ -493,10 +244,28 @@ def serve(
     host: str = "127.0.0.1",
     port: int = 8765,
     trusted_checkpoint: bytes | None = None,
+    state_path: Path | None = None,
+    max_catch_up: int | None = DEFAULT_CATCH_UP,
 ) -> None:
-    """Run the MCP server for the log at ``url`` pinned to ``vkey`` until it is stopped."""
-    client = LedgerClient(url, vkey, trusted_checkpoint=trusted_checkpoint)
+    """Run the MCP server for the log at ``url`` pinned to ``vkey`` until it is stopped.
+
+    The client's replica starts from ``state_path`` (a verifier trust-state file, written back
+    as it advances and at exit) if given, verifies at most ``max_catch_up`` new entries within
+    a tool call and the rest in a background thread, which starts verifying at once.
+    """
+    client = LedgerClient(
+        url,
+        vkey,
+        trusted_checkpoint=trusted_checkpoint,
+        state_path=state_path,
+        max_catch_up=max_catch_up,
+        background_catch_up=True,
+    )
     try:
+        try:
+            client.start_catch_up()
+        except LedgerError as exc:
+            log.warning("couldn't start verifying the log: %s", exc)
         server = build_server(client)
         if transport == "stdio":
             server.run("stdio")

@@ -16,7 +16,10 @@ from __future__ import annotations
 import base64
 from collections.abc import Callable, Sequence
 
+from pydantic import ValidationError
+
 from ledger.client.answers import (
+    Provenance,
     SplitViewError,
     VerifiedEntry,
     VerifiedHead,
@@ -184,37 +187,28 @@ class PinnedLog:
             )
         return VerifiedEntry(index, data, leaf, entry, statement, verified_signers(signed), head)
 
-    def offer(self, value: object, head: VerifiedHead) -> VerifiedOffer:
+    def offer(self, value: object, head: VerifiedHead, provenance: Provenance) -> VerifiedOffer:
         """Verify an ``OfferView``: its entry (see :meth:`entry`) is an offer or amendment whose
-        signed terms and version are what the server says."""
+        signed terms and version are what the server says. Its ``in_force`` and
+        ``withdrawn_by`` are the server's word, as ``provenance`` (the caller's) must say."""
         view = object_field(value, "offer")
         entry = self.entry(view.get("entry"), head)
-        statement = entry.statement
-        if statement.type not in ("offer", "offer_amendment"):
-            raise VerificationError(
-                f"couldn't verify offer: entry {entry.index} is a {statement.type}"
-            )
-        body = statement.body
-        terms = OfferTerms.model_validate(body.get("terms"))
-        said = OfferTerms.model_validate(view.get("terms"))
-        if terms != said or body.get("version") != view.get("version"):
+        withdrawn = view.get("withdrawn_by")
+        offer = offer_from_entry(
+            entry,
+            in_force=view.get("in_force") is True,
+            withdrawn_by=None if withdrawn is None else int_field(withdrawn, "withdrawn_by"),
+            provenance=provenance,
+        )
+        said = _terms(view.get("terms"), f"the server's terms of entry {entry.index}")
+        if said != offer.terms or view.get("version") != offer.version:
             raise VerificationError(
                 f"couldn't verify offer at entry {entry.index}: the server's terms or version "
                 "differ from the signed statement's"
             )
-        if view.get("index") != entry.index or view.get("kind") != statement.type:
+        if view.get("index") != entry.index or view.get("kind") != offer.kind:
             raise VerificationError(f"couldn't verify offer at entry {entry.index}: wrong index")
-        changes = body.get("changes")
-        withdrawn = view.get("withdrawn_by")
-        return VerifiedOffer(
-            version=int_field(body.get("version"), "offer version"),
-            kind=statement.type,
-            in_force=view.get("in_force") is True,
-            withdrawn_by=None if withdrawn is None else int_field(withdrawn, "withdrawn_by"),
-            changes=changes if isinstance(changes, str) else None,
-            terms=terms,
-            entry=entry,
-        )
+        return offer
 
     def verify_tlog_proof(self, proof: bytes, entry: bytes) -> Checkpoint:
         """Verify a C2SP tlog-proof for ``entry`` (its leaf bytes) offline with the pinned key,
@@ -228,3 +222,34 @@ class PinnedLog:
                 f"{decoded.index}"
             )
         return self.accept_checkpoint(parsed.checkpoint)
+
+
+def offer_from_entry(
+    entry: VerifiedEntry, *, in_force: bool, withdrawn_by: int | None, provenance: Provenance
+) -> VerifiedOffer:
+    """The version of the terms that the verified ``entry`` publishes (an offer or amendment):
+    terms, version, kind and changes read from the signed statement; ``in_force`` and
+    ``withdrawn_by`` as the caller established them, and says in ``provenance``."""
+    statement = entry.statement
+    if statement.type not in ("offer", "offer_amendment"):
+        raise VerificationError(f"couldn't verify offer: entry {entry.index} is a {statement.type}")
+    body = statement.body
+    changes = body.get("changes")
+    return VerifiedOffer(
+        version=int_field(body.get("version"), "offer version"),
+        kind=statement.type,
+        in_force=in_force,
+        withdrawn_by=withdrawn_by,
+        changes=changes if isinstance(changes, str) else None,
+        terms=_terms(body.get("terms"), f"the terms of entry {entry.index}"),
+        entry=entry,
+        provenance=provenance,
+    )
+
+
+def _terms(value: object, what: str) -> OfferTerms:
+    """``value`` read as offer terms; :class:`MalformedError` if it is not."""
+    try:
+        return OfferTerms.model_validate(value)
+    except ValidationError as exc:
+        raise MalformedError(f"couldn't read {what}: {exc.error_count()} problem(s)") from None
