@@ -28,6 +28,7 @@ from ledger.protocol.audit import (
 from ledger.protocol.commitments import check_commitments
 from ledger.protocol.records import ApplicationRecord
 from ledger.protocol.state import ProtocolState
+from ledger.protocol.terms import terms_changes
 from ledger.statements.entry import LogEntry
 from ledger.statements.statement import parse_statement
 from ledger.tlog.merkle import leaf_hash
@@ -110,69 +111,13 @@ def tlog_proof_text(view: wire.EntryView, head: TreeHeadInfo) -> str:
 
 # -- offer diffs ----------------------------------------------------------------------------------
 
-_TEXT_SECTIONS = ("title", "issuer", "preamble", "found_in_the_wild")
-_LIST_SECTIONS = ("eligibility_criteria", "conditions", "restriction_categories", "commitments")
-
 
 def diff_terms(
     old_version: int, old: dict[str, Any], new_version: int, new: dict[str, Any]
 ) -> wire.OfferDiff:
-    """What changed between two versions of the terms (JSON data of :class:`OfferTerms`)."""
-    changes: list[wire.TermChange] = []
-    summary: list[str] = []
-    for section in _TEXT_SECTIONS:
-        if old.get(section) != new.get(section):
-            changes.append(
-                wire.TermChange(
-                    section=section,
-                    id=None,
-                    change="changed",
-                    field=None,
-                    old=old.get(section),
-                    new=new.get(section),
-                )
-            )
-            summary.append(f"The {section.replace('_', ' ')} was reworded.")
-    for section in _LIST_SECTIONS:
-        before = {item["id"]: item for item in old.get(section, [])}
-        after = {item["id"]: item for item in new.get(section, [])}
-        label = section.replace("_", " ")
-        for item_id, item in after.items():
-            if item_id not in before:
-                changes.append(
-                    wire.TermChange(
-                        section=section, id=item_id, change="added", field=None, new=item
-                    )
-                )
-                summary.append(f"Added to {label}: {item_id}.")
-        for item_id, item in before.items():
-            if item_id not in after:
-                changes.append(
-                    wire.TermChange(
-                        section=section, id=item_id, change="removed", field=None, old=item
-                    )
-                )
-                summary.append(f"Removed from {label}: {item_id}.")
-        for item_id in before.keys() & after.keys():
-            a, b = before[item_id], after[item_id]
-            for name in sorted((a.keys() | b.keys()) - {"id"}):
-                if a.get(name) != b.get(name):
-                    changes.append(
-                        wire.TermChange(
-                            section=section,
-                            id=item_id,
-                            change="changed",
-                            field=name,
-                            old=a.get(name),
-                            new=b.get(name),
-                        )
-                    )
-                    if name == "days":
-                        summary.append(
-                            f"{label} {item_id}: {a.get(name)} days became {b.get(name)} days."
-                        )
-                    else:
-                        summary.append(f"{label} {item_id}: its {name} changed.")
+    """What changed between two versions of the terms (JSON data of :class:`OfferTerms`):
+    :func:`ledger.protocol.terms.terms_changes`, and a unified diff of their JSON."""
+    changes, summary = terms_changes(old, new)
     unified = "".join(
         difflib.unified_diff(
             json.dumps(old, indent=2, ensure_ascii=False).splitlines(keepends=True),
@@ -185,7 +130,7 @@ def diff_terms(
         from_version=old_version,
         to_version=new_version,
         summary=summary or ["No change to the terms."],
-        changes=changes,
+        changes=[wire.TermChange.model_validate(c) for c in changes],
         unified_diff=unified,
     )
 

@@ -22,6 +22,28 @@ from ledger.tlog.merkle import leaf_hash
 REPO = Path(__file__).resolve().parents[1]
 
 
+def amnesty(
+    *args: str, check: bool = True, stdin: str | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run ``amnesty ARGS`` as a process (``python -m ledger``) from the repository, in UTF-8;
+    with ``check``, a non-zero exit fails the test with its stderr."""
+    result = subprocess.run(
+        [sys.executable, "-m", "ledger", *args],
+        check=False,
+        cwd=REPO,
+        capture_output=True,
+        encoding="utf-8",
+        env={**os.environ, "PYTHONIOENCODING": "utf-8"},
+        input=stdin,
+        timeout=timeout,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"amnesty {' '.join(args)} exited {result.returncode}: {result.stderr}"
+        )
+    return result
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -6,31 +6,10 @@ from __future__ import annotations
 import json
 import os
 import stat
-import subprocess
-import sys
 from pathlib import Path
 
 from ledger.protocol.terms import default_offer
-from tests.livelog import REPO, running
-
-
-def amnesty(
-    *args: str, check: bool = True, stdin: str | None = None
-) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(
-        [sys.executable, "-m", "ledger", *args],
-        check=False,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        input=stdin,
-        timeout=120,
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(
-            f"amnesty {' '.join(args)} exited {result.returncode}: {result.stderr}"
-        )
-    return result
+from tests.livelog import amnesty, running
 
 
 def test_a_body_signs_three_of_five_offline_and_submits(tmp_path: Path) -> None:
