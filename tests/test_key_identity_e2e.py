@@ -220,8 +220,9 @@ def test_entries_are_found_by_public_key_under_any_name(log: TestLog, client: Te
 def test_the_0003_migration_reindexes_vkeys_by_public_key(log: TestLog) -> None:
     """A database written by revision 0002 (vkeys in the index) is rewritten on open."""
     import sqlalchemy as sa
+    from alembic import command
 
-    from ledger.storage.sql import SqlLogStore
+    from ledger.storage.sql import _alembic_config
 
     ai = Signer.generate("prometheus-7")
     log.append("app", log.application(ai, "Prometheus-7"))
@@ -239,10 +240,11 @@ def test_the_0003_migration_reindexes_vkeys_by_public_key(log: TestLog) -> None:
         # One key on one entry under two names: the upgrade must merge them into one row.
         conn.execute(sa.text("INSERT INTO entry_signers VALUES (:s, 0)"), {"s": twin})
         conn.execute(sa.text("UPDATE alembic_version SET version_num = '0002'"))
+        # Upgrade exactly 0002 -> 0003 (later revisions' schema is already in place).
+        config = _alembic_config()
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0003")
     engine.dispose()
-    store = SqlLogStore(log.url)
-    store.close()
-    engine = sa.create_engine(log.url)
     with engine.connect() as conn:
         version = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
         stored = {r[0] for r in conn.execute(sa.text("SELECT signer FROM entry_signers"))}
