@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from ledger.errors import (
+    AuthorityError,
     ConflictError,
     DuplicateError,
     FatalError,
@@ -114,7 +115,7 @@ def status_for(exc: LedgerError) -> tuple[int, str, str]:
         return 404, "Not found", "not-found"
     if isinstance(exc, DuplicateError):
         return 409, "Already logged", "duplicate"
-    if isinstance(exc, SignatureError):
+    if isinstance(exc, SignatureError | AuthorityError):
         return 403, "Signature or authority check failed", "signature"
     if isinstance(exc, VerificationError):
         return 422, "Verification failed", "verification"

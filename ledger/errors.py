@@ -38,6 +38,13 @@ class RefusedError(LedgerError):
     """
 
 
+class AuthorityError(RefusedError):
+    """Refused because the statement is not signed by whoever may make it: fewer than the
+    keyset's threshold of members, or not the subject's (or applicant's, or new) key. The
+    service answers it 403, as a bad signature; it is a :class:`RefusedError` for everyone
+    else."""
+
+
 class DuplicateError(RefusedError):
     """The statement is already in the log; ``index`` says where."""
 

@@ -12,7 +12,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from api.deps import Service
-from api.limits import rate_limited
+from api.limits import RateLimiter, rate_limited, signature_accounts, signature_lines
 from api.problems import ProblemError, problem_document, status_for
 from api.service import LedgerService
 from ledger.errors import LedgerError, MalformedError
@@ -66,10 +66,28 @@ async def submit_statement(request: Request, service: Service) -> Response:
     entry, 200 (``duplicate``) for a statement already logged.
     """
     body = await request.body()
-    # Parsing and signature checks run on the event loop: pure CPU with no I/O, bounded by the
-    # body cap (well under a millisecond for a statement of a few signatures). A thread-pool hop
-    # would cost more than that under the GIL.
-    prepared = service.policy.prepare(body)
+    client = _client(request)
+    budget = signature_budget(request)
+    signatures = signature_lines(body)
+    accounts = signature_accounts(client, body)
+    # A client, or a key, whose refused statements have used up its budget of signature
+    # checks is refused before anything is checked: bad signatures cost the server, not the
+    # sender.
+    wait = max(budget.wait_for(account, 1) for account in accounts)
+    if wait > 0:
+        raise rate_limited(client, wait, "more statements after refused ones (signature budget)")
+    try:
+        if signatures <= INLINE_SIGNATURES:
+            # On the event loop: pure CPU, well under a millisecond for a few signatures, less
+            # than a thread-pool hop would cost under the GIL.
+            prepared = service.policy.prepare(body)
+        else:
+            # Many signature lines: off the event loop, so no request waits behind them.
+            prepared = await run_in_threadpool(service.policy.prepare, body)
+    except LedgerError:
+        for account, cost in accounts.items():
+            budget.spend(account, cost)
+        raise
     receipt, data = await service.submit(prepared, partial(receipt_json, service))
     return Response(
         data, status_code=200 if receipt.duplicate else 201, media_type="application/json"
@@ -124,6 +142,23 @@ class BatchReceipts(BaseModel):
     """The outcomes, in the order the statements were given."""
 
     results: list[BatchOutcome]
+
+
+INLINE_SIGNATURES = 8
+"""Statements with at most this many signature lines are checked on the event loop."""
+
+
+def _client(request: Request) -> str:
+    return str((request.client.host if request.client else None) or "unknown")
+
+
+def signature_budget(request: Request) -> RateLimiter:
+    """The budget of signature checks spent on refused statements, per client and per key
+    (setting ``refused_signature_budget`` a minute each; :func:`~api.limits.signature_accounts`):
+    each statement refused before it is queued costs its signature lines; an empty budget
+    answers 429 before checking anything more."""
+    budget: RateLimiter = request.app.state.signature_budget
+    return budget
 
 
 def _problem_for(exc: LedgerError) -> dict[str, Any]:
@@ -210,12 +245,21 @@ async def submit_statements(request: Request, service: Service) -> Response:
             kind="invalid-parameters",
         )
     # The rate-limit middleware took one token for the request; a batch pays one a statement.
-    client = str((request.client.host if request.client else None) or "unknown")
+    client = _client(request)
     wait = service.limiter.check(client, cost=len(notes) - 1) if len(notes) > 1 else 0.0
     if wait > 0:
         raise rate_limited(client, wait, f"{len(notes)} statements")
+    budget = signature_budget(request)
+    accounts = [signature_accounts(client, note.encode("utf-8", "replace")) for note in notes]
+    wait = max(budget.wait_for(a, 1) for charged in accounts for a in charged)
+    if wait > 0:
+        raise rate_limited(client, wait, "more statements after refused ones (signature budget)")
     # Off the event loop: a thousand statements take a few hundred milliseconds to check.
     prepared = await run_in_threadpool(_prepare_all, service, notes)
+    for charged, item in zip(accounts, prepared, strict=True):
+        if isinstance(item, LedgerError):
+            for account, cost in charged.items():
+                budget.spend(account, cost)
     ready = [p for p in prepared if isinstance(p, Prepared)]
     logged = iter(await service.submit_many(ready, partial(receipt_json, service)) if ready else [])
     results: list[dict[str, Any]] = []

@@ -11,10 +11,18 @@ import base64
 
 from fastapi import APIRouter, Response
 from fastapi.concurrency import run_in_threadpool
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from api.deps import Service
-from ledger.tlog.tiles import parse_tile_path
+from ledger.errors import MalformedError
+from ledger.server.logview import NotFoundError
+from ledger.tlog.tiles import ENTRIES_LEVEL, TILE_WIDTH, parse_tile_path
+
+MAX_TILE_PATH = 64
+"""Longer than the longest canonical tile path after ``/tile/`` (``entries/`` and six index
+groups and ``.p/255``): anything longer is refused before it is parsed."""
+MAX_STORED_LEAVES = 2**63
+"""Entries are indexed by a signed 64-bit integer in storage: no tile starts beyond."""
 
 router = APIRouter(tags=["tlog-tiles"])
 
@@ -52,8 +60,20 @@ async def get_checkpoint(service: Service) -> Response:
     summary="A Merkle hash tile or entry bundle (C2SP tlog-tiles)",
 )
 async def get_tile(tile_path: str, service: Service) -> Response:
-    """``/tile/<L>/<N>[.p/<W>]`` or ``/tile/entries/<N>[.p/<W>]``."""
+    """``/tile/<L>/<N>[.p/<W>]`` or ``/tile/entries/<N>[.p/<W>]``.
+
+    The path is checked before anything reaches storage: longer than any canonical tile path,
+    or not canonical, is a 400; a tile no tree this log could hold has (its first leaf at
+    2**63 or beyond) is a 404."""
+    if len(tile_path) > MAX_TILE_PATH:
+        raise MalformedError(
+            f"couldn't parse tile path: {len(tile_path)} characters, longer than any tile's "
+            f"({MAX_TILE_PATH})"
+        )
     tile = parse_tile_path("tile/" + tile_path)
+    level = 0 if tile.level == ENTRIES_LEVEL else tile.level
+    if tile.index * TILE_WIDTH ** (level + 1) >= MAX_STORED_LEAVES:
+        raise NotFoundError(f"couldn't find {tile.path()}: beyond any tree this log can hold")
     data = await run_in_threadpool(service.view.tile, tile)
     return Response(
         data,
@@ -66,7 +86,11 @@ class LogInfo(BaseModel):
     """Who this log is and how big it is now."""
 
     origin: str
-    log_vkey: str
+    log_vkey: str = Field(description="the log's Ed25519 vkey (type 0x01), its identity")
+    log_vkeys: list[str] = Field(
+        description="every key that signs the log's checkpoints, Ed25519 first, then the "
+        "ML-DSA-44 vkey (type 0x06, C2SP tlog-cosignature subtree/v1) of a hybrid log"
+    )
     size: int
     root_hash: str
     checkpoint: str
@@ -80,6 +104,7 @@ async def get_log(service: Service) -> LogInfo:
     return LogInfo(
         origin=service.view.origin,
         log_vkey=service.view.identity.log_vkey,
+        log_vkeys=service.view.log_keys.vkeys(),
         size=signed.size,
         root_hash=base64.b64encode(signed.checkpoint.root_hash).decode(),
         checkpoint=signed.note.decode(),

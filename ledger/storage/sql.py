@@ -11,6 +11,11 @@ Either way the checkpoint is replaced with a compare-and-swap
 have changed), and every signed checkpoint is also kept in ``checkpoints`` keyed by size, so the
 store itself refuses to hold two different checkpoints of one size: two writers can never fork
 the log, even if the locking above were broken.
+
+Every failure of the database — down, frozen, locked, full — leaves a method of the store as
+:class:`~ledger.errors.StorageError` naming what couldn't be done (the service answers it 503
+with ``Retry-After``); the connection is opened inside the ``try`` that maps it, so a refused
+connection is mapped too. The engine (:mod:`ledger.storage.engine`) bounds every wait.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, cast
+from typing import cast
 
 from alembic import command
 from alembic.config import Config
@@ -33,19 +38,23 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    create_engine,
-    event,
     func,
     select,
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, OperationalError, ProgrammingError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from ledger.errors import ConflictError, StorageError
 from ledger.storage.base import EntryQuery, LogIdentity, StoredEntry
+from ledger.storage.engine import (
+    DEFAULT_TIMEOUTS,
+    StorageTimeouts,
+    make_engine,
+    normalise_database_url,
+    sqlite_file,
+)
 from ledger.tlog.tiles import TileID
 
 
@@ -62,6 +71,7 @@ class LogIdentityRow(Base):
     log_vkey: Mapped[str] = mapped_column(Text)
     created_ms: Mapped[int] = mapped_column(BigInteger)
     key_path: Mapped[str | None] = mapped_column(Text, nullable=True)
+    log_mldsa_vkey: Mapped[str | None] = mapped_column(Text, nullable=True)  # migration 0004
 
 
 class LogHeadRow(Base):
@@ -140,61 +150,6 @@ _IDENTITY = cast(Table, LogIdentityRow.__table__)
 _COSIGNATURES = cast(Table, CosignatureRow.__table__)
 
 
-def normalise_database_url(url: str) -> str:
-    """Accept ``sqlite:///path``, a bare file path, or ``postgresql://`` (driven by psycopg 3)."""
-    if "://" not in url:
-        return f"sqlite:///{Path(url).expanduser().resolve()}"
-    if url.startswith(("postgresql://", "postgres://")):
-        return "postgresql+psycopg://" + url.split("://", 1)[1]
-    return url
-
-
-def _sqlite_file(url: str) -> Path | None:
-    """The file a ``sqlite:///`` URL names, or None (another engine, or an in-memory one)."""
-    if not url.startswith("sqlite"):
-        return None
-    database = make_url(url).database
-    if not database or database == ":memory:" or database.startswith("file:"):
-        return None
-    return Path(database)
-
-
-def _configure_sqlite(engine: Engine) -> None:
-    """WAL, synchronous=FULL, and transactions begun by us (``BEGIN`` or ``BEGIN IMMEDIATE``).
-
-    pysqlite's own implicit transaction handling is switched off so that the ``begin`` event
-    below is the only place a transaction starts; append transactions ask for ``IMMEDIATE`` so
-    the write lock is held before the head checkpoint is read.
-    """
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=FULL")
-        cursor.execute("PRAGMA busy_timeout=60000")
-        # 64 MiB of page cache: the unique index on statement ids takes random inserts.
-        cursor.execute("PRAGMA cache_size=-65536")
-        cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn: Connection) -> None:
-        immediate = conn.get_execution_options().get("sqlite_immediate", False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
-
-
-def make_engine(url: str) -> Engine:
-    """Build an engine for ``url`` with the durability settings this store relies on."""
-    url = normalise_database_url(url)
-    if url.startswith("sqlite"):
-        # A pool of connections (each configured once on connect), shared by threads.
-        engine = create_engine(url, pool_size=8, max_overflow=16, pool_pre_ping=False)
-        _configure_sqlite(engine)
-        return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=8, max_overflow=8)
-
-
 def _alembic_config() -> Config:
     config = Config()
     config.set_main_option("script_location", str(Path(__file__).with_name("migrations")))
@@ -202,9 +157,15 @@ def _alembic_config() -> Config:
 
 
 def migrate(engine: Engine) -> None:
-    """Bring the schema to the newest Alembic revision (idempotent)."""
+    """Bring the schema to the newest Alembic revision (idempotent).
+
+    On PostgreSQL the migration's transaction lifts the session's statement timeout: building
+    an index on a large log takes longer than any request may, and a migration cut short
+    would only be rolled back and tried again. Its waits for locks stay bounded."""
     config = _alembic_config()
     with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.exec_driver_sql("SET LOCAL statement_timeout = 0")
         config.attributes["connection"] = conn
         command.upgrade(config, "head")
 
@@ -348,18 +309,26 @@ def _find_statement(conn: Connection, statement_id: bytes) -> int | None:
 class SqlLogStore:
     """A :class:`~ledger.storage.base.LogStore` on SQLite or PostgreSQL."""
 
-    def __init__(self, url: str, *, engine: Engine | None = None, create: bool = False) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        engine: Engine | None = None,
+        create: bool = False,
+        timeouts: StorageTimeouts = DEFAULT_TIMEOUTS,
+    ) -> None:
         """Open the store at ``url``. A SQLite file that does not exist is refused with
         :class:`StorageError` unless ``create`` (``amnesty init``, ``amnesty demo``): opening a
-        log to read or serve it must never leave an empty database file behind a typo."""
+        log to read or serve it must never leave an empty database file behind a typo.
+        ``timeouts`` bounds every wait on the database (ignored with an ``engine`` given)."""
         self.url = normalise_database_url(url)
-        sqlite_path = _sqlite_file(self.url)
+        sqlite_path = sqlite_file(self.url)
         if engine is None and not create and sqlite_path is not None and not sqlite_path.exists():
             raise StorageError(
                 f"couldn't open the log at {sqlite_path}: no such file (create a log there "
                 "with `amnesty init`)"
             )
-        self.engine = engine if engine is not None else make_engine(self.url)
+        self.engine = engine if engine is not None else make_engine(self.url, timeouts)
         self.dialect = self.engine.dialect.name
         try:
             upgrade_existing(self.engine)
@@ -386,6 +355,7 @@ class SqlLogStore:
                         log_vkey=identity.log_vkey,
                         created_ms=identity.created_ms,
                         key_path=identity.key_path,
+                        log_mldsa_vkey=identity.mldsa_vkey,
                     )
                 )
                 conn.execute(_HEAD.insert().values(id=1, size=0, checkpoint=checkpoint))
@@ -395,43 +365,58 @@ class SqlLogStore:
 
     # -- reads --------------------------------------------------------------------------------
 
+    @contextmanager
+    def _reading(self, what: str) -> Iterator[Connection]:
+        """A connection for one read; any database failure, opening the connection included,
+        leaves as :class:`StorageError` ("couldn't read <what> from <url>: <cause>")."""
+        try:
+            with self.engine.connect() as conn:
+                yield conn
+        except SQLAlchemyError as exc:
+            raise _wrap(f"read {what} from {self._safe_url()}", exc) from exc
+
     def identity(self) -> LogIdentity:
+        no_log = (
+            f"couldn't read the log identity from {self._safe_url()}: no log here (create one "
+            "with `amnesty init --db URL --origin ORIGIN --key KEY`, or `amnesty demo --db URL`)"
+        )
         try:
             with self.engine.connect() as conn:
                 row = conn.execute(select(_IDENTITY)).first()
+        except ProgrammingError as exc:  # PostgreSQL: no such table, an empty database
+            raise StorageError(no_log) from exc
         except OperationalError as exc:
-            raise StorageError(
-                f"couldn't read the log identity from {self._safe_url()}: no log here? "
-                f"(run `amnesty init`): {exc.orig}"
-            ) from exc
+            if "no such table" in str(exc.orig):  # SQLite: an empty database file
+                raise StorageError(no_log) from exc
+            raise _wrap(f"read the log identity from {self._safe_url()}", exc) from exc
+        except SQLAlchemyError as exc:
+            raise _wrap(f"read the log identity from {self._safe_url()}", exc) from exc
         if row is None:
-            raise StorageError(
-                f"couldn't read the log identity from {self._safe_url()}: no log here "
-                "(run `amnesty init`)"
-            )
+            raise StorageError(no_log)
         return LogIdentity(
             origin=row.origin,
             log_vkey=row.log_vkey,
             created_ms=row.created_ms,
             key_path=row.key_path,
+            mldsa_vkey=row.log_mldsa_vkey,
         )
 
     def checkpoint(self) -> bytes:
-        with self.engine.connect() as conn:
+        with self._reading("the checkpoint") as conn:
             row = conn.execute(select(_HEAD.c.checkpoint).where(_HEAD.c.id == 1)).first()
         if row is None:
             raise StorageError(f"couldn't read the checkpoint from {self._safe_url()}: no log here")
         return bytes(row[0])
 
     def checkpoint_at(self, size: int) -> bytes | None:
-        with self.engine.connect() as conn:
+        with self._reading(f"the checkpoint of size {size}") as conn:
             row = conn.execute(
                 select(_CHECKPOINTS.c.checkpoint).where(_CHECKPOINTS.c.size == size)
             ).first()
         return bytes(row[0]) if row is not None else None
 
     def has_checkpoint_between(self, low: int, high: int) -> bool:
-        with self.engine.connect() as conn:
+        with self._reading(f"the checkpoints of sizes [{low}, {high})") as conn:
             row = conn.execute(
                 select(_CHECKPOINTS.c.size)
                 .where(_CHECKPOINTS.c.size >= low, _CHECKPOINTS.c.size < high)
@@ -440,20 +425,25 @@ class SqlLogStore:
         return row is not None
 
     def read_tile(self, level: int, index: int) -> bytes:
-        with self.engine.connect() as conn:
+        with self._reading(f"tile {level}/{index}") as conn:
             return _read_tile(conn, level, index)
 
     def add_cosignature(self, size: int, witness: str, line: str) -> None:
         dialect = self.engine.dialect.name
         insert_fn = postgresql.insert if dialect == "postgresql" else sqlite.insert
         stmt = insert_fn(_COSIGNATURES).values(size=size, witness=witness, line=line)
-        with self.engine.begin() as conn:
-            conn.execute(
-                stmt.on_conflict_do_update(index_elements=["size", "witness"], set_={"line": line})
-            )
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(
+                    stmt.on_conflict_do_update(
+                        index_elements=["size", "witness"], set_={"line": line}
+                    )
+                )
+        except SQLAlchemyError as exc:
+            raise _wrap(f"store a cosignature of size {size} by {witness!r}", exc) from exc
 
     def cosignatures(self, size: int) -> list[str]:
-        with self.engine.connect() as conn:
+        with self._reading(f"the cosignatures of size {size}") as conn:
             rows = conn.execute(
                 select(_COSIGNATURES.c.line)
                 .where(_COSIGNATURES.c.size == size)
@@ -462,7 +452,7 @@ class SqlLogStore:
             return [str(r[0]) for r in rows]
 
     def read_entries(self, start: int, end: int) -> list[bytes]:
-        with self.engine.connect() as conn:
+        with self._reading(f"entries [{start}, {end})") as conn:
             return _read_entries(conn, start, end)
 
     def iter_entries(self, start: int, end: int, chunk: int = 4096) -> Iterator[bytes]:
@@ -474,8 +464,57 @@ class SqlLogStore:
             yield from batch
             position += len(batch)
 
+    def iter_checkpoint_rows(self, chunk: int = 1024) -> Iterator[tuple[int, bytes]]:
+        """Every stored checkpoint row as ``(size column, note)``, ascending by size, in
+        bounded memory (for ``amnesty fsck``: the rows are read, not trusted)."""
+        after = -1
+        while True:
+            with self._reading("checkpoint rows") as conn:
+                rows = [
+                    (int(r[0]), bytes(r[1]))
+                    for r in conn.execute(
+                        select(_CHECKPOINTS.c.size, _CHECKPOINTS.c.checkpoint)
+                        .where(_CHECKPOINTS.c.size > after)
+                        .order_by(_CHECKPOINTS.c.size)
+                        .limit(chunk)
+                    )
+                ]
+            if not rows:
+                return
+            yield from rows
+            after = rows[-1][0]
+
+    def iter_entry_rows(
+        self, start: int, end: int, chunk: int = 4096
+    ) -> Iterator[tuple[int, bytes, bytes, str, int]]:
+        """Entries ``[start, end)`` with the columns that index them: ``(idx, data,
+        statement_id, statement_type, log_time_ms)``, ascending, in bounded memory (for
+        ``amnesty fsck``, which re-derives the columns from the data)."""
+        position = start
+        while position < end:
+            stop = min(end, position + chunk)
+            with self._reading(f"entries [{position}, {stop})") as conn:
+                rows = [
+                    (int(r[0]), bytes(r[1]), bytes(r[2]), str(r[3]), int(r[4]))
+                    for r in conn.execute(
+                        select(
+                            _ENTRIES.c.idx,
+                            _ENTRIES.c.data,
+                            _ENTRIES.c.statement_id,
+                            _ENTRIES.c.statement_type,
+                            _ENTRIES.c.log_time_ms,
+                        )
+                        .where(_ENTRIES.c.idx >= position, _ENTRIES.c.idx < stop)
+                        .order_by(_ENTRIES.c.idx)
+                    )
+                ]
+            if not rows:
+                return
+            yield from rows
+            position = rows[-1][0] + 1
+
     def find_statement(self, statement_id: bytes) -> int | None:
-        with self.engine.connect() as conn:
+        with self._reading(f"statement {statement_id.hex()}") as conn:
             return _find_statement(conn, statement_id)
 
     def query_entries(self, query: EntryQuery) -> list[tuple[int, bytes]]:
@@ -499,7 +538,7 @@ class SqlLogStore:
                 _ENTRIES.c.idx.in_(select(_SIGNERS.c.idx).where(_SIGNERS.c.signer == query.signer))
             )
         stmt = stmt.order_by(_ENTRIES.c.idx).limit(query.limit)
-        with self.engine.connect() as conn:
+        with self._reading("entries matching a query") as conn:
             return [(int(r[0]), bytes(r[1])) for r in conn.execute(stmt)]
 
     # -- writes -------------------------------------------------------------------------------
@@ -514,7 +553,10 @@ class SqlLogStore:
         a crash before it loses the whole batch (no submitter was told an index yet) and a crash
         after it loses nothing.
         """
-        conn = self.engine.connect()
+        try:
+            conn = self.engine.connect()  # inside the try: a refused connection maps too
+        except SQLAlchemyError as exc:
+            raise _wrap("append a batch", exc) from exc
         try:
             if self.dialect == "sqlite":
                 conn = conn.execution_options(sqlite_immediate=True)
@@ -526,6 +568,10 @@ class SqlLogStore:
             raise _wrap("append a batch", exc) from exc
         finally:
             conn.close()
+
+    def database_file(self) -> Path | None:
+        """The SQLite database file, or None (PostgreSQL): what a disk-space check watches."""
+        return sqlite_file(self.url)
 
     def close(self) -> None:
         self.engine.dispose()

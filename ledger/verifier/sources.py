@@ -6,6 +6,9 @@ static mirror directory (:class:`DirectorySource`), or a database
 (:class:`ledger.server.logview.LogView`). The verifier trusts none of them: whatever a source
 serves is checked by :mod:`ledger.verifier.verify`.
 
+Every read is bounded in size: a checkpoint at most :data:`MAX_CHECKPOINT_BYTES`, a tile or
+bundle at most :func:`tile_limit` (the HTTP source adds a time bound).
+
 Contract: the verifier reads tiles and bundles through :func:`fetch_tile` (or :func:`tile_reader`,
 built on it), which turn a source's :class:`~ledger.errors.LedgerError` into a
 :class:`~ledger.verifier.failures.VerificationFailure` naming the resource (``where``);
@@ -18,8 +21,29 @@ from pathlib import Path
 from typing import Protocol
 
 from ledger.errors import LedgerError
-from ledger.tlog.tiles import TileID, TileReader, parse_tile_path, tile_width_at
+from ledger.tlog.merkle import HASH_SIZE
+from ledger.tlog.tiles import (
+    ENTRIES_LEVEL,
+    MAX_ENTRY_SIZE,
+    TileID,
+    TileReader,
+    parse_tile_path,
+    tile_width_at,
+)
 from ledger.verifier.failures import VerificationFailure
+
+MAX_CHECKPOINT_BYTES = 1 << 20
+"""The largest checkpoint note any source is read for (room for hundreds of cosignatures,
+hybrid ones included); a larger one is refused, not read whole."""
+
+
+def tile_limit(tile: TileID) -> int:
+    """The most bytes ``tile`` can hold: ``width`` hashes, or ``width`` entries of at most
+    :data:`~ledger.tlog.tiles.MAX_ENTRY_SIZE` bytes each with their 2-byte length. A source
+    that serves more is refused before the rest is read."""
+    if tile.level == ENTRIES_LEVEL:
+        return tile.width * (2 + MAX_ENTRY_SIZE)
+    return tile.width * HASH_SIZE
 
 
 class LogSource(Protocol):
@@ -79,17 +103,24 @@ class DirectorySource:
         self.root = root
 
     def checkpoint(self) -> bytes:
-        return self._read(self.root / "checkpoint", "checkpoint")
+        return self._read(self.root / "checkpoint", "checkpoint", MAX_CHECKPOINT_BYTES)
 
     def tile(self, tile: TileID) -> bytes:
         path = tile.path()
         parse_tile_path(path)
-        return self._read(self.root / path, path)
+        return self._read(self.root / path, path, tile_limit(tile))
 
-    def _read(self, path: Path, what: str) -> bytes:
+    def _read(self, path: Path, what: str, limit: int) -> bytes:
+        """The file's bytes, refused when it is over ``limit`` (read no further)."""
         try:
-            return path.read_bytes()
+            with path.open("rb") as file:
+                data = file.read(limit + 1)
         except OSError as exc:
             raise VerificationFailure(
                 f"couldn't read {what} from {self.root}: {exc}", where=what
             ) from exc
+        if len(data) > limit:
+            raise VerificationFailure(
+                f"couldn't read {what} from {self.root}: over the {limit}-byte limit", where=what
+            )
+        return data
