@@ -5,7 +5,8 @@ incrementally with the store (entries appended by this process or any other) und
 queries see the protocol at the latest checkpoint; ``at(size)`` replays a prefix for history
 (a few are cached). :func:`replay_into` does the catching up: it checks every entry's leaf hash
 against the stored level-0 tiles, so a flipped bit in a stored entry stops the read side
-instead of being served as state.
+instead of being served as state, and — through :attr:`ProtocolReader.on_damage` — stops the
+process from writing on top of the damage.
 
 Invariants: the latest state is only read or advanced with the reader's lock held (it is
 mutable and not thread-safe); a historical state, once cached, is never mutated; a state only
@@ -16,12 +17,12 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from api.heads import Heads
 from api.problems import ProblemError
-from ledger.errors import LedgerError, MalformedError, StorageError
+from ledger.errors import FatalError, LedgerError, MalformedError, StorageError
 from ledger.protocol.state import ProtocolState
 from ledger.server.logview import SignedCheckpoint
 from ledger.statements.entry import LogEntry
@@ -48,7 +49,8 @@ def replay_into(state: ProtocolState, store: LogStore, origin: str, end: int) ->
     hash in the stored level-0 tile (tiles whose root the sequencer checks against the signed
     one). Raises :class:`StorageError` naming the first entry that is missing, does not decode,
     does not hash to its tile, or that the protocol refuses; ``state`` then holds every entry
-    before it.
+    before it. Damage — an entry that does not hash to its tile, does not decode, or that the
+    protocol refuses (the sequencer admitted it) — is a :class:`~ledger.errors.FatalError`.
     """
     position = state.size
     while position < end:
@@ -68,7 +70,7 @@ def replay_into(state: ProtocolState, store: LogStore, origin: str, end: int) ->
                 tile = tiles[tile_index] = store.read_tile(0, tile_index)
             at = (index % TILE_WIDTH) * HASH_SIZE
             if tile[at : at + HASH_SIZE] != leaf:
-                raise StorageError(
+                raise FatalError(
                     f"couldn't replay entry {index}: it does not hash to the leaf hash in the "
                     "stored level-0 tile (a corrupted store?)"
                 )
@@ -79,7 +81,9 @@ def replay_into(state: ProtocolState, store: LogStore, origin: str, end: int) ->
                 signed = parse_statement(entry.statement.encode("utf-8"), origin=origin)
                 state.apply(logged_statement(signed, present_signers(signed), entry, leaf))
             except LedgerError as exc:
-                raise StorageError(f"couldn't replay entry {index}: {exc}") from exc
+                raise FatalError(
+                    f"couldn't replay entry {index}: {exc} (a corrupted store?)"
+                ) from exc
         position = stop
 
 
@@ -95,6 +99,17 @@ class ProtocolReader:
         self._history: OrderedDict[int, ProtocolState] = OrderedDict()
         self._history_size = history
         self._history_lock = threading.Lock()
+        self.on_damage: Callable[[FatalError], None] | None = None
+        """Called with the error when a replay finds damage in the store (the service stops
+        writing); the error is raised to the caller regardless."""
+
+    def _replay(self, state: ProtocolState, end: int) -> None:
+        try:
+            replay_into(state, self._store, self._origin, end)
+        except FatalError as exc:
+            if self.on_damage is not None:
+                self.on_damage(exc)
+            raise
 
     @property
     def size(self) -> int:
@@ -122,7 +137,7 @@ class ProtocolReader:
         try:
             head = self._heads.latest()
             if self._state.size < head.size:
-                replay_into(self._state, self._store, self._origin, head.size)
+                self._replay(self._state, head.size)
             yield self._state, head
         finally:
             self._lock.release()
@@ -150,7 +165,7 @@ class ProtocolReader:
             state = self._history.get(size)
             if state is None:
                 state = ProtocolState()
-                replay_into(state, self._store, self._origin, size)
+                self._replay(state, size)
                 self._history[size] = state
                 while len(self._history) > self._history_size:
                     self._history.popitem(last=False)

@@ -2,6 +2,8 @@
 
 - :func:`load_signer` reads the log's private key at startup and checks it against the log's
   vkey (a key that is not the log's is fatal); a read-only server has none.
+- :func:`published_for` is the signer's memory of the largest checkpoint it published
+  (:mod:`ledger.server.published`), a file beside the key unless ``published_path`` says where.
 - :class:`Waiting` counts the submissions this process is waiting on, and since when (the
   health rule's input).
 - :func:`settler` bridges a sequencer future (settled in the sequencer's thread) to an asyncio
@@ -23,9 +25,11 @@ from typing import Any, TypeVar
 
 from api.clock import now_ms
 from api.settings import Settings
-from ledger.errors import FatalError
+from ledger.errors import FatalError, RefusedError
 from ledger.server.logview import LogView
+from ledger.server.published import PublishedCheckpoint, published_path_for
 from ledger.server.sequencer import Receipt
+from ledger.tlog.checkpoint import LogSigners
 from ledger.tlog.note import Signer
 
 T = TypeVar("T")
@@ -94,23 +98,47 @@ def _resolve(answer: asyncio.Future[Any], outcome: object) -> None:
         answer.set_result(outcome)
 
 
-def load_signer(settings: Settings, view: LogView) -> Signer | None:
-    """The log's signer from its key file, checked against the log's vkey; None if read-only."""
+def _key_path(settings: Settings, view: LogView) -> Path | None:
+    """The log key file this server signs with: the setting, else the one given to ``init``;
+    None for a read-only server."""
     if settings.read_only:
         return None
     key_path = settings.key_path
     if key_path is None and view.identity.key_path:
         key_path = Path(view.identity.key_path)
+    return key_path
+
+
+def published_for(settings: Settings, view: LogView) -> PublishedCheckpoint | None:
+    """The signer's remembered checkpoint: ``settings.published_path``, else the key file's
+    name + ``.published``; None for a read-only server (it signs nothing)."""
+    key_path = _key_path(settings, view)
+    if key_path is None:
+        return None
+    path = settings.published_path or published_path_for(key_path)
+    return PublishedCheckpoint(path, view.log_key, view.origin)
+
+
+def load_log_signers(settings: Settings, view: LogView) -> LogSigners | None:
+    """The log's keys from its key file (Ed25519, and ML-DSA-44 for a hybrid log), checked
+    against the log's identity: a key that is not the log's, or a hybrid log's key file without
+    its ML-DSA-44 line, is fatal. None if read-only."""
+    key_path = _key_path(settings, view)
     if key_path is None:
         return None
     try:
-        text = key_path.read_text(encoding="utf-8").strip()
+        text = key_path.read_text(encoding="utf-8")
     except OSError as exc:
         raise FatalError(f"couldn't read the log key {key_path}: {exc}") from exc
-    signer = Signer.parse_private_key(text)
-    if signer.vkey != view.identity.log_vkey:
-        raise FatalError(
-            f"couldn't use key {key_path}: its vkey {signer.vkey} is not this log's "
-            f"{view.identity.log_vkey}"
-        )
-    return signer
+    signers = LogSigners.parse(text)
+    try:
+        signers.check_identity(view.identity.log_vkey, view.identity.mldsa_vkey)
+    except RefusedError as exc:
+        raise FatalError(f"{exc} (key file {key_path})") from exc
+    return signers
+
+
+def load_signer(settings: Settings, view: LogView) -> Signer | None:
+    """The log's Ed25519 signer (see :func:`load_log_signers`); None if read-only."""
+    signers = load_log_signers(settings, view)
+    return signers.ed25519 if signers is not None else None

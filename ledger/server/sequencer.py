@@ -17,8 +17,21 @@ Life of a submission:
    never handed out for an entry that a crash could still lose.
 
 Refuse to guess: a stored checkpoint whose signature or root does not match the stored tree, or a
-clock that went backwards behind the last entry, raises :class:`~ledger.errors.FatalError`; the
-sequencer stops and every pending and later submission fails with that error.
+stored tree that is not an extension of the largest checkpoint this signer remembers publishing
+(:mod:`ledger.server.published`), raises :class:`~ledger.errors.FatalError`; the sequencer stops
+and every pending and later submission fails with that error.
+
+The signer's invariant — it never signs a checkpoint that is not a proven extension of every
+checkpoint it signed and published before — is enforced here, in three steps: when the stored
+state is loaded (:meth:`Sequencer._load`: the stored tree must extend the remembered checkpoint),
+before each signature (:meth:`Sequencer._append`: the tree about to be signed must extend it
+again, the file being re-read under the write lock), and by remembering each new checkpoint
+before its commit (:meth:`~ledger.server.published.PublishedCheckpoint.record_pending`).
+
+Time never halts the log: entry times never decrease, so a clock behind the last entry's log time
+(stepped back, or another writer's clock a little ahead) makes the batch use the last entry's
+time, and a step larger than :data:`CLOCK_STEP_WARN_MS` is logged loudly and counted
+(:attr:`Sequencer.clock_steps`).
 """
 
 from __future__ import annotations
@@ -33,14 +46,20 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from ledger.errors import FatalError, LedgerError, StorageError
+from ledger.server.integrity import prefix_roots, verify_stored_head
+from ledger.server.published import PublishedCheckpoint, UntrustedStoreError
 from ledger.statements.entry import LogEntry
 from ledger.storage.base import AppendTransaction, LogStore, StoredEntry
-from ledger.tlog.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
+from ledger.tlog.checkpoint import Checkpoint, sign_checkpoint
 from ledger.tlog.merkle import leaf_hash
 from ledger.tlog.note import Signer, VerifierKey
 from ledger.tlog.tiles import TiledTree, TileID
 
 log = logging.getLogger("ledger.server.sequencer")
+
+CLOCK_STEP_WARN_MS = 1000
+"""A clock this far behind the last entry's log time is reported as a step (warning + count);
+less is ordinary skew between writers, logged at debug level."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +94,8 @@ class EntryPolicy(Protocol):
     Contract: ``prepare`` is pure and thread-safe. ``admit`` must not change state; ``apply``
     records an admitted entry. ``catch_up`` applies an entry that is already in the log (written
     by this or another process) without admission checks beyond its own consistency. ``reset``
-    forgets all state (after a failed batch the sequencer resets and replays from entry 0).
+    forgets all state (after a failed batch the sequencer resets and replays from entry 0,
+    without holding the store's write lock).
     """
 
     @property
@@ -99,6 +119,16 @@ class EntryPolicy(Protocol):
 
     def apply(self, admitted: object, entry: LogEntry, leaf: bytes) -> None:
         """Record an admitted entry in the state."""
+
+
+class StoredLog(Protocol):
+    """What loading the stored state reads: an append transaction, or the store itself."""
+
+    def read_tile(self, level: int, index: int) -> bytes:
+        """The stored hash tile, or ``b""``."""
+
+    def read_entries(self, start: int, end: int) -> list[bytes]:
+        """Leaf data of entries ``[start, end)``, in order."""
 
 
 class QueueFullError(StorageError):
@@ -136,13 +166,21 @@ class Sequencer:
         clock: Callable[[], int] = clock_ms,
         extra_signers: Sequence[Signer] = (),
         on_commit: Callable[[Sequence[tuple[TileID, bytes]]], None] | None = None,
+        published: PublishedCheckpoint | None = None,
+        on_fatal: Callable[[FatalError], None] | None = None,
     ) -> None:
         """``on_commit``, if given, is called in the sequencer's thread after each batch is
         durably committed — never for a batch that rolled back — with the hash tiles that batch
         wrote, before any submitter of the batch learns its index (a reader's tile cache fed
         from it serves the receipts' proofs without reading the store). It must be quick and
-        must not raise; an exception from it is logged and otherwise ignored."""
+        must not raise; an exception from it is logged and otherwise ignored.
+
+        ``published`` is the signer's memory of what it published (a writing server always
+        passes one; without it the sequencer trusts the store's checkpoint as the largest).
+        ``on_fatal``, if given, is called once with the error when the sequencer halts."""
         self._store = store
+        self._published = published
+        self.on_fatal = on_fatal
         self._on_commit = on_commit
         self._signer = signer
         self._log_key: VerifierKey = signer.verifier_key
@@ -155,11 +193,17 @@ class Sequencer:
         self._origin = store.identity().origin
         self._tree: TiledTree | None = None
         self._head: bytes | None = None  # the checkpoint our tree and policy state match
+        self._head_checkpoint: Checkpoint | None = None  # ``_head``, opened
+        self._ahead = False  # the tree and policy hold entries of a batch not (yet) committed
         self._last_log_time_ms = 0
         self._fatal: FatalError | None = None
         self._thread: threading.Thread | None = None
         self.last_signed_ms = 0
         self.batches = 0
+        self.clock_steps = 0
+        """Batches whose clock was more than :data:`CLOCK_STEP_WARN_MS` behind the log."""
+        self.clock_behind_ms = 0
+        """How far the clock was behind the last entry's log time at the last batch (0: not)."""
 
     # -- public -------------------------------------------------------------------------------
 
@@ -191,14 +235,29 @@ class Sequencer:
 
         Called once at startup so that a corrupted store is refused before anything is served
         (raises :class:`~ledger.errors.FatalError`) and the first submission is not slowed by
-        the replay.
+        the replay. Runs without the store's write lock (committed entries never change), so
+        other writers go on while this one replays the log; the first batch then replays, under
+        the lock, only what they appended meanwhile.
         """
         try:
-            with self._store.append_transaction() as tx:
-                self._load(tx, tx.checkpoint())
+            self._load(self._store, self._store.checkpoint(), locked=False)
         except FatalError as exc:
-            self._fatal = exc
+            self.halt(exc)
             raise
+
+    def halt(self, error: FatalError) -> None:
+        """Stop writing for good: every pending and later submission fails with ``error``.
+        Called by the sequencer itself on a fatal error, and by the service when a reader finds
+        damage in the store (never append on top of damage). The first error is kept."""
+        if self._fatal is not None:
+            return
+        log.critical("sequencer stopped: %s", error)
+        self._fatal = error
+        if self.on_fatal is not None:
+            try:
+                self.on_fatal(error)
+            except Exception:
+                log.exception("on_fatal hook failed")
 
     def submit(self, prepared: Prepared) -> Future[Receipt]:
         """Queue a prepared submission. The future resolves only after a durable commit.
@@ -269,28 +328,38 @@ class Sequencer:
         settled: list[tuple[_Pending, Receipt | LedgerError]] = []
         tiles: list[tuple[TileID, bytes]] = []
         try:
+            if self._tree is None:
+                # A failed batch forgot the state (or this is the first batch): rebuild it from
+                # what is committed without holding the write lock, so that other writers are
+                # not held up by the replay; the transaction then catches up only with what
+                # they appended meanwhile.
+                self._load(self._store, self._store.checkpoint(), locked=False)
             with self._store.append_transaction() as tx:
                 settled, tiles = self._append(tx, batch)
+            self._ahead = False
             # Committed: the batch is durable. Only now may anyone learn their index, and only
             # now may its tiles be handed on (a rolled-back batch's tiles must never be served).
         except FatalError as exc:
-            log.critical("sequencer stopped: %s", exc)
-            self._fatal = exc
+            self.halt(exc)
             self._forget_state()
             for p in batch:
                 p.future.set_exception(exc)
             return
         except LedgerError as exc:
-            # The transaction rolled back; the in-memory tree and state may be ahead of the
-            # store, so forget them: the next batch re-derives both from the store.
+            # The transaction rolled back. If the batch had applied entries, the in-memory tree
+            # and state are ahead of the store: forget them, the next batch re-derives both from
+            # the store (outside the write lock). If it failed before (the database down or
+            # locked, as most storage failures are), they still match the store: keep them.
             log.error("batch of %d rolled back: %s", len(batch), exc)
-            self._forget_state()
+            if self._ahead:
+                self._forget_state()
             for p in batch:
                 p.future.set_exception(exc)
             return
         except Exception as exc:
             log.exception("batch of %d failed unexpectedly", len(batch))
-            self._forget_state()
+            if self._ahead:
+                self._forget_state()
             error = StorageError(f"couldn't append batch: {type(exc).__name__}: {exc}")
             for p in batch:
                 p.future.set_exception(error)
@@ -305,10 +374,22 @@ class Sequencer:
                 pending.future.set_result(outcome)
             else:
                 pending.future.set_exception(outcome)
+        # Committed, and remembered as pending before the commit (so before anyone could be
+        # served it): now remember it as published, after the submitters have their receipts.
+        # When more submissions wait, the next batch's record_pending does it instead (its
+        # stored checkpoint is this one), saving a durable write per batch. A failure here
+        # loses nothing: the pending record covers the checkpoint.
+        if tiles and self._published is not None and self._head and self._queue.empty():
+            try:
+                self._published.confirm(self._head)
+            except LedgerError as exc:
+                log.error("couldn't confirm the published checkpoint: %s", exc)
 
     def _forget_state(self) -> None:
+        self._ahead = False
         self._tree = None
         self._head = None
+        self._head_checkpoint = None
         self._policy.reset()
 
     def _append(
@@ -316,17 +397,14 @@ class Sequencer:
     ) -> tuple[list[tuple[_Pending, Receipt | LedgerError]], list[tuple[TileID, bytes]]]:
         """Append ``batch`` in ``tx``: the outcome for each submission, and the hash tiles
         written (empty when nothing was appended)."""
+        self._ahead = False
         head = tx.checkpoint()
-        if head != self._head or self._tree is None:
-            self._load(tx, head)
+        if head != self._head or self._tree is None or self._policy.size != self._tree.size:
+            self._load(tx, head, locked=True)
         tree = self._tree
-        assert tree is not None
-        now = self._clock()
-        if now < self._last_log_time_ms:
-            raise FatalError(
-                f"couldn't sequence: the clock reads {now} ms, behind the last entry's log time "
-                f"{self._last_log_time_ms} ms; refusing to write a decreasing log time"
-            )
+        stored_checkpoint = self._head_checkpoint
+        assert tree is not None and stored_checkpoint is not None
+        now = self._log_time()
         # An outcome is an error, the index of the entry this batch appends, or (as a
         # one-tuple) the index of an entry already logged: in an earlier batch, or earlier in
         # this one when the same statement was submitted twice at once — the second submitter
@@ -352,6 +430,7 @@ class Sequencer:
             except LedgerError as exc:
                 outcomes.append((pending, exc))
                 continue
+            self._ahead = True  # from here on, a rollback leaves the tree and policy ahead
             tree.append(leaf)
             self._policy.apply(admitted, entry, leaf)
             seen[prepared.statement_id] = index
@@ -371,9 +450,22 @@ class Sequencer:
         tiles: list[tuple[TileID, bytes]] = []
         if stored:
             checkpoint = Checkpoint(origin=self._origin, size=tree.size, root_hash=tree.root())
+            if self._published is not None:
+                # Before every signature: the tree to sign extends what this signer published.
+                # Under the write lock, so a pending checkpoint beyond the store never committed.
+                self._published.drop_void_pending(stored_checkpoint.size)
+                self._published.check(
+                    tree.size,
+                    prefix_roots(checkpoint, stored_checkpoint, tx.read_tile),
+                    doing=f"sign a checkpoint of size {tree.size}",
+                )
             new_head = sign_checkpoint(checkpoint, self._signer, self._extra_signers)
+            if self._published is not None:
+                # Remembered before the commit, so before anyone can be served it.
+                self._published.record_pending(head, new_head)
             tiles = tree.changed_tiles()
             tx.commit_batch(head, new_head, tree.size, stored, tiles)
+            self._head_checkpoint = checkpoint
             self._last_log_time_ms = now
             self.last_signed_ms = now
             self.batches += 1
@@ -391,8 +483,13 @@ class Sequencer:
                 settled.append((pending, Receipt(index, data, new_head, duplicate=True)))
         return settled, tiles
 
-    def _load(self, tx: AppendTransaction, head: bytes) -> None:
+    def _load(self, tx: StoredLog, head: bytes, *, locked: bool) -> None:
         """Re-derive the tree and the policy state from the store, checking the signed head.
+
+        ``locked``: whether the caller holds the store's write lock (an append transaction).
+        Without it the load is as sound — ``head`` and everything it covers are committed and
+        never change — but a pending remembered checkpoint is not judged void (a writer sharing
+        the signer's file may be committing it right now).
 
         Cases (stored state vs the signed checkpoint):
         - first batch of this process, or another writer appended since our last batch: load
@@ -405,6 +502,17 @@ class Sequencer:
         checkpoint, tree, last = verify_stored_head(
             head, self._log_key, self._origin, tx.read_tile, tx.read_entries
         )
+        if self._published is not None:
+            # The stored tree must extend what this signer published: a restored backup or
+            # another log's database is refused here, before any signature.
+            self._published.check(
+                checkpoint.size,
+                prefix_roots(checkpoint, checkpoint, tx.read_tile),
+                doing="use the database",
+            )
+            if locked:
+                self._published.drop_void_pending(checkpoint.size)
+            self._published.confirm(head)
         if self._policy.size > checkpoint.size:
             self._policy.reset()
         start = self._policy.size
@@ -413,66 +521,62 @@ class Sequencer:
             chunk_end = min(checkpoint.size, chunk_start + chunk)
             datas = tx.read_entries(chunk_start, chunk_end)
             if len(datas) != chunk_end - chunk_start:
-                raise FatalError(
+                raise UntrustedStoreError(
                     f"couldn't trust the store: entries [{chunk_start}, {chunk_end}) are "
                     f"missing under a checkpoint of size {checkpoint.size}"
                 )
+            tiles: dict[int, bytes] = {}
             for offset, data in enumerate(datas):
-                entry = LogEntry.decode(data)
-                if entry.index != chunk_start + offset:
-                    raise FatalError(
-                        f"couldn't trust the store: entry stored at {chunk_start + offset} "
-                        f"says it is entry {entry.index}"
+                index = chunk_start + offset
+                leaf = leaf_hash(data)
+                # Every replayed entry must hash to its leaf in the stored level-0 tile, whose
+                # tree hashes to the signed root: damage is refused, never appended on.
+                tile = tiles.get(index // 256)
+                if tile is None:
+                    tile = tiles[index // 256] = tx.read_tile(0, index // 256)
+                if tile[(index % 256) * 32 : (index % 256) * 32 + 32] != leaf:
+                    raise UntrustedStoreError(
+                        f"couldn't trust the store: entry {index} does not hash to the leaf "
+                        "hash in the stored level-0 tile"
                     )
-                self._policy.catch_up(entry, leaf_hash(data))
+                try:
+                    entry = LogEntry.decode(data)
+                    if entry.index != index:
+                        raise UntrustedStoreError(
+                            f"couldn't trust the store: entry stored at {index} says it is "
+                            f"entry {entry.index}"
+                        )
+                    self._policy.catch_up(entry, leaf)
+                except UntrustedStoreError:
+                    raise
+                except LedgerError as exc:
+                    raise UntrustedStoreError(
+                        f"couldn't trust the store: entry {index} does not replay: {exc}"
+                    ) from exc
         self._last_log_time_ms = last.log_time_ms if last is not None else 0
         self._tree = tree
         self._head = head
+        self._head_checkpoint = checkpoint
 
-
-def verify_stored_head(
-    head: bytes,
-    log_key: VerifierKey,
-    origin: str,
-    read_tile: Callable[[int, int], bytes],
-    read_entries: Callable[[int, int], list[bytes]],
-) -> tuple[Checkpoint, TiledTree, LogEntry | None]:
-    """Check stored state against the signed checkpoint ``head``; return it, the tree, the last entry.
-
-    Refuses (``FatalError``) when the checkpoint's log signature fails or names another origin,
-    when the stored tiles do not hash to the signed root, or when the last stored entry does not
-    hash to the leaf hash its level-0 tile holds. O(log n) tile reads and one entry read.
-    """
-    try:
-        checkpoint = open_checkpoint(head, log_key)
-    except LedgerError as exc:
-        raise FatalError(f"couldn't trust the stored checkpoint: {exc}") from exc
-    if checkpoint.origin != origin:
-        raise FatalError(
-            f"couldn't trust the stored checkpoint: origin {checkpoint.origin!r} is not "
-            f"this log's {origin!r}"
-        )
-    tree = TiledTree.load(checkpoint.size, read_tile)
-    if tree.root() != checkpoint.root_hash:
-        raise FatalError(
-            f"couldn't trust the stored tree: tiles at size {checkpoint.size} hash to "
-            f"{tree.root().hex()}, the signed checkpoint says {checkpoint.root_hash.hex()}"
-        )
-    if checkpoint.size == 0:
-        return checkpoint, tree, None
-    index = checkpoint.size - 1
-    stored = read_entries(index, index + 1)
-    if not stored:
-        raise FatalError(f"couldn't trust the store: entry {index} is missing")
-    tile = read_tile(0, index // 256)
-    offset = (index % 256) * 32
-    if leaf_hash(stored[0]) != tile[offset : offset + 32]:
-        raise FatalError(
-            f"couldn't trust the store: entry {index} does not hash to the leaf hash in the "
-            "stored level-0 tile"
-        )
-    try:
-        last = LogEntry.decode(stored[0])
-    except LedgerError as exc:
-        raise FatalError(f"couldn't trust the store: entry {index} does not decode: {exc}") from exc
-    return checkpoint, tree, last
+    def _log_time(self) -> int:
+        """The log time of this batch's entries: the clock, or the last entry's log time if
+        the clock is behind it (log times never decrease; a writer never halts on time)."""
+        now = self._clock()
+        last = self._last_log_time_ms
+        if now >= last:
+            self.clock_behind_ms = 0
+            return now
+        self.clock_behind_ms = last - now
+        if self.clock_behind_ms > CLOCK_STEP_WARN_MS:
+            self.clock_steps += 1
+            log.warning(
+                "the clock reads %d ms, %d ms behind the last entry's log time %d ms (stepped "
+                "back, or another writer's clock is ahead): entries take the last entry's time "
+                "until the clock catches up; check NTP",
+                now,
+                self.clock_behind_ms,
+                last,
+            )
+        else:
+            log.debug("the clock is %d ms behind the last entry's log time", self.clock_behind_ms)
+        return last
