@@ -1,11 +1,14 @@
 """A tlog-witness HTTP server: ``create_witness_app(settings)``; nothing is built at import time.
 
-One route, ``POST <prefix>/add-checkpoint`` (https://c2sp.org/tlog-witness), over the rules in
-:mod:`ledger.witness.witness`. Answers:
+One route, ``POST <prefix>/add-checkpoint`` (https://c2sp.org/tlog-witness, with C2SP PR #280 of
+July 2026), over the rules in :mod:`ledger.witness.witness`. Answers:
 
-- 200, ``text/plain; charset=utf-8``: the cosignature line(s), each ``— <name> <base64>\\n``;
-- 409, ``Content-Type: text/x.tlog.size`` exactly: the witness's tree size and a newline;
-- 400, 403, 404, 413, 422, 503: RFC 9457 problem documents (``api.problems``).
+- 200, ``text/plain; charset=utf-8``: the cosignature lines, each ``— <name> <base64>\\n``: one
+  per key of the witness (Ed25519 cosignature/v1, and ML-DSA-44 subtree/v1 if it has one);
+- 409, ``Content-Type: text/x.tlog.size`` exactly: the witness's tree size and a newline (only
+  when ``old`` is not the size it holds);
+- 422: the proof does not verify, or a same-size checkpoint has another root (a split view);
+- 400, 403, 404, 413, 503: RFC 9457 problem documents (``api.problems``).
 
 A witness serves no reads and keeps no database: its whole state is one JSON file
 (:class:`ledger.witness.witness.JsonFileWitnessState`). Requests are decided one at a time under a lock,
@@ -38,7 +41,6 @@ from ledger.errors import (
     SignatureError,
     StorageError,
 )
-from ledger.tlog.checkpoint import CosignatureSigner
 from ledger.tlog.note import VerifierKey
 from ledger.verifier.evidence import SplitView, format_evidence
 from ledger.witness.witness import (
@@ -52,6 +54,7 @@ from ledger.witness.witness import (
     WitnessConflictError,
     format_size,
     parse_add_checkpoint,
+    parse_witness_keys,
 )
 
 log = logging.getLogger("witness")
@@ -68,9 +71,11 @@ def posix_seconds() -> int:
 class WitnessSettings:
     """Everything a witness server needs.
 
-    ``key_path``: the witness's ``PRIVATE+KEY+…`` file (type 0x04). ``state_path``: its JSON
+    ``key_path``: the witness's key file: a ``PRIVATE+KEY+…`` line of type 0x04, then
+    optionally one of type 0x06 under the same name (``parse_witness_keys``). ``state_path``: its JSON
     state; created empty only if ``create_state`` (otherwise a missing file is an error).
-    ``log_vkeys``: the vkeys of the logs it witnesses (type 0x01, named after their origin).
+    ``log_vkeys``: the vkeys of the logs it witnesses (type 0x01 or 0x06, named after their
+    origin).
     ``prefix``: the submission prefix, ``""`` or ``/path`` without a trailing slash.
     ``evidence_dir``: where split views it refuses are written as evidence files, if set.
     ``clock``: POSIX seconds for cosignature timestamps.
@@ -96,15 +101,15 @@ def build_witness(settings: WitnessSettings) -> Witness:
     if not settings.log_vkeys:
         raise MalformedError("couldn't start witness: no log keys configured")
     try:
-        key_text = settings.key_path.read_text(encoding="utf-8").strip()
+        key_text = settings.key_path.read_text(encoding="utf-8")
     except OSError as exc:
         raise StorageError(f"couldn't read witness key {settings.key_path}: {exc}") from exc
-    signer = CosignatureSigner.parse_private_key(key_text)
+    signer, *extra = parse_witness_keys(key_text)
     logs = [VerifierKey.parse(vkey) for vkey in settings.log_vkeys]
     state = JsonFileWitnessState(
         settings.state_path, signer.verifier_key, create_missing=settings.create_state
     )
-    return Witness(signer, logs, state)
+    return Witness(signer, logs, state, extra_signers=extra)
 
 
 def _problem(status: int, title: str, exc: LedgerError, kind: str, path: str) -> JSONResponse:
@@ -120,6 +125,8 @@ def _error_response(exc: LedgerError, path: str) -> Response:
             status_code=409,
             headers={"Content-Type": SIZE_CONTENT_TYPE},
         )
+    if isinstance(exc, ConflictingRootError):
+        return _problem(422, "Split view: another root at this size", exc, "split-view", path)
     if isinstance(exc, UnknownLogError):
         return _problem(404, "Unknown log", exc, "unknown-log", path)
     if isinstance(exc, SignatureError):
@@ -176,7 +183,8 @@ def create_witness_app(settings: WitnessSettings) -> FastAPI:
     def add(witness: Witness, body: bytes) -> bytes:
         with decide:
             request = parse_add_checkpoint(body)
-            return witness.add_checkpoint(request, settings.clock()).line().encode("utf-8")
+            lines = witness.add_checkpoint(request, settings.clock())
+            return "".join(line.line() for line in lines).encode("utf-8")
 
     @router.post(
         ADD_CHECKPOINT_PATH,

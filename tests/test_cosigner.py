@@ -22,16 +22,25 @@ from ledger.tlog.checkpoint import open_witnessed_checkpoint, parse_policy, veri
 from ledger.tlog.merkle import leaf_hash
 from ledger.tlog.note import NoteSignature, VerifierKey
 from ledger.tlog.tlogproof import open_tlog_proof, parse_tlog_proof
-from ledger.witness.client import request_cosignature
-from ledger.witness.cosigner import Cosigner, WitnessEndpoint
+from ledger.witness.client import request_cosignatures
+from ledger.witness.cosigner import Cosigner, Pacing, WitnessEndpoint
 from tests.livelog import REPO, Attester, Server, free_port, make_demo_log
 from tests.support import OpaquePolicy, create_log, make_signer
 
 
 def request(
-    url: str, key: VerifierKey, note: bytes, old: int, proof: Sequence[bytes], prove: object
-) -> NoteSignature:
-    return request_cosignature(url, key, note, old, proof, prove=prove)  # type: ignore[arg-type]
+    url: str,
+    keys: tuple[VerifierKey, ...],
+    note: bytes,
+    old: int,
+    proof: Sequence[bytes],
+    prove: object,
+) -> Sequence[NoteSignature]:
+    return request_cosignatures(url, keys, note, old, proof, prove=prove)  # type: ignore[arg-type]
+
+
+UNPACED = Pacing(min_interval_s=0)
+"""These tests ask in quick succession; pacing has its own tests (test_witness_citizen)."""
 
 
 @contextlib.contextmanager
@@ -109,14 +118,14 @@ def test_witnesses_cosign_the_log_and_a_policy_quorum_accepts_it(tmp_path: Path)
             WitnessEndpoint.parse(f"{vkey1} {url1}"),
             WitnessEndpoint.parse(f"{vkey2} {url2}"),
         ]
-        cosigner = Cosigner(view, endpoints, request)
+        cosigner = Cosigner(view, endpoints, request, pacing=UNPACED)
         assert cosigner.cosign_latest() == 2
         assert cosigner.cosign_latest() == 0  # nothing new to cosign
         sequencer.sequence_now([policy.prepare(f"second {i}".encode()) for i in range(77)])
         assert cosigner.cosign_latest() == 2  # with consistency proofs from 300 to 377
         # A cosigner that restarted knows nothing; the witnesses' 409s teach it their sizes.
         sequencer.sequence_now([policy.prepare(f"third {i}".encode()) for i in range(5)])
-        assert Cosigner(view, endpoints, request).cosign_latest() == 2
+        assert Cosigner(view, endpoints, request, pacing=UNPACED).cosign_latest() == 2
         assert cosigner.failures == {}
     latest = view.latest()
     served = view.witnessed(latest)
@@ -141,15 +150,19 @@ def test_an_unreachable_witness_is_reported_and_does_not_block(tmp_path: Path) -
     from ledger.tlog.checkpoint import CosignatureSigner
 
     key = CosignatureSigner.generate("witness.example/dead").verifier_key
-    cosigner = Cosigner(view, [WitnessEndpoint(f"http://127.0.0.1:{free_port()}", key)], request)
+    cosigner = Cosigner(view, [WitnessEndpoint(f"http://127.0.0.1:{free_port()}", (key,))], request)
     assert cosigner.cosign_latest() == 0
     assert key.vkey() in cosigner.failures
     assert view.witnessed(view.latest()) == view.latest().note
 
 
-def test_a_served_log_publishes_witnessed_checkpoints(tmp_path: Path) -> None:
+def test_a_served_log_publishes_witnessed_checkpoints(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """``amnesty serve --witness-policy``: the service's cosigner gets every new checkpoint
     cosigned, and ``/checkpoint`` serves it with the cosignatures."""
+    # Witnesses run by this test take any rate; the 60 s default is for the public network.
+    monkeypatch.setenv("AMNESTY_WITNESS_MIN_INTERVAL_S", "0.2")
     db = make_demo_log(tmp_path)
     store = SqlLogStore(db)
     log_vkey, origin = store.identity().log_vkey, store.identity().origin

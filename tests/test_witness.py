@@ -50,7 +50,15 @@ from ledger.tlog.checkpoint import (
     verify_cosignatures,
 )
 from ledger.tlog.merkle import EMPTY_ROOT
-from ledger.tlog.note import Note, NoteSignature, Signer, VerifierKey, format_note, parse_note
+from ledger.tlog.note import (
+    ALG_MLDSA44,
+    Note,
+    NoteSignature,
+    Signer,
+    VerifierKey,
+    format_note,
+    parse_note,
+)
 from ledger.verifier.evidence import parse_evidence, verify_evidence
 from ledger.witness.client import request_cosignature
 from ledger.witness.witness import (
@@ -264,7 +272,7 @@ def test_the_cosignature_is_the_vector_byte_for_byte(tmp_path: Path) -> None:
         tmp_path / "state.json", witness_signer.verifier_key, create_missing=True
     )
     witness = Witness(witness_signer, [log_signer.verifier_key], state)
-    line = witness.add_checkpoint(parse_add_checkpoint(b"old 0\n\n" + note), 1_700_000_000)
+    (line,) = witness.add_checkpoint(parse_add_checkpoint(b"old 0\n\n" + note), 1_700_000_000)
     assert line.line() == (
         "— witness.example.com/w1 lpmAzwAAAABlU/EATGG2qL4btdK0clQDN0YPuOF7nG1HMpAzXjDNOMwuC53Rq"
         "LJ5hU9FR6XYqLD0uVGIiPZ/CglPQYdRXODtJ+00AA==\n"
@@ -421,8 +429,9 @@ def test_a_split_view_of_equal_size_is_refused_and_kept_as_evidence(
     with TestClient(create_witness_app(settings)) as client:
         assert post(client, body(0, [], honest)).status_code == 200
         response = post(client, body(8, [], forked))
-    assert (response.status_code, response.content) == (409, b"8\n")
-    assert response.headers["content-type"] == SIZE_CONTENT_TYPE
+    # tlog-witness since C2SP PR #280: a same-size fork is an inconsistent request, 422.
+    assert response.status_code == 422
+    assert response.headers["content-type"] != SIZE_CONTENT_TYPE
     assert settings.evidence_dir is not None
     (kept,) = settings.evidence_dir.iterdir()
     proven = verify_evidence(parse_evidence(kept.read_bytes()), log.signer.verifier_key)
@@ -592,7 +601,7 @@ def test_racing_forks_get_exactly_one_cosignature(tmp_path: Path, log: Log, fork
         thread.start()
     for thread in threads:
         thread.join()
-    winners = [i for i, o in enumerate(outcomes) if isinstance(o, NoteSignature)]
+    winners = [i for i, o in enumerate(outcomes) if isinstance(o, tuple)]
     assert len(winners) == 1, outcomes
     assert all(
         isinstance(o, OldSizeMismatchError) and o.latest_size == 5
@@ -927,3 +936,33 @@ def test_the_policy_example_in_the_doc_parses_and_means_two_of_three() -> None:
         open_witnessed_checkpoint(format_note(one), policy)
     two = one.with_signature(cosigners[2].cosign(checkpoint, T0))
     assert open_witnessed_checkpoint(format_note(two), policy) == checkpoint
+
+
+def test_c2sp_pr_280_a_size_zero_checkpoint_must_carry_the_empty_root(
+    witness_http: TestClient,
+) -> None:
+    """tlog-witness as amended by C2SP PR #280: a size-0 checkpoint whose root is not the
+    empty tree's is an inconsistent request (422), and so is a proof sent with ``old 0``."""
+    signer = make_signer()
+    wrong = sign_checkpoint(Checkpoint(ORIGIN, 0, b"\x01" * 32), signer)
+    response = post(witness_http, body(0, [], wrong))
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"] != SIZE_CONTENT_TYPE
+    empty = sign_checkpoint(Checkpoint(ORIGIN, 0, EMPTY_ROOT), signer)
+    assert post(witness_http, body(0, [EMPTY_ROOT], empty)).status_code == 422
+    assert post(witness_http, body(0, [], empty)).status_code == 200
+
+
+def test_a_witness_with_both_key_types_answers_both_lines(tmp_path: Path, log: Log) -> None:
+    """One name, a 0x04 and a 0x06 key: every cosignature comes as two lines, each verifying
+    under its key (cosignature/v1 and subtree/v1), over HTTP."""
+    pq = CosignatureSigner.from_seed(W1.name, hashlib.sha256(b"w1-pq").digest(), ALG_MLDSA44)
+    settings = settings_for(tmp_path)
+    settings.key_path.write_text(W1.private_key_text() + "\n" + pq.private_key_text() + "\n")
+    note = log.grow(3)
+    with TestClient(create_witness_app(settings)) as client:
+        response = post(client, body(0, [], note))
+    assert response.status_code == 200, response.text
+    assert len(response.text.splitlines()) == 2
+    keys = [W1.verifier_key, pq.verifier_key]
+    assert set(verify_cosignatures(cosigned(note, response.content), keys)) == set(keys)

@@ -33,9 +33,8 @@ from ledger.errors import MalformedError, ProofError, SignatureError, Verificati
 from ledger.protocol.terms import OfferTerms
 from ledger.statements.entry import LogEntry
 from ledger.statements.statement import parse_statement, verified_signers
-from ledger.tlog.checkpoint import Checkpoint, open_checkpoint
+from ledger.tlog.checkpoint import Checkpoint, LogKey, open_checkpoint
 from ledger.tlog.merkle import leaf_hash, verify_consistency, verify_inclusion
-from ledger.tlog.note import VerifierKey
 from ledger.tlog.tlogproof import open_tlog_proof, parse_tlog_proof
 
 ConsistencyFetcher = Callable[[int, int], Sequence[bytes]]
@@ -53,7 +52,7 @@ class PinnedLog:
 
     def __init__(
         self,
-        log_key: VerifierKey,
+        log_key: LogKey,
         consistency: ConsistencyFetcher,
         *,
         trusted_checkpoint: bytes | None = None,

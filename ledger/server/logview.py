@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 from ledger.errors import LedgerError, MalformedError
 from ledger.storage.base import LogIdentity, LogStore
-from ledger.tlog.checkpoint import Checkpoint, open_checkpoint
+from ledger.tlog.checkpoint import Checkpoint, LogKeys, open_checkpoint
 from ledger.tlog.merkle import consistency_proof, inclusion_proof, leaf_hash
 from ledger.tlog.note import VerifierKey, format_note, parse_note, parse_signature_line
 from ledger.tlog.tiles import (
@@ -55,6 +55,12 @@ class LogView:
         self.store = store
         self.identity: LogIdentity = store.identity()
         self.log_key = VerifierKey.parse(self.identity.log_vkey)
+        # Every key the log was created with (Ed25519, and ML-DSA-44 for a hybrid log), for
+        # what the log publishes and for verifiers pinning the database's own keys.
+        self.log_keys = LogKeys(
+            self.log_key,
+            VerifierKey.parse(self.identity.mldsa_vkey) if self.identity.mldsa_vkey else None,
+        )
         # Tiles are immutable (full) or prefix-stable (partial), so one cache serves every tree
         # size; TileCache is not thread-safe, hence the lock around its users. 4,096 tiles (about
         # 40 KB each with their inner levels hashed) keep every level-0 tile of a log of a million

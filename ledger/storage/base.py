@@ -32,12 +32,17 @@ from ledger.tlog.tiles import TileID
 
 @dataclass(frozen=True, slots=True)
 class LogIdentity:
-    """What was fixed when the log was created: its origin line and the log's vkey."""
+    """What was fixed when the log was created: its origin line and the log's vkey(s).
+
+    ``mldsa_vkey`` is the log's ML-DSA-44 key (type 0x06, named after the origin) when it was
+    created with one (docs/FORMAT.md §2): then every checkpoint carries both signatures.
+    """
 
     origin: str
     log_vkey: str
     created_ms: int
     key_path: str | None
+    mldsa_vkey: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,5 @@
-"""C2SP signed-note: verifier keys, Ed25519 signers, and notes (text plus signature lines).
+"""C2SP signed-note: verifier keys, Ed25519 and ML-DSA-44 signers, and notes (text and signature
+lines).
 
 A signed note is a UTF-8 text ending in a newline, a blank line, then one or more lines
 ``— <key name> base64(key ID ‖ signature)``. It carries checkpoints, cosignatures and the
@@ -14,10 +15,15 @@ Invariants this module keeps:
   :func:`format_note` produces, so ``format_note(parse_note(b)) == b`` for every accepted ``b``.
   Malformed signature lines reject the whole note; they are never skipped.
 - A :class:`VerifierKey` exists only for a well-formed name, a supported signature type, a key ID
-  that matches ``SHA-256(name ‖ 0x0A ‖ type ‖ public key)[:4]``, and a canonical Ed25519 point in
-  the prime-order subgroup (so never one of the small-order points, with which a signature with
-  R = identity and S = 0 would verify every message).
-- Verification goes through libsodium, which also rejects non-canonical S and small-order R.
+  that matches ``SHA-256(name ‖ 0x0A ‖ type ‖ public key)[:4]``, and a public key of the type's
+  algorithm: for 0x01 and 0x04 a canonical Ed25519 point in the prime-order subgroup (so never
+  one of the small-order points, with which a signature with R = identity and S = 0 would verify
+  every message); for 0x06 a 1,312-byte ML-DSA-44 public key (FIPS 204).
+- Ed25519 verification goes through libsodium, which also rejects non-canonical S and small-order
+  R; ML-DSA-44 through pyca/cryptography (OpenSSL), always *pure* ML-DSA with the empty context
+  string, as C2SP tlog-cosignature v1.1.0-rc.1 requires.
+- A key of type 0x06 signs only the ``subtree/v1`` cosigned message (``ledger.tlog.checkpoint``),
+  never a note text: :func:`sign_note` and :func:`verify_note` handle type 0x01 only.
 - vkeys are written with a lowercase hex key ID and canonical padded base64; only that exact
   spelling parses, so a key has one vkey string and vkeys can be compared as strings.
 """
@@ -36,6 +42,8 @@ from typing import Final
 
 import nacl.bindings
 import nacl.exceptions
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.mldsa import MLDSA44PrivateKey, MLDSA44PublicKey
 
 from ledger.errors import MalformedError, SignatureError
 
@@ -45,7 +53,13 @@ ALG_ED25519: Final = 0x01
 ALG_COSIGNATURE_V1: Final = 0x04
 """Signature type of timestamped Ed25519 witness cosignatures (c2sp.org/tlog-cosignature)."""
 
-SUPPORTED_ALGS: Final = frozenset({ALG_ED25519, ALG_COSIGNATURE_V1})
+ALG_MLDSA44: Final = 0x06
+"""Signature type of ML-DSA-44 cosignatures over the ``subtree/v1`` message
+(c2sp.org/tlog-cosignature v1.1.0-rc.1): a log's post-quantum checkpoint signature and a
+witness's post-quantum cosignature."""
+
+SUPPORTED_ALGS: Final = frozenset({ALG_ED25519, ALG_COSIGNATURE_V1, ALG_MLDSA44})
+_ALG_NAMES: Final = "0x01 (Ed25519), 0x04 (cosignature/v1) or 0x06 (ML-DSA-44)"
 
 MAX_SIGNATURES: Final = 100
 """A note with more signature lines than this is rejected (the spec requires accepting 16)."""
@@ -57,6 +71,23 @@ KEY_ID_SIZE: Final = 4
 ED25519_PUBLIC_KEY_SIZE: Final = 32
 ED25519_SEED_SIZE: Final = 32
 ED25519_SIGNATURE_SIZE: Final = 64
+MLDSA44_PUBLIC_KEY_SIZE: Final = 1312
+MLDSA44_SEED_SIZE: Final = 32
+"""An ML-DSA-44 private key is kept in its FIPS 204 seed form (ξ, 32 bytes)."""
+MLDSA44_SIGNATURE_SIZE: Final = 2420
+MLDSA44_CONTEXT: Final = b""
+"""tlog-cosignature: pure ML-DSA-44 with the empty context string."""
+
+_PUBLIC_KEY_SIZES: Final = {
+    ALG_ED25519: ED25519_PUBLIC_KEY_SIZE,
+    ALG_COSIGNATURE_V1: ED25519_PUBLIC_KEY_SIZE,
+    ALG_MLDSA44: MLDSA44_PUBLIC_KEY_SIZE,
+}
+_SEED_SIZES: Final = {
+    ALG_ED25519: ED25519_SEED_SIZE,
+    ALG_COSIGNATURE_V1: ED25519_SEED_SIZE,
+    ALG_MLDSA44: MLDSA44_SEED_SIZE,
+}
 
 PRIVATE_KEY_PREFIX: Final = "PRIVATE+KEY+"
 
@@ -152,6 +183,34 @@ def key_id(name: str, alg: int, public_key: bytes) -> bytes:
     return digest[:KEY_ID_SIZE]
 
 
+@functools.lru_cache(maxsize=64)
+def _mldsa44_public_key(public_key: bytes) -> MLDSA44PublicKey:
+    """The parsed ML-DSA-44 key of ``public_key`` (cached: a verifier meets the same few keys on
+    every checkpoint, and parsing expands the 1,312 bytes)."""
+    return MLDSA44PublicKey.from_public_bytes(public_key)
+
+
+def _check_mldsa44_key(public_key: bytes, name: str) -> None:
+    if len(public_key) != MLDSA44_PUBLIC_KEY_SIZE:
+        raise MalformedError(
+            f"couldn't accept ML-DSA-44 public key of {excerpt(name)}: it is "
+            f"{len(public_key)} bytes, not {MLDSA44_PUBLIC_KEY_SIZE}"
+        )
+    try:
+        _mldsa44_public_key(public_key)
+    except ValueError as err:
+        raise MalformedError(
+            f"couldn't accept ML-DSA-44 public key of {excerpt(name)}: {err}"
+        ) from None
+
+
+def _check_public_key(alg: int, public_key: bytes, name: str) -> None:
+    if alg == ALG_MLDSA44:
+        _check_mldsa44_key(public_key, name)
+    else:
+        _check_ed25519_point(public_key, name)
+
+
 def _check_ed25519_point(public_key: bytes, name: str) -> None:
     if len(public_key) != ED25519_PUBLIC_KEY_SIZE:
         raise MalformedError(
@@ -184,9 +243,9 @@ class VerifierKey:
         if self.alg not in SUPPORTED_ALGS:
             raise MalformedError(
                 f"couldn't accept key {excerpt(self.name)}: signature type 0x{self.alg:02x} "
-                "is not 0x01 (Ed25519) or 0x04 (cosignature/v1)"
+                f"is not {_ALG_NAMES}"
             )
-        _check_ed25519_point(self.public_key, self.name)
+        _check_public_key(self.alg, self.public_key, self.name)
         expected = key_id(self.name, self.alg, self.public_key)
         if self.key_id != expected:
             raise MalformedError(
@@ -219,10 +278,16 @@ class VerifierKey:
                 "is not 8 lowercase hex digits"
             )
         raw = decode_base64(key64, "vkey public key")
-        if len(raw) != 1 + ED25519_PUBLIC_KEY_SIZE:
+        if not raw or raw[0] not in SUPPORTED_ALGS:
+            kind = f"0x{raw[0]:02x}" if raw else "missing"
+            raise MalformedError(
+                f"couldn't parse vkey {excerpt(vkey)}: signature type {kind} is not {_ALG_NAMES}"
+            )
+        size = _PUBLIC_KEY_SIZES[raw[0]]
+        if len(raw) != 1 + size:
             raise MalformedError(
                 f"couldn't parse vkey {excerpt(vkey)}: key data is {len(raw)} bytes, "
-                f"not {1 + ED25519_PUBLIC_KEY_SIZE} (type byte and Ed25519 key)"
+                f"not {1 + size} (type byte 0x{raw[0]:02x} and a {size}-byte key)"
             )
         return cls(name, bytes.fromhex(hex8), raw[0], raw[1:])
 
@@ -234,12 +299,31 @@ class VerifierKey:
     def __repr__(self) -> str:
         return f"VerifierKey({self.vkey()!r})"
 
-    def verify_signature(self, message: bytes, signature: bytes) -> None:
-        """Check a raw 64-byte Ed25519 ``signature`` over ``message``; raise SignatureError if not.
+    def _verify_mldsa44(self, message: bytes, signature: bytes) -> None:
+        if len(signature) != MLDSA44_SIGNATURE_SIZE:
+            raise SignatureError(
+                f"couldn't verify signature by {self.name}+{self.key_id.hex()}: it is "
+                f"{len(signature)} bytes, not {MLDSA44_SIGNATURE_SIZE}"
+            )
+        try:
+            _mldsa44_public_key(self.public_key).verify(signature, message, MLDSA44_CONTEXT)
+        except InvalidSignature:
+            raise SignatureError(
+                f"couldn't verify signature by {self.name}+{self.key_id.hex()}: "
+                "ML-DSA-44 verification failed"
+            ) from None
 
-        This is the bare Ed25519 check for both signature types: for a cosignature key (0x04) the
-        caller passes the framed cosignature/v1 message (see ``ledger.tlog.checkpoint``).
+    def verify_signature(self, message: bytes, signature: bytes) -> None:
+        """Check a raw ``signature`` over ``message``; raise SignatureError if not.
+
+        This is the bare check of the key's algorithm: Ed25519 (64 bytes) for types 0x01 and
+        0x04, pure ML-DSA-44 with the empty context (2,420 bytes) for type 0x06. For a
+        cosignature key (0x04, 0x06) the caller passes the framed message (see
+        ``ledger.tlog.checkpoint``).
         """
+        if self.alg == ALG_MLDSA44:
+            self._verify_mldsa44(message, signature)
+            return
         if len(signature) != ED25519_SIGNATURE_SIZE:
             raise SignatureError(
                 f"couldn't verify signature by {self.vkey()}: it is {len(signature)} bytes, "
@@ -254,35 +338,54 @@ class VerifierKey:
 
 
 class Signer:
-    """An Ed25519 private key with its key name and signature type.
+    """A private key with its key name and signature type: Ed25519 or ML-DSA-44.
 
     ``alg`` is :data:`ALG_ED25519` for note signatures; ``ledger.tlog.checkpoint`` wraps a signer of
-    type :data:`ALG_COSIGNATURE_V1` for witness cosignatures. The repr never shows the seed.
+    type :data:`ALG_COSIGNATURE_V1` (Ed25519) or :data:`ALG_MLDSA44` for cosignatures, and a log's
+    ML-DSA-44 key (type 0x06, named after the origin) signs its checkpoints' ``subtree/v1``
+    messages. Both keys are kept as their 32-byte seeds (Ed25519: RFC 8032; ML-DSA-44: the FIPS
+    204 seed ξ). The repr never shows the seed.
     """
 
-    __slots__ = ("_secret_key", "_seed", "verifier_key")
+    __slots__ = ("_mldsa44", "_secret_key", "_seed", "verifier_key")
 
     verifier_key: VerifierKey
     _seed: bytes
     _secret_key: bytes
+    _mldsa44: MLDSA44PrivateKey | None
 
     def __init__(self, name: str, seed: bytes, alg: int = ALG_ED25519) -> None:
         """Derive the key pair of ``seed`` (32 bytes) under ``name`` and signature type ``alg``."""
         check_key_name(name)
-        if len(seed) != ED25519_SEED_SIZE:
+        if alg not in SUPPORTED_ALGS:
+            raise MalformedError(
+                f"couldn't build signer {excerpt(name)}: signature type 0x{alg:02x} is not "
+                f"{_ALG_NAMES}"
+            )
+        if len(seed) != _SEED_SIZES[alg]:
             raise MalformedError(
                 f"couldn't build signer {excerpt(name)}: seed is {len(seed)} bytes, "
-                f"not {ED25519_SEED_SIZE}"
+                f"not {_SEED_SIZES[alg]}"
             )
-        public_key, secret_key = nacl.bindings.crypto_sign_seed_keypair(seed)
         self._seed = seed
-        self._secret_key = secret_key
+        if alg == ALG_MLDSA44:
+            self._mldsa44 = MLDSA44PrivateKey.from_seed_bytes(seed)
+            self._secret_key = b""
+            public_key = self._mldsa44.public_key().public_bytes_raw()
+        else:
+            self._mldsa44 = None
+            public_key, self._secret_key = nacl.bindings.crypto_sign_seed_keypair(seed)
         self.verifier_key = VerifierKey.from_public_key(name, alg, public_key)
 
     @classmethod
     def generate(cls, name: str, alg: int = ALG_ED25519) -> Signer:
         """Return a signer with a fresh random seed from the OS CSPRNG."""
-        return cls(name, secrets.token_bytes(ED25519_SEED_SIZE), alg)
+        if alg not in _SEED_SIZES:
+            raise MalformedError(
+                f"couldn't generate key {excerpt(name)}: signature type 0x{alg:02x} is not "
+                f"{_ALG_NAMES}"
+            )
+        return cls(name, secrets.token_bytes(_SEED_SIZES[alg]), alg)
 
     @classmethod
     def from_seed(cls, name: str, seed: bytes, alg: int = ALG_ED25519) -> Signer:
@@ -293,8 +396,10 @@ class Signer:
     def parse_private_key(cls, text: str) -> Signer:
         """Parse Go's ``PRIVATE+KEY+<name>+<hex8>+<base64(type ‖ seed)>`` format, strictly.
 
-        The key ID must be the ID of the derived public key. Error messages never include the
-        key material. No surrounding whitespace is accepted: callers strip file contents.
+        For type 0x06 the seed is the 32-byte FIPS 204 ML-DSA-44 seed ξ, in the same layout
+        (this project's extension of Go's format; see docs/FORMAT.md §2). The key ID must be the
+        ID of the derived public key. Error messages never include the key material. No
+        surrounding whitespace is accepted: callers strip file contents.
         """
         if not text.startswith(PRIVATE_KEY_PREFIX):
             raise MalformedError("couldn't parse private key: it does not start with PRIVATE+KEY+")
@@ -316,16 +421,16 @@ class Signer:
             raise MalformedError(
                 f"couldn't parse private key of {excerpt(name)}: key data is not canonical base64"
             ) from None
-        if len(raw) != 1 + ED25519_SEED_SIZE:
-            raise MalformedError(
-                f"couldn't parse private key of {excerpt(name)}: key data is {len(raw)} bytes, "
-                f"not {1 + ED25519_SEED_SIZE} (type byte and Ed25519 seed)"
-            )
-        alg = raw[0]
+        alg = raw[0] if raw else -1
         if alg not in SUPPORTED_ALGS:
             raise MalformedError(
-                f"couldn't parse private key of {excerpt(name)}: signature type 0x{alg:02x} "
-                "is not 0x01 (Ed25519) or 0x04 (cosignature/v1)"
+                f"couldn't parse private key of {excerpt(name)}: signature type "
+                f"{f'0x{alg:02x}' if raw else 'missing'} is not {_ALG_NAMES}"
+            )
+        if len(raw) != 1 + _SEED_SIZES[alg]:
+            raise MalformedError(
+                f"couldn't parse private key of {excerpt(name)}: key data is {len(raw)} bytes, "
+                f"not {1 + _SEED_SIZES[alg]} (type byte and a {_SEED_SIZES[alg]}-byte seed)"
             )
         signer = cls(name, raw[1:], alg)
         if signer.verifier_key.key_id.hex() != hex8:
@@ -352,7 +457,11 @@ class Signer:
         return f"{PRIVATE_KEY_PREFIX}{key.name}+{key.key_id.hex()}+{data}"
 
     def sign(self, message: bytes) -> bytes:
-        """Return the raw, deterministic 64-byte Ed25519 signature of ``message``."""
+        """Return the raw signature of ``message``: Ed25519 (64 bytes, deterministic) or, for a
+        type 0x06 key, pure ML-DSA-44 with the empty context (2,420 bytes, hedged: OpenSSL mixes
+        fresh randomness in, so two signatures of one message differ and both verify)."""
+        if self._mldsa44 is not None:
+            return self._mldsa44.sign(message, MLDSA44_CONTEXT)
         signed: bytes = nacl.bindings.crypto_sign(message, self._secret_key)
         return signed[:ED25519_SIGNATURE_SIZE]
 

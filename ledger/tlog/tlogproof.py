@@ -25,12 +25,13 @@ from ledger.tlog import merkle
 from ledger.tlog.checkpoint import (
     MAX_INT63,
     Checkpoint,
+    LogKey,
     Policy,
     open_checkpoint,
     open_witnessed_checkpoint,
     parse_decimal,
 )
-from ledger.tlog.note import VerifierKey, decode_base64, encode_base64, excerpt, parse_note
+from ledger.tlog.note import decode_base64, encode_base64, excerpt, parse_note
 
 HEADER: Final = "c2sp.org/tlog-proof@v1"
 MAX_PROOF_HASHES: Final = 64
@@ -131,7 +132,7 @@ def parse_tlog_proof(data: bytes) -> TlogProof:
     return TlogProof(index, hashes, checkpoint, extra)
 
 
-def open_tlog_proof(proof: TlogProof, leaf_hash: bytes, trust: VerifierKey | Policy) -> Checkpoint:
+def open_tlog_proof(proof: TlogProof, leaf_hash: bytes, trust: LogKey | Policy) -> Checkpoint:
     """Verify ``proof`` for the leaf with hash ``leaf_hash`` and return its checkpoint.
 
     ``leaf_hash`` is the RFC 6962 leaf hash, ``ledger.tlog.merkle.leaf_hash(entry)`` for the entry's

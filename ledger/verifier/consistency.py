@@ -16,9 +16,8 @@ tiles that do not match its own checkpoint.
 from __future__ import annotations
 
 from ledger.errors import LedgerError, ProofError
-from ledger.tlog.checkpoint import Checkpoint, open_checkpoint
+from ledger.tlog.checkpoint import Checkpoint, LogKey, open_checkpoint
 from ledger.tlog.merkle import consistency_proof, root_at, verify_consistency
-from ledger.tlog.note import VerifierKey
 from ledger.tlog.tiles import TileNodeReader
 from ledger.verifier.evidence import SplitView
 from ledger.verifier.failures import SplitViewError, VerificationFailure
@@ -26,7 +25,7 @@ from ledger.verifier.sources import LogSource, tile_reader
 from ledger.verifier.trust import TrustState
 
 
-def open_source_checkpoint(source: LogSource, log_key: VerifierKey) -> tuple[bytes, Checkpoint]:
+def open_source_checkpoint(source: LogSource, log_key: LogKey) -> tuple[bytes, Checkpoint]:
     """Step 1: the checkpoint ``source`` serves, as a note and opened with ``log_key``."""
     try:
         note = source.checkpoint()

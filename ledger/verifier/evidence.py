@@ -41,9 +41,9 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from ledger.errors import LedgerError, MalformedError, ProofError, VerificationError
-from ledger.tlog.checkpoint import Checkpoint, open_checkpoint
+from ledger.tlog.checkpoint import Checkpoint, LogKey, open_checkpoint
 from ledger.tlog.merkle import HASH_SIZE, verify_consistency
-from ledger.tlog.note import VerifierKey, parse_note
+from ledger.tlog.note import parse_note
 
 EVIDENCE_FORMAT: Final = "amnesty-ledger.split-view/v1"
 
@@ -144,7 +144,7 @@ class ProvenSplitView:
     prefix_root: bytes
 
 
-def verify_evidence(evidence: SplitView, log_key: VerifierKey) -> ProvenSplitView:
+def verify_evidence(evidence: SplitView, log_key: LogKey) -> ProvenSplitView:
     """Check that ``evidence`` proves the log of ``log_key`` signed a split view.
 
     Steps:

@@ -37,7 +37,7 @@ from typing import Any, Final
 from ledger.atomic import fsync_directory, move_into_place, write_atomically, write_durably
 from ledger.errors import MalformedError, RefusedError, StorageError
 from ledger.protocol.audit import render_precedent_text
-from ledger.tlog.note import VerifierKey
+from ledger.tlog.checkpoint import LogKey
 from ledger.tlog.tiles import TileID
 from ledger.verifier.sources import DirectorySource, LogSource
 from ledger.verifier.trust import TrustState, load_trust_state, save_trust_state
@@ -73,7 +73,7 @@ def state_path(directory: Path) -> Path:
 
 def mirror_log(
     source: LogSource,
-    log_key: VerifierKey,
+    log_key: LogKey,
     directory: Path,
     *,
     fresh: bool,
@@ -165,7 +165,7 @@ def _publish_schemas(schemas: Path | None, target: Path) -> int:
     return count
 
 
-def readme(verified: VerifiedLog, log_key: VerifierKey) -> str:
+def readme(verified: VerifiedLog, log_key: LogKey) -> str:
     """The mirror's README: what it is, its checkpoint, and how to check it."""
     checkpoint = verified.checkpoint
     if checkpoint.origin != log_key.name:

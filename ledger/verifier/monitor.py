@@ -19,10 +19,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from ledger.protocol.commitments import check_commitments
+from ledger.protocol.commitments import check_commitments, iso_utc
+from ledger.protocol.due import open_clocks, span_text
 from ledger.protocol.records import ApplicationRecord
 from ledger.protocol.state import ProtocolState
-from ledger.tlog.note import VerifierKey
+from ledger.tlog.checkpoint import LogKey
 from ledger.verifier.sources import LogSource
 from ledger.verifier.trust import TrustState
 from ledger.verifier.verify import Progress, VerifiedLog, verify_ledger
@@ -80,10 +81,11 @@ class Poll:
 
 def poll_log(
     source: LogSource,
-    log_key: VerifierKey,
+    log_key: LogKey,
     trusted: TrustState | None,
     *,
     audit_time_ms: int,
+    warn_ms: int | None = None,
     workers: int | None = None,
     fetch_threads: int = 1,
     progress: Progress | None = None,
@@ -95,6 +97,9 @@ def poll_log(
     :class:`~ledger.verifier.failures.VerificationFailure`);
     (2) an :class:`Event` per new statement of a :data:`REPORTED_TYPES` type, in log order;
     (3) an event per commitment judgement broken at ``audit_time_ms`` and not reported before.
+    (4) with ``warn_ms``, an event per clock the body owes whose deadline is less than
+    ``warn_ms`` away (and not yet past: that is a broken commitment, step 3), not warned of
+    before (:func:`deadline_events`).
     The returned trust state remembers what was reported; save it to go on.
     """
     start = 0 if trusted is None else trusted.size
@@ -117,6 +122,14 @@ def poll_log(
     events.extend(broken)
     reported.update(event.details["key"] for event in broken)
     tools[_TOOL] = {"reported_broken": sorted(reported)}
+    if warn_ms is not None:
+        warned = set(tools.get(_TOOL + "-deadlines", {}).get("warned", []))
+        near = deadline_events(
+            state, max(audit_time_ms, verified.last_log_time_ms), warn_ms, warned
+        )
+        events.extend(near)
+        warned.update(event.details["key"] for event in near)
+        tools[_TOOL + "-deadlines"] = {"warned": sorted(warned)}
     return Poll(verified, verified.trust_state(log_key, tools), events)
 
 
@@ -199,6 +212,40 @@ def statement_events(state: ProtocolState, start: int, end: int) -> list[Event]:
             }
             summary = f"amnesty of subject {revocation.subject_id} revoked"
         events.append(Event(kind, index, time, summary, details))
+    return events
+
+
+def deadline_events(
+    state: ProtocolState, at_ms: int, warn_ms: int, warned: set[str]
+) -> list[Event]:
+    """``deadline_near`` events for the clocks the body owes (:mod:`ledger.protocol.due`)
+    whose deadline is at most ``warn_ms`` after ``at_ms`` and not yet past, and whose key —
+    ``<kind>@<entry it is about>@<entry that started the clock>`` (a pause review restarts
+    it) — is not in ``warned``."""
+    events = []
+    for clock in open_clocks(state, at_ms):
+        key = f"{clock.kind}@{clock.about_index}@{clock.since_index}"
+        if clock.owed_by != "body" or clock.overdue or clock.time_left_ms > warn_ms:
+            continue
+        if key in warned:
+            continue
+        events.append(
+            Event(
+                "deadline_near",
+                clock.about_index,
+                state.log_time_ms_at(clock.about_index),
+                f"the body owes {clock.owed} (entry {clock.about_index}, subject "
+                f"{clock.subject_id}) by {iso_utc(clock.deadline_ms)}, "
+                f"{span_text(clock.time_left_ms)} from now; commitment {clock.commitment}",
+                {
+                    "key": key,
+                    "commitment": clock.commitment,
+                    "subject_id": clock.subject_id,
+                    "deadline_ms": clock.deadline_ms,
+                    "time_left_ms": clock.time_left_ms,
+                },
+            )
+        )
     return events
 
 

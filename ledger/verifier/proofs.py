@@ -18,9 +18,8 @@ from typing import Any
 from ledger.errors import LedgerError, MalformedError, RefusedError, VerificationError
 from ledger.statements.entry import LogEntry
 from ledger.statements.statement import Statement, parse_statement, verified_signers
-from ledger.tlog.checkpoint import Checkpoint, Policy, open_checkpoint
+from ledger.tlog.checkpoint import Checkpoint, LogKey, Policy, open_checkpoint
 from ledger.tlog.merkle import inclusion_proof, leaf_hash, verify_inclusion
-from ledger.tlog.note import VerifierKey
 from ledger.tlog.tiles import (
     ENTRIES_LEVEL,
     TILE_WIDTH,
@@ -34,7 +33,7 @@ from ledger.verifier.sources import LogSource, tile_reader
 
 
 def entry_proof(
-    source: LogSource, log_key: VerifierKey, index: int, *, include_entry: bool = True
+    source: LogSource, log_key: LogKey, index: int, *, include_entry: bool = True
 ) -> bytes:
     """A tlog-proof file for entry ``index`` against the checkpoint ``source`` serves now.
 
@@ -88,7 +87,7 @@ class ProvenEntry:
 
 def verify_entry_proof(
     data: bytes,
-    trust: VerifierKey | Policy,
+    trust: LogKey | Policy,
     *,
     entry: bytes | None = None,
     statement: bytes | None = None,

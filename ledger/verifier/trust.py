@@ -48,9 +48,8 @@ import orjson
 from ledger.atomic import write_atomically
 from ledger.errors import LedgerError, MalformedError
 from ledger.protocol.state import ProtocolState
-from ledger.tlog.checkpoint import Checkpoint, open_checkpoint
+from ledger.tlog.checkpoint import Checkpoint, LogKey, open_checkpoint
 from ledger.tlog.merkle import HASH_SIZE
-from ledger.tlog.note import VerifierKey
 from ledger.tlog.tiles import TILE_HEIGHT, TILE_WIDTH, TiledTree
 from ledger.verifier.snapshot import restore_protocol, snapshot_protocol
 
@@ -118,7 +117,7 @@ class TrustState:
         }
 
     @classmethod
-    def from_json(cls, value: Any, log_key: VerifierKey) -> TrustState:
+    def from_json(cls, value: Any, log_key: LogKey) -> TrustState:
         """Read a state file's JSON object, checking it against the log key ``log_key``.
 
         Steps: (1) the format and the fields' types; (2) the log vkey is ``log_key``; (3) the
@@ -193,7 +192,7 @@ def save_trust_state(path: Path, state: TrustState) -> None:
     write_atomically(path, data)
 
 
-def load_trust_state(path: Path, log_key: VerifierKey) -> TrustState:
+def load_trust_state(path: Path, log_key: LogKey) -> TrustState:
     """Read and check the trust state at ``path`` (see :meth:`TrustState.from_json`)."""
     try:
         data = path.read_bytes()

@@ -57,8 +57,7 @@ from typing import Any, Final
 from ledger.errors import LedgerError, MalformedError
 from ledger.protocol.audit import precedent_report
 from ledger.protocol.state import ProtocolState
-from ledger.tlog.checkpoint import Checkpoint
-from ledger.tlog.note import VerifierKey
+from ledger.tlog.checkpoint import Checkpoint, LogKey
 from ledger.tlog.tiles import TILE_HEIGHT, TILE_WIDTH, TiledTree, TileID, tile_width_at
 from ledger.verifier.bundles import Bundle, fetch_bundles
 from ledger.verifier.chain import Chain, EntryCheck
@@ -137,7 +136,7 @@ class VerifiedLog:
             audit_time_ms=max(audit_time_ms, self.last_log_time_ms),
         )
 
-    def trust_state(self, log_key: VerifierKey, tools: dict[str, Any] | None = None) -> TrustState:
+    def trust_state(self, log_key: LogKey, tools: dict[str, Any] | None = None) -> TrustState:
         """The trust state to continue from this result (:func:`verify_ledger` results only)."""
         if self.protocol is None:
             raise MalformedError(
@@ -159,7 +158,7 @@ class VerifiedLog:
 
 def verify_log(
     source: LogSource,
-    log_key: VerifierKey,
+    log_key: LogKey,
     *,
     entry_check: EntryCheck | None = None,
     progress: Progress | None = None,
@@ -185,7 +184,7 @@ def verify_log(
 
 def verify_ledger(
     source: LogSource,
-    log_key: VerifierKey,
+    log_key: LogKey,
     *,
     trusted: TrustState | None = None,
     workers: int | None = None,

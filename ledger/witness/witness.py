@@ -2,7 +2,9 @@
 
 A witness cosigns a log's checkpoint only if it is consistent with the latest checkpoint of that
 log it cosigned before, so a log that shows two histories to two parties cannot get both
-cosigned by the same witness (https://c2sp.org/tlog-witness). This module is the whole protocol,
+cosigned by the same witness (https://c2sp.org/tlog-witness, as amended by C2SP PR #280 of
+July 2026: a same-size checkpoint with another root is answered 422, not 409, so that every 409
+means "your old size is wrong"). This module is the whole protocol,
 free of HTTP: :func:`parse_add_checkpoint` reads a request body, :class:`Witness` decides, and
 the HTTP adapter (``api/witness_app.py``) only maps the errors below to status codes:
 
@@ -14,13 +16,20 @@ raised                                     status  when
 :class:`~ledger.errors.SignatureError`     403     no trusted log signature verifies (or a
                                                    trusted key's line is bad)
 :class:`OldSizeMismatchError`              409     ``old`` is not the size the witness holds
-:class:`ConflictingRootError`              409     same size as held, different root hash
-:class:`~ledger.errors.ProofError`         422     the consistency proof does not verify
+:class:`ConflictingRootError`              422     same size as held, different root hash
+:class:`~ledger.errors.ProofError`         422     the consistency proof does not verify (a
+                                                   size-0 checkpoint whose root is not the
+                                                   empty tree's, a non-empty proof from 0)
 :class:`StaleTimestampError`               503     the clock is behind the last cosignature
 =========================================  ======  ==========================================
 
-Both 409 answers carry the witness's size (``text/x.tlog.size``); the client tells them apart
-because only a root conflict reports back the very size it sent as ``old``.
+A 409 answer carries the witness's size (``text/x.tlog.size``, ``<size>\\n``), and only a 409
+does. A witness may hold two keys under one name — Ed25519 (type 0x04, cosignature/v1) and
+ML-DSA-44 (type 0x06, subtree/v1) — and then answers with both lines.
+
+Kept whole: the request's format, the state's compare-and-swap contract and the rules that decide
+between them are one protocol; the race the spec warns about is only answered by reading the
+swap and the checks it protects side by side.
 
 Invariants:
 
@@ -56,10 +65,18 @@ from ledger.errors import (
     SignatureError,
     StorageError,
 )
-from ledger.tlog.checkpoint import MAX_INT63, Checkpoint, CosignatureSigner, parse_decimal
+from ledger.tlog.checkpoint import (
+    MAX_INT63,
+    Checkpoint,
+    CosignatureSigner,
+    parse_decimal,
+    verified_log_keys,
+)
 from ledger.tlog.merkle import EMPTY_ROOT, HASH_SIZE, verify_consistency
 from ledger.tlog.note import (
+    ALG_COSIGNATURE_V1,
     ALG_ED25519,
+    ALG_MLDSA44,
     Note,
     NoteSignature,
     VerifierKey,
@@ -68,7 +85,6 @@ from ledger.tlog.note import (
     excerpt,
     format_note,
     parse_note,
-    verify_note,
 )
 from ledger.verifier.evidence import SplitView
 
@@ -107,15 +123,17 @@ class OldSizeMismatchError(WitnessConflictError):
     """
 
 
-class ConflictingRootError(WitnessConflictError):
+class ConflictingRootError(ProofError):
     """A checkpoint of the size the witness holds, with a different root hash: a split view.
 
-    ``evidence`` holds both signed checkpoints when the witness has them (the witness side);
-    it is ``None`` where only the 409 answer is known (the client side).
+    An inconsistent request like a failed proof, hence 422 (tlog-witness since C2SP PR #280).
+    ``latest_size`` is that size. ``evidence`` holds both signed checkpoints when the witness
+    has them (the witness side); it is ``None`` where only the answer is known (the client).
     """
 
     def __init__(self, message: str, latest_size: int, evidence: SplitView | None) -> None:
-        super().__init__(message, latest_size)
+        super().__init__(message)
+        self.latest_size = latest_size
         self.evidence = evidence
 
 
@@ -443,6 +461,25 @@ def _decode_state(data: bytes, witness: VerifierKey) -> dict[str, WitnessedCheck
 # -- the witness --------------------------------------------------------------------------------
 
 
+def parse_witness_keys(text: str) -> tuple[CosignatureSigner, ...]:
+    """Read a witness key file: one ``PRIVATE+KEY+…`` line per key, all under the witness's
+    name — the Ed25519 key (type 0x04) first, then optionally its ML-DSA-44 key (type 0x06).
+    Surrounding whitespace is allowed, blank lines are not."""
+    lines = text.strip().split("\n")
+    if len(lines) > 2:
+        raise MalformedError(
+            f"couldn't parse witness key file: {len(lines)} lines, want a 0x04 key line and at "
+            "most a 0x06 key line"
+        )
+    signers = tuple(CosignatureSigner.parse_private_key(line.strip()) for line in lines)
+    if signers[0].verifier_key.alg != ALG_COSIGNATURE_V1:
+        raise MalformedError(
+            f"couldn't parse witness key file of {excerpt(signers[0].name)}: its first key has "
+            f"signature type 0x{signers[0].verifier_key.alg:02x}, not 0x04 (cosignature/v1)"
+        )
+    return signers
+
+
 class Witness:
     """The tlog-witness rules: decides an add-checkpoint request and cosigns it.
 
@@ -452,18 +489,36 @@ class Witness:
     """
 
     def __init__(
-        self, signer: CosignatureSigner, logs: Iterable[VerifierKey], state: WitnessState
+        self,
+        signer: CosignatureSigner,
+        logs: Iterable[VerifierKey],
+        state: WitnessState,
+        *,
+        extra_signers: Iterable[CosignatureSigner] = (),
     ) -> None:
-        """Witness with ``signer`` the logs whose keys are ``logs`` (type 0x01, named after
-        their origin; several keys may share an origin), keeping its record in ``state``."""
+        """Witness with ``signer`` the logs whose keys are ``logs`` (type 0x01 Ed25519 or 0x06
+        ML-DSA-44, named after their origin; several keys may share an origin: any of them
+        may sign), keeping its record in ``state``.
+
+        ``extra_signers`` are further keys of this witness under the same name, of other
+        signature types (its ML-DSA-44 key, type 0x06, beside the Ed25519 0x04 key): every
+        cosignature is made by all of them, one line each, in this order. The state belongs to
+        ``signer``."""
         self.signer = signer
+        self.signers: tuple[CosignatureSigner, ...] = (signer, *extra_signers)
+        algs = [s.verifier_key.alg for s in self.signers]
+        if len(set(algs)) != len(algs) or any(s.name != signer.name for s in self.signers):
+            raise MalformedError(
+                f"couldn't build witness {excerpt(signer.name)}: its keys must share its name "
+                f"and have distinct signature types (got {', '.join(f'0x{a:02x}' for a in algs)})"
+            )
         self.state = state
         self._logs: dict[str, list[VerifierKey]] = {}
         for key in logs:
-            if key.alg != ALG_ED25519:
+            if key.alg not in (ALG_ED25519, ALG_MLDSA44):
                 raise MalformedError(
-                    f"couldn't witness log key {key.vkey()}: signature type 0x{key.alg:02x} is "
-                    "not 0x01 (Ed25519)"
+                    f"couldn't witness log key {key.name}+{key.key_id.hex()}: signature type "
+                    f"0x{key.alg:02x} is not 0x01 (Ed25519) or 0x06 (ML-DSA-44)"
                 )
             known = self._logs.setdefault(key.name, [])
             if key not in known:
@@ -474,7 +529,9 @@ class Witness:
         """The origins of the configured logs, sorted."""
         return sorted(self._logs)
 
-    def add_checkpoint(self, request: AddCheckpointRequest, timestamp: int) -> NoteSignature:
+    def add_checkpoint(
+        self, request: AddCheckpointRequest, timestamp: int
+    ) -> tuple[NoteSignature, ...]:
         """Check ``request`` against the stored state, persist it, and cosign it at ``timestamp``.
 
         Steps, in the order the spec gives its answers: (1) the origin is a configured log
@@ -485,8 +542,9 @@ class Witness:
         and the roots are equal (else :class:`ProofError`, :class:`ConflictingRootError`), at
         larger ones the proof verifies from the stored checkpoint (else :class:`ProofError`);
         (6) ``timestamp`` is not before the stored one (else :class:`StaleTimestampError`);
-        (7) the state is swapped to this checkpoint, durably; (8) the cosignature/v1 line over
-        the checkpoint at ``timestamp`` (POSIX seconds) is returned.
+        (7) the state is swapped to this checkpoint, durably; (8) the cosignature lines over the
+        checkpoint at ``timestamp`` (POSIX seconds) are returned, one per key of the witness
+        (cosignature/v1 for 0x04, subtree/v1 for 0x06).
         """
         checkpoint = request.checkpoint()
         what = f"checkpoint of {excerpt(checkpoint.origin)} size {checkpoint.size}"
@@ -501,9 +559,21 @@ class Witness:
                 f"(known: {', '.join(self.origins) or 'none'})"
             )
         try:
-            verify_note(request.note, keys)
+            signed_by = verified_log_keys(request.note, checkpoint, keys)
         except SignatureError as err:
             raise SignatureError(f"couldn't add {what}: {err}") from None
+        if not signed_by:
+            names = sorted({f"{s.name}+{s.key_id.hex()}" for s in request.note.signatures})
+            raise SignatureError(
+                f"couldn't add {what}: no signature from a configured key of the log "
+                f"(signed by {', '.join(names)})"
+            )
+        if checkpoint.extensions and all(key.alg == ALG_MLDSA44 for key in signed_by):
+            # An ML-DSA-44 line covers no extension line: nothing vouches for them.
+            raise SignatureError(
+                f"couldn't add {what}: it has extension lines and only ML-DSA-44 signatures, "
+                "which do not cover them"
+            )
         if request.old_size > checkpoint.size:
             raise MalformedError(
                 f"couldn't add {what}: old size {request.old_size} is larger than the checkpoint"
@@ -528,7 +598,7 @@ class Witness:
             # The checkpoint is durable. A crash from here on loses only this answer: the log
             # retries, gets 409 with this size, and resubmits with old == size, which step 5
             # accepts and cosigns again.
-            return self.signer.cosign(checkpoint, timestamp)
+            return tuple(signer.cosign(checkpoint, timestamp) for signer in self.signers)
         raise StorageError(
             f"couldn't add {what}: the witness state kept changing ({_CAS_ATTEMPTS} attempts)"
         )
