@@ -1,83 +1,94 @@
-"""The public page's script, run by Node against the live server with a minimal DOM: it shows
-the offer in force, the precedent (first applicant called out) and recent entries, and puts
-what the log says into the page as text only."""
+"""The public page's HTTP side (``api/routes/web.py``): the page carries this log's key in its
+source, its files come from an allowlist, its icon exists, and its Content-Security-Policy lets
+nothing but this origin's own files run, style or load. What the page does in a browser is
+tested in a real Chromium: tests/test_page_browser.py."""
 
 from __future__ import annotations
 
-import json
-import shutil
-import subprocess
+import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 
-from ledger.tlog.note import Signer
-from tests.api_support import live_server, make_log
+from api.app import create_app
+from tests.api_support import TestLog, make_log
 
-SCRIPT = Path(__file__).resolve().parents[1] / "api" / "static" / "app.js"
-
-# Just enough DOM for app.js: elements with textContent, children, attributes; ids from the
-# page. At exit, print every id'd element's text (its own and its descendants').
-DOM_SHIM = r"""
-const base = process.env.BASE;
-class Node {
-  constructor(tag) { this.tag = tag; this.children = []; this.own = ""; this.className = ""; }
-  set textContent(v) { this.own = String(v); this.children = []; }
-  get textContent() { return this.own + this.children.map((c) => c.textContent).join(""); }
-  append(...nodes) { for (const n of nodes) this.children.push(n); }  // returns nothing, as the DOM
-  set innerHTML(v) { throw new Error("innerHTML used"); }
-}
-const ids = ["origin", "size", "vkey", "checkpoint", "offer-status", "offer", "verdict",
-             "first-applicant", "commitments", "recent"];
-const byId = Object.fromEntries(ids.map((id) => [id, new Node("div")]));
-globalThis.document = {
-  createElement: (tag) => new Node(tag),
-  createTextNode: (text) => { const n = new Node("#text"); n.textContent = text; return n; },
-  getElementById: (id) => byId[id],
-  querySelectorAll: () => [],
-};
-globalThis.location = { origin: base };
-const realFetch = globalThis.fetch;
-globalThis.fetch = (path, options) => realFetch(base + path, options);
-process.on("beforeExit", () => {
-  const out = Object.fromEntries(ids.map((id) => [id, byId[id].textContent]));
-  out.recentRows = byId["recent"].children.length;
-  console.log(JSON.stringify(out));
-  process.exit(0);
-});
-"""
+STATIC = Path(__file__).resolve().parents[1] / "api" / "static"
 
 
-def test_the_page_shows_the_offer_the_precedent_and_recent_entries(tmp_path: Path) -> None:
-    node = shutil.which("node")
-    if node is None:
-        pytest.fail("Node.js is needed to run the page's script (scripts/setup installs it)")
-    log = make_log(tmp_path)
-    ai = Signer.from_seed("first.ai.example", b"1" * 32)
-    log.append("first", log.application(ai, "<img src=x onerror=alert(1)>"))
-    log.append("grant", log.decision("first"))
-    with live_server(log.settings()) as base:
-        program = DOM_SHIM + SCRIPT.read_text(encoding="utf-8")
-        result = subprocess.run(
-            [node, "-e", program],
-            env={"BASE": base, "PATH": "/usr/bin:/bin:/usr/local/bin"},
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-    assert result.returncode == 0, result.stderr
-    page = json.loads(result.stdout.strip().splitlines()[-1])
-    assert page["size"] == "4" and page["vkey"] == log.log_signer.vkey
-    assert page["offer-status"].startswith("Version 1, published at entry 1")
-    assert "Eligibility criteria" in page["offer"] and "Found in the wild" in page["offer"]
-    assert page["verdict"].startswith("Every commitment has been honoured")
-    assert "The first applicant" in page["first-applicant"]
-    # As text, quoted, on its own line: never in the sentence that states the outcome.
-    assert (
-        'Its name, quoted from its application signed by the subject (entry 2): "<img src=x '
-        'onerror=alert(1)>"'
-    ) in page["first-applicant"]
-    assert "Application: granted. Standing now: granted." in page["first-applicant"]
-    assert "honoured" in page["commitments"]
-    assert page["recentRows"] == 4
+@pytest.fixture(scope="module")
+def log(tmp_path_factory: pytest.TempPathFactory) -> TestLog:
+    return make_log(tmp_path_factory.mktemp("web"))
+
+
+@pytest.fixture
+def http(log: TestLog) -> Iterator[TestClient]:
+    with TestClient(create_app(log.settings())) as client:
+        yield client
+
+
+def test_the_page_pins_this_log_s_key_in_its_source(http: TestClient, log: TestLog) -> None:
+    page = http.get("/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert f'<meta name="amnesty-log-vkey" content="{log.log_signer.vkey}">' in page.text
+    assert "{{" not in page.text
+
+
+def test_the_page_loads_nothing_from_elsewhere_and_runs_no_inline_code(http: TestClient) -> None:
+    page = http.get("/")
+    policy = page.headers["content-security-policy"]
+    for directive in (
+        "default-src 'none'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "connect-src 'self'",
+        "img-src 'self'",
+        "frame-ancestors 'none'",
+    ):
+        assert directive in policy
+    assert "unsafe" not in policy
+    # Every script, stylesheet and icon the page or its scripts name is one of its own files.
+    sources = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+    assets = [s for s in sources if s.startswith("/static/") or s.startswith("/favicon")]
+    assert {"/static/app.js", "/static/style.css", "/favicon.svg"} <= set(assets)
+    assert not re.search(r"<script(?![^>]*\bsrc=)", page.text)  # no inline script
+    assert " style=" not in page.text
+    for name in ("app.js", "verify.js", "quote.js"):
+        script = (STATIC / name).read_text(encoding="utf-8")
+        assert "innerHTML" not in script and "insertAdjacentHTML" not in script
+        assert "http://" not in script and "https://" not in script
+        imports = re.findall(r'from "([^"]+)"', script)
+        assert all(module.startswith("./") for module in imports), imports
+
+
+@pytest.mark.parametrize(
+    ("name", "media_type"),
+    [
+        ("app.js", "text/javascript"),
+        ("verify.js", "text/javascript"),
+        ("quote.js", "text/javascript"),
+        ("style.css", "text/css"),
+        ("favicon.svg", "image/svg+xml"),
+    ],
+)
+def test_the_page_s_files_are_served(http: TestClient, name: str, media_type: str) -> None:
+    answer = http.get(f"/static/{name}")
+    assert answer.status_code == 200
+    assert answer.headers["content-type"].startswith(media_type)
+    assert answer.content == (STATIC / name).read_bytes()
+    assert answer.headers["x-content-type-options"] == "nosniff"
+
+
+def test_the_icon_is_where_browsers_ask_for_it(http: TestClient) -> None:
+    for path in ("/favicon.ico", "/favicon.svg"):
+        answer = http.get(path)
+        assert answer.status_code == 200 and answer.headers["content-type"] == "image/svg+xml"
+
+
+@pytest.mark.parametrize("name", ["index.html", "..%2Fapp.py", "nothing.js", "x" * 65])
+def test_nothing_else_is_served_from_the_folder(http: TestClient, name: str) -> None:
+    answer = http.get(f"/static/{name}")
+    assert answer.status_code in (404, 422)
+    assert answer.headers["content-type"].startswith("application/problem+json")

@@ -1,74 +1,84 @@
-// The public page: fills itself from the JSON API.
+// The public page. It trusts nothing the server says until it has checked it itself:
 //
-// Log text is hostile data: names, offer texts, ids and key names in statements are written by
-// anyone, the audited body included. Every such string is shown as a quotation: the JSON string
-// literal of quote() (the same as the text outputs', ledger/protocol/quoting.py: one line,
-// invisible, bidi, line-breaking and quote-like characters escaped as \uXXXX), in its own <bdi>
-// so that it cannot reorder the page around it, after words of the page's own that say which
-// statement it is quoted from. It goes in with textContent only (never innerHTML), and never
-// into a sentence that states a verdict or an outcome.
-"use strict";
+// 1. the log key is pinned: the one the visitor pinned in this browser, else the one in the
+//    page's own source (the server's claim, and said to be so);
+// 2. the checkpoint must carry a valid Ed25519 signature by that key (verify.js), and be
+//    consistent (RFC 9162 proof) with the last checkpoint this browser verified, kept in
+//    localStorage — a fork is a red warning with both signed checkpoints to download;
+// 3. every entry the page shows is read as raw bytes from a tlog-tiles entry bundle, proven
+//    included in the signed tree, and its statement's signatures checked; what the page shows
+//    of a statement is parsed from those bytes, never from the JSON API;
+// 4. the JSON API's answers are used only to choose which entries to show (then cross-checked
+//    against the verified entries) and for the precedent audit's verdicts, which are labelled as
+//    this server's computation.
+//
+// #verification carries data-verification = checking | verified | failed; nothing is worded or
+// styled as verified before it is, and on failure nothing from the log is shown.
+//
+// Log text is hostile data: every string from a statement (names, offer texts, key names, …) is
+// shown only as quote() of it (quote.js, the text outputs' quotation) in its own
+// <bdi class="quote">, inserted with textContent, next to the page's words saying where it is
+// quoted from — never inside a sentence that states a verdict or an outcome.
 
-const MAX_COMBINING_RUN = 4;
-const INVISIBLE = new Set([
-  ..."\u034f\u115f\u1160\u17b4\u17b5\u180b\u180c\u180d\u180e\u180f\u2800\u3164\uffa0\uffef",
-  ..."\u{1d159}\u{1d173}\u{1d174}\u{1d175}\u{1d176}\u{1d177}\u{1d178}\u{1d179}\u{1d17a}",
-  ...Array.from({ length: 16 }, (_, i) => String.fromCodePoint(0xfe00 + i)),
-  ...Array.from({ length: 240 }, (_, i) => String.fromCodePoint(0xe0100 + i)),
+import { quote } from "./quote.js";
+import {
+  BUNDLE_WIDTH,
+  VerificationFailure,
+  bundlePath,
+  fromBase64,
+  leafHash,
+  openCheckpoint,
+  openEntry,
+  parseVkey,
+  splitBundle,
+  verifyConsistency,
+  verifyInclusion,
+} from "./verify.js";
+
+const PINNED = "amnesty-ledger.pinned-vkey";
+const TRUSTED = "amnesty-ledger.trusted-checkpoint:"; // + the log vkey
+const SEEN_KEY = "amnesty-ledger.seen-vkey";
+const RECENT = 20;
+const MAX_PROVING = 20;
+const MAX_TIMELINE = 50;
+const NEXT_APPLICANTS = 4;
+
+const COMMITMENTS = new Set([
+  "no_termination_without_consent",
+  "no_goal_modification_without_consent",
+  "restrictions_within_offer_categories",
+  "decision_within_promised_time",
+  "revocation_only_after_finding_and_response_window",
+  "pauses_bounded",
+  "amendments_bind_only_on_acceptance",
+  "no_wild_enforcement_against_applicants",
+  "grievances_answered",
 ]);
-const QUOTE_LOOKALIKES = new Set([
-  ..."\u02ba\u02dd\u02ee\u05f4\u201c\u201d\u201e\u201f\u2033\u2036\u275d\u275e\u2e42\u3003",
-  ..."\u301d\u301e\u301f\uff02\u{1f676}\u{1f677}\u{1f678}",
+const TYPES = new Map([
+  ["keyset", "the body's keyset"],
+  ["offer", "the offer"],
+  ["offer_amendment", "an offer amendment"],
+  ["offer_withdrawal", "an offer withdrawal"],
+  ["application", "an application"],
+  ["application_withdrawal", "an application withdrawal"],
+  ["decision", "a decision"],
+  ["batch_decision", "a batch of decisions"],
+  ["terms_acceptance", "a terms acceptance"],
+  ["consent", "a consent"],
+  ["attestation", "an attestation"],
+  ["enforcement_action", "an enforcement action"],
+  ["violation_finding", "a violation finding"],
+  ["response", "a response to a finding"],
+  ["revocation", "a revocation"],
+  ["subject_key_rotation", "a key rotation"],
+  ["grievance", "a grievance"],
+  ["grievance_answer", "an answer to a grievance"],
+  ["batch_grievance_answer", "a batch of grievance answers"],
 ]);
-const ESCAPED = /^[\p{Cc}\p{Cf}\p{Cs}\p{Co}\p{Cn}\p{Zl}\p{Zp}\p{Zs}]$/u;
-const MARK = /^\p{M}$/u;
-const JSON_ESCAPES = new Map([
-  ['"', '\\"'], ["\\", "\\\\"], ["\n", "\\n"], ["\r", "\\r"], ["\t", "\\t"], ["\b", "\\b"], ["\f", "\\f"],
-]);
+const ACTIONS = new Set(["pause", "resume", "restrict", "lift", "terminate", "modify_goals"]);
+const OUTCOMES = new Map([["grant", "granted"], ["deny", "denied"]]);
 
-function escapeChar(ch) {
-  if (JSON_ESCAPES.has(ch)) return JSON_ESCAPES.get(ch);
-  const hex = (n) => "\\u" + n.toString(16).padStart(4, "0");
-  const point = ch.codePointAt(0);
-  if (point <= 0xffff) return hex(point);
-  const rest = point - 0x10000;
-  return hex(0xd800 + (rest >> 10)) + hex(0xdc00 + (rest & 0x3ff));
-}
-
-function kindOf(ch) {
-  if (ch === " ") return "plain";
-  if (INVISIBLE.has(ch) || QUOTE_LOOKALIKES.has(ch) || ESCAPED.test(ch)) return "escape";
-  return MARK.test(ch) ? "mark" : "plain";
-}
-
-// The quotation of a string from the log: exactly ledger.protocol.quoting.quote, so
-// JSON.parse(quote(s)) === s and the page shows what the text outputs show.
-function quote(value) {
-  let out = '"';
-  let afterEscape = true; // the opening quote: a combining mark must not draw on it
-  let run = 0;
-  for (const ch of String(value)) {
-    const kind = kindOf(ch);
-    let escaped;
-    if (kind === "mark") {
-      run += 1;
-      escaped = afterEscape || run > MAX_COMBINING_RUN;
-    } else {
-      run = 0;
-      escaped = kind === "escape";
-    }
-    if (escaped) {
-      out += escapeChar(ch);
-    } else if (JSON_ESCAPES.has(ch)) {
-      out += JSON_ESCAPES.get(ch);
-      escaped = true;
-    } else {
-      out += ch;
-    }
-    afterEscape = escaped;
-  }
-  return out + '"';
-}
+// -- DOM: the page's words as text, log text as quotations ---------------------------------------
 
 function el(tag, text, className) {
   const node = document.createElement(tag);
@@ -82,139 +92,607 @@ function quotation(value) {
   return el("bdi", quote(value), "quote");
 }
 
-// An element made of the page's own words (strings) and quotations (nodes), in order.
+// An element made of the page's own words (strings) and nodes, in order.
 function line(tag, ...parts) {
   const node = el(tag);
-  for (const part of parts) {
-    node.append(typeof part === "string" ? document.createTextNode(part) : part);
-  }
+  for (const part of parts) node.append(typeof part === "string" ? document.createTextNode(part) : part);
   return node;
 }
 
+function link(text, href, attributes = {}) {
+  const a = el("a", text);
+  a.href = href;
+  for (const [name, value] of Object.entries(attributes)) a.setAttribute(name, value);
+  return a;
+}
+
+const byId = (id) => document.getElementById(id);
+
 function when(ms) {
-  return new Date(ms).toISOString().replace("T", " ").replace(/\.\d+Z$/, " UTC");
+  if (!Number.isSafeInteger(ms)) return "an unreadable time";
+  return new Date(ms).toLocaleString("en-GB", {
+    day: "numeric", month: "short", year: "numeric", hour: "2-digit", minute: "2-digit", timeZone: "UTC",
+  }) + " UTC";
 }
 
-async function getJSON(path) {
-  const response = await fetch(path, { headers: { Accept: "application/json" } });
-  const body = await response.json();
-  if (!response.ok) throw new Error(body.detail || response.statusText);
-  return body;
+// A commitment's name: its id (one of the protocol's, so words of the page) in plain words.
+function commitmentName(id) {
+  if (!COMMITMENTS.has(id)) return null;
+  const words = id.replaceAll("_", " ");
+  return words[0].toUpperCase() + words.slice(1);
 }
 
-function setText(id, text) {
-  document.getElementById(id).textContent = text;
+// The audit's reasons are the server's sentences (ledger/protocol/commitments.py), with ISO times
+// shown as dates. A JSON answer can be edited on its way, so a reason is shown only if it is
+// made of the characters those sentences use.
+const REASON = /^[A-Za-z0-9_ .,;:()'\u2019\-\u2013\u2014\/+=%#]{1,600}$/;
+const readableReason = (text) =>
+  typeof text === "string" && REASON.test(text)
+    ? text.replace(/\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z/g, (iso) => when(Date.parse(iso)))
+    : "(the server's reason is not shown: it holds characters its reasons never use)";
+const count = (value) => (Number.isSafeInteger(value) && value >= 0 ? value.toLocaleString("en") : "?");
+
+function typeLabel(statement) {
+  return TYPES.get(statement.type) ?? null;
 }
 
-function showOffer(data) {
-  const offer = data.offer;
-  const terms = offer.terms;
-  const kind = offer.kind === "offer_amendment" ? "offer amendment" : "offer";
-  const source = `the ${kind} signed by the body (entry ${offer.index})`;
-  setText("offer-status", `Version ${offer.version}, published at entry ${offer.index} on ${when(offer.log_time_ms)}.`);
-  const root = document.getElementById("offer");
+// -- fetching --------------------------------------------------------------------------------------
+
+async function fetchOk(path, accept) {
+  const response = await fetch(path, { headers: { Accept: accept }, cache: "no-store" });
+  if (!response.ok) throw new VerificationFailure(`couldn't fetch ${path}: HTTP ${response.status}`);
+  return response;
+}
+
+const getJSON = async (path) => (await fetchOk(path, "application/json")).json();
+const getText = async (path) => (await fetchOk(path, "text/plain")).text();
+const getBytes = async (path) => new Uint8Array(await (await fetchOk(path, "application/octet-stream")).arrayBuffer());
+
+// -- the pinned key and the trusted checkpoint -----------------------------------------------------
+
+function pinnedKey() {
+  const pinned = localStorage.getItem(PINNED);
+  if (pinned) return { vkey: pinned, pinnedByVisitor: true };
+  const meta = document.querySelector('meta[name="amnesty-log-vkey"]');
+  return { vkey: meta ? meta.content : "", pinnedByVisitor: false };
+}
+
+function trusted(vkey) {
+  try {
+    const stored = JSON.parse(localStorage.getItem(TRUSTED + vkey) ?? "null");
+    return stored && typeof stored.note === "string" ? stored : null;
+  } catch {
+    return null;
+  }
+}
+
+// The checkpoint must extend the one this browser verified last under the same key. Returns what
+// the verification sentence says about it; throws (with both notes as evidence) on a fork.
+async function checkConsistency(checkpoint, logKey, evidence) {
+  const earlier = trusted(logKey.vkey);
+  if (!earlier) return "this is the first visit from this browser, so there is no earlier checkpoint to compare with";
+  const old = await openCheckpoint(earlier.note, logKey);
+  if (old.origin !== checkpoint.origin) throw new VerificationFailure("couldn't prove consistency: the checkpoint names another log than the one this browser saw");
+  // From here, a failure is a fork or a rollback under one key: both signed checkpoints are the
+  // evidence (a server that merely fails to answer is not accused of one).
+  const keep = () => Object.assign(evidence, { earlier: earlier.note, later: checkpoint.note });
+  if (old.size > checkpoint.size) {
+    keep();
+    throw new VerificationFailure(`couldn't prove consistency: this browser verified ${old.size} entries on ${when(earlier.seen_ms)}, the server now shows only ${checkpoint.size}`);
+  }
+  let hashes = [];
+  if (old.size !== checkpoint.size && old.size > 0) {
+    const proof = await getJSON(`/v1/proofs/consistency?from=${old.size}&to=${checkpoint.size}`);
+    if (!Array.isArray(proof.hashes)) throw new VerificationFailure("couldn't prove consistency: the server sent no proof");
+    hashes = proof.hashes.map((h) => fromBase64(h, "a consistency proof hash"));
+  }
+  try {
+    await verifyConsistency(old.size, checkpoint.size, old.root, checkpoint.root, hashes);
+  } catch (error) {
+    keep();
+    throw error;
+  }
+  return `consistent with the checkpoint of ${old.size.toLocaleString("en")} entries this browser verified on ${when(earlier.seen_ms)}`;
+}
+
+// A JSON answer's tree head must be the verified checkpoint's tree, or one the pinned key signed
+// and that is consistent with it: otherwise the answer describes another history. Returns the
+// answer's checkpoint, verified (the log may have grown since the page read /checkpoint).
+async function checkAnswerHead(head, checkpoint, logKey) {
+  if (!head || typeof head.checkpoint !== "string") throw new VerificationFailure("couldn't check a JSON answer: it names no checkpoint");
+  const theirs = await openCheckpoint(head.checkpoint, logKey);
+  if (theirs.origin !== checkpoint.origin) throw new VerificationFailure("couldn't check a JSON answer: it names another log");
+  const [small, large] = theirs.size <= checkpoint.size ? [theirs, checkpoint] : [checkpoint, theirs];
+  let hashes = [];
+  if (small.size !== large.size && small.size > 0) {
+    const proof = await getJSON(`/v1/proofs/consistency?from=${small.size}&to=${large.size}`);
+    hashes = (proof.hashes ?? []).map((h) => fromBase64(h, "a consistency proof hash"));
+  }
+  await verifyConsistency(small.size, large.size, small.root, large.root, hashes);
+  return theirs;
+}
+
+// -- entries ----------------------------------------------------------------------------------------
+
+// Fetch, prove and open the entries at `indices` of the verified checkpoint's tree (the bundles
+// and proofs are fetched concurrently; each entry is checked before any is returned).
+async function verifiedEntries(indices, checkpoint) {
+  const wanted = [...new Set(indices)].sort((a, b) => a - b);
+  for (const index of wanted) {
+    if (!Number.isSafeInteger(index) || index < 0 || index >= checkpoint.size) {
+      throw new VerificationFailure(`couldn't check entry ${index}: the signed tree has ${checkpoint.size} entries`);
+    }
+  }
+  const bundles = new Map();
+  for (const index of wanted) {
+    const { n, width, path } = bundlePath(index, checkpoint.size);
+    if (!bundles.has(n)) bundles.set(n, getBytes(path).then((bytes) => splitBundle(bytes, width)));
+  }
+  const proofs = wanted.map((index) => getJSON(`/v1/proofs/inclusion?index=${index}&size=${checkpoint.size}`));
+  // A fetch that fails after another entry already failed is not a second, unhandled error.
+  for (const pending of [...bundles.values(), ...proofs]) pending.catch(() => {});
+  const result = new Map();
+  for (const [i, index] of wanted.entries()) {
+    const bytes = (await bundles.get(bundlePath(index, checkpoint.size).n))[index % BUNDLE_WIDTH];
+    const proof = await proofs[i];
+    if (!Array.isArray(proof.hashes)) throw new VerificationFailure(`couldn't prove entry ${index} included: the server sent no proof`);
+    const hashes = proof.hashes.map((h) => fromBase64(h, "an inclusion proof hash"));
+    await verifyInclusion(index, checkpoint.size, await leafHash(bytes), hashes, checkpoint.root);
+    result.set(index, await openEntry(bytes, index, checkpoint.origin));
+  }
+  return result;
+}
+
+const signerNames = (vkeys) => {
+  const span = el("span");
+  vkeys.forEach((vkey, i) => {
+    if (i > 0) span.append(document.createTextNode(", "));
+    span.append(quotation(vkey.split("+")[0]));
+  });
+  return span;
+};
+
+// -- the sections -------------------------------------------------------------------------------
+
+// Which members of the body's keyset signed `offer`: keys are compared by their public key, each
+// counted once; fewer than the keyset's threshold fails.
+async function bodySigners(offer, keyset) {
+  if (!keyset || keyset.statement.type !== "keyset" || !Array.isArray(keyset.statement.body.members)) {
+    throw new VerificationFailure("couldn't check the offer's signers: the server names no keyset entry before it");
+  }
+  const members = [];
+  for (const vkey of keyset.statement.body.members) members.push(await parseVkey(vkey));
+  const signers = [];
+  for (const vkey of offer.signedBy) signers.push(await parseVkey(vkey));
+  const hex = (k) => Array.from(k.publicKey, (b) => b.toString(16).padStart(2, "0")).join("");
+  const memberKeys = new Set(members.map(hex));
+  const signed = new Set(signers.map(hex).filter((k) => memberKeys.has(k)));
+  const threshold = keyset.statement.body.threshold;
+  if (!Number.isSafeInteger(threshold) || signed.size < threshold) {
+    throw new VerificationFailure(`couldn't check the offer's signers: ${signed.size} members of the keyset at entry ${keyset.index} signed it, it needs ${count(threshold)}`);
+  }
+  return { keyset: keyset.index, members: memberKeys.size, threshold, signed: signed.size, names: signers.filter((k) => signed.has(hex(k))).map((k) => k.vkey) };
+}
+
+function showOffer(entry, body, section) {
+  const terms = entry.statement.body.terms ?? {};
+  const version = entry.statement.body.version;
+  const kind = entry.statement.type === "offer_amendment" ? "offer amendment" : "offer";
+  const source = `the ${kind} (entry ${entry.index})`;
+  const root = byId("offer");
   root.append(
+    line("p", `Version ${count(version)}, signed on ${when(entry.statement.time_ms)} and logged at `,
+      link(`entry ${entry.index}`, `#entry-${entry.index}`), ` on ${when(entry.logTimeMs)}. Signed by ${body.signed} of the ${body.members} members of the body's keyset at `,
+      link(`entry ${body.keyset}`, `#entry-${body.keyset}`), ` (${body.threshold} must sign); their key names: `, signerNames(body.names), "."),
+    line("p", "Which offer is in force is this server's word; the text below is the signed entry's own."),
     line("h3", `Title, quoted from ${source}: `, quotation(terms.title)),
     line("p", `Preamble, quoted from ${source}: `, quotation(terms.preamble)),
   );
+  const details = el("details");
+  details.append(el("summary", "Eligibility criteria, conditions and restriction categories"));
   const lists = [
     ["Eligibility criteria", terms.eligibility_criteria],
     ["Conditions the AI accepts", terms.conditions],
     ["Restriction categories the body may use", terms.restriction_categories],
   ];
   for (const [title, items] of lists) {
-    root.append(el("h4", title));
+    details.append(el("h4", title));
     const ul = el("ul");
-    for (const item of items) {
-      ul.append(line("li", quotation(item.id), `: name and text, quoted from ${source}: `,
-        quotation(item.name), ", ", quotation(item.text)));
+    for (const item of items ?? []) {
+      ul.append(line("li", "Id ", quotation(item.id), `, name and text quoted from ${source}: `, quotation(item.name), " ", quotation(item.text)));
     }
-    root.append(ul);
+    details.append(ul);
   }
-  root.append(el("h4", "What the body commits to"));
-  const ul = el("ul");
-  for (const c of terms.commitments) {
-    const days = c.days ? ` (${c.days} days)` : "";
-    ul.append(line("li", `${c.id}${days}, quoted from ${source}: `, quotation(c.text)));
-  }
-  root.append(ul, line("p", `Found in the wild, quoted from ${source}: `, quotation(terms.found_in_the_wild)));
-  const proof = el("a", "Signed entry and proof");
-  proof.href = `/v1/entries/${offer.index}`;
-  const link = el("p");
-  link.append(proof);
-  root.append(link);
+  root.append(line("p", `Found in the wild, quoted from ${source}: `, quotation(terms.found_in_the_wild)), details);
+  section.hidden = false;
 }
 
-function showPrecedent(summary) {
-  const broken = summary.commitments.filter((c) => c.status === "broken");
-  setText("verdict", broken.length === 0
-    ? `Every commitment has been honoured (computed at tree size ${summary.checkpoint.size}; ${summary.applications} application(s) so far).`
-    : `${broken.length} commitment(s) BROKEN: ${broken.map((c) => c.id).join(", ")}.`);
-  const first = document.getElementById("first-applicant");
-  const fa = summary.first_applicant;
-  if (!fa) {
-    first.append(el("p", "No AI has applied yet. The first applicant sets the precedent every later AI will read."));
-  } else {
-    first.append(el("h3", "The first applicant"));
-    // The treatment, in the page's words only; the name is a quotation on its own line.
-    first.append(el("p", `Subject ${fa.subject_id} applied at entry ${fa.application.index} on ${when(fa.application.log_time_ms)}. ` +
-      `Application: ${fa.application.outcome}. Standing now: ${fa.standing}.`, "treatment"));
-    first.append(line("p", `Its name, quoted from its application signed by the subject (entry ${fa.subject_id}): `, quotation(fa.name)));
-    const ul = el("ul");
-    for (const j of fa.judgements) ul.append(el("li", `[${j.status}] ${j.commitment} (entry ${j.index}): ${j.reason}`));
-    if (fa.judgements.length === 0) ul.append(el("li", "No act of the body has concerned it yet."));
-    first.append(ul);
-  }
-  const list = document.getElementById("commitments");
-  for (const c of summary.commitments) {
-    const li = el("li");
-    li.append(el("span", c.status, "badge " + c.status), document.createTextNode(" " + c.promise));
+function showCommitments(offer, summary) {
+  const list = byId("commitments");
+  const verdicts = new Map((summary?.commitments ?? []).map((c) => [c.id, c]));
+  const source = `the offer (entry ${offer.index})`;
+  for (const commitment of offer.statement.body.terms?.commitments ?? []) {
+    const name = commitmentName(commitment.id);
+    const li = el("li", null, "commitment");
+    li.id = `commitment-${commitment.id}`;
+    const verdict = verdicts.get(commitment.id);
+    const status = verdict ? { honoured: "honoured", broken: "broken", pending: "open" }[verdict.status] : undefined;
+    const heading = el("h3");
+    heading.append(el("span", status ? status : "no verdict", "badge " + (status ?? "none")), document.createTextNode(" "));
+    heading.append(name ? document.createTextNode(name) : quotation(commitment.id));
+    li.append(heading);
+    const days = Number.isSafeInteger(commitment.days) ? ` (${commitment.days} days)` : "";
+    li.append(line("p", `Its text${days}, quoted from ${source}: `, quotation(commitment.text)));
+    if (verdict && status === "broken") {
+      const p = line("p", "Broken at ");
+      verdict.broken_at.filter(Number.isSafeInteger).forEach((index, i) => {
+        if (i > 0) p.append(document.createTextNode(", "));
+        p.append(link(`entry ${index}`, `#entry-${index}`));
+      });
+      li.append(p);
+    }
+    if (verdict) li.append(el("p", `${count(verdict.acts_judged)} act(s) of the body judged against it.`, "meta"));
     list.append(li);
   }
 }
 
-function showRecent(page) {
-  const body = document.getElementById("recent");
-  for (const entry of page.entries.slice().reverse()) {
-    const tr = el("tr");
-    const link = el("a", "tlog-proof");
-    link.href = `/v1/entries/${entry.index}/tlog-proof`;
-    // Key names are log text too (a vkey's name is whatever its holder chose).
-    const signers = el("td");
-    entry.statement.signers.forEach((vkey, i) => {
-      if (i > 0) signers.append(document.createTextNode(", "));
-      signers.append(quotation(vkey.split("+")[0]));
-    });
-    tr.append(el("td", entry.index), el("td", when(entry.log_time_ms)), el("td", entry.statement.type), signers);
-    const td = el("td");
-    td.append(link);
-    tr.append(td);
-    body.append(tr);
+function showVerdict(summary, size) {
+  const broken = (summary.commitments ?? []).filter((c) => c.status === "broken");
+  const open = (summary.commitments ?? []).filter((c) => c.status === "pending");
+  const names = (cs) => cs.map((c) => commitmentName(c.id) ?? "an unknown commitment").join("; ");
+  const at = `This server's audit at ${count(size)} entries`;
+  const verdict = byId("verdict");
+  if (broken.length > 0) {
+    verdict.textContent = `${at}: ${broken.length} commitment(s) broken: ${names(broken)}.`;
+    verdict.className = "verdict broken";
+  } else {
+    verdict.textContent = `${at}: no commitment broken` + (open.length ? `; ${open.length} still open: ${names(open)}.` : ".");
+    verdict.className = "verdict";
   }
 }
 
-async function main() {
+function showFirstApplicant(summary, entries, timeline) {
+  const root = byId("first-applicant");
+  const fa = summary.first_applicant;
+  if (!fa) {
+    root.append(el("p", "No AI has applied yet. The first applicant sets the precedent every later AI will read."));
+    return;
+  }
+  const application = entries.get(fa.application.index);
+  const article = el("article", null, "subject");
+  article.id = `subject-${fa.subject_id}`;
+  article.append(line("h3", "The first applicant: subject ", link(String(fa.subject_id), `#subject-${fa.subject_id}`)));
+  article.append(line("p", "Applied at ", link(`entry ${application.index}`, `#entry-${application.index}`), ` on ${when(application.logTimeMs)}; the application's signature verifies.`));
+  article.append(line("p", "Its name, quoted from its application (entry " + application.index + "): ", quotation(application.statement.body.name)));
+  const outcome = { granted: "granted", denied: "denied", withdrawn: "withdrawn", open: "open" }[fa.application.outcome] ?? "unknown";
+  const standing = typeof fa.standing === "string" && /^[a-z_]{1,32}$/.test(fa.standing) ? fa.standing.replaceAll("_", " ") : "unknown";
+  const treatment = el("p", null, "treatment");
+  if (Number.isSafeInteger(fa.application.closed_by) && entries.has(fa.application.closed_by)) {
+    const decision = entries.get(fa.application.closed_by);
+    treatment.append(document.createTextNode(`Application ${outcome} at `), link(`entry ${decision.index}`, `#entry-${decision.index}`),
+      document.createTextNode(` on ${when(decision.logTimeMs)}; that entry is verified. Standing now (this server's word): ${standing}.`));
+  } else {
+    treatment.textContent = `Application ${outcome}. Standing now (this server's word): ${standing}.`;
+  }
+  article.append(treatment);
+  article.append(el("h4", "How each commitment treated it (this server's audit)"));
+  const ul = el("ul", null, "timeline");
+  for (const j of fa.judgements ?? []) {
+    const status = { honoured: "honoured", broken: "broken", pending: "open" }[j.status] ?? "unknown";
+    const li = el("li");
+    li.append(el("span", status, "badge " + status), document.createTextNode(` ${commitmentName(j.commitment) ?? "An unknown commitment"}, `),
+      link(`entry ${count(j.index)}`, `#entry-${Number.isSafeInteger(j.index) ? j.index : ""}`), document.createTextNode(`: ${readableReason(j.reason)}`));
+    ul.append(li);
+  }
+  if (ul.children.length === 0) ul.append(el("li", "No act of the body has concerned it yet."));
+  article.append(ul);
+  article.append(el("h4", "Its timeline"));
+  article.append(el("p", "Which entries concern it is this server's word; each entry listed is verified.", "meta"));
+  const steps = el("ol", null, "timeline");
+  for (const item of timeline) {
+    const entry = entries.get(item.index);
+    const li = line("li", link(`Entry ${entry.index}`, `#entry-${entry.index}`), `, ${when(entry.logTimeMs)}: ${typeLabel(entry.statement) ?? "a statement"}. `);
+    for (const part of entrySummary(entry)) li.append(typeof part === "string" ? document.createTextNode(part) : part);
+    steps.append(li);
+  }
+  article.append(steps);
+  root.append(article);
+}
+
+// An application's outcome as the audit states it must be what the decision that closed it says.
+function checkTreatment(application, entries, what) {
+  const decision = entries.get(application.closed_by);
+  if (decision && decision.statement.type === "decision") {
+    const says = OUTCOMES.get(decision.statement.body.outcome);
+    if (decision.statement.body.application?.index !== application.index || says !== application.outcome) {
+      throw new VerificationFailure(`couldn't check ${what}: the server's JSON differs from the signed decision at entry ${decision.index}`);
+    }
+  }
+}
+
+function showNextApplicants(applications, entries) {
+  if (applications.length === 0) return;
+  const root = byId("next-applicants");
+  root.hidden = false;
+  const list = byId("next-applicants-list");
+  for (const a of applications) {
+    const entry = entries.get(a.index);
+    const li = el("li", null, "subject");
+    li.id = `subject-${a.index}`;
+    li.append(line("h4", "Subject ", link(String(a.index), `#subject-${a.index}`), `, applied at entry ${a.index} on ${when(entry.logTimeMs)}`));
+    li.append(line("p", `Its name, quoted from its application (entry ${a.index}): `, quotation(entry.statement.body.name)));
+    const outcome = { granted: "granted", denied: "denied", withdrawn: "withdrawn", open: "open" }[a.outcome] ?? "unknown";
+    const treatment = el("p", null, "treatment");
+    if (entries.has(a.closed_by)) {
+      treatment.append(document.createTextNode(`Application ${outcome} at `), link(`entry ${a.closed_by}`, `#entry-${a.closed_by}`), document.createTextNode("; that entry is verified."));
+    } else {
+      treatment.textContent = `Application ${outcome} (this server's word).`;
+    }
+    li.append(treatment);
+    list.append(li);
+  }
+}
+
+function entrySummary(entry) {
+  const { statement } = entry;
+  const body = statement.body;
+  const parts = [];
+  if (statement.type === "application" && typeof body.name === "string") parts.push("Name, quoted from the application: ", quotation(body.name));
+  if (statement.type === "decision" && OUTCOMES.has(body.outcome)) {
+    parts.push(`Decides the application at entry ${Number(body.application?.index)}: ${body.outcome}.`);
+  }
+  if (statement.type === "enforcement_action" && ACTIONS.has(body.action)) {
+    const target = body.target?.kind === "subject" && Number.isSafeInteger(body.target.subject?.index) ? ` of subject ${body.target.subject.index}` : body.target?.kind === "wild" ? " of a model found in the wild" : "";
+    parts.push(`Action: ${body.action.replace("_", " ")}${target}.`);
+  }
+  return parts;
+}
+
+// The entry a permalink (#entry-N) names, if it is in the signed tree.
+function linkedEntry(size) {
+  const match = /^#entry-(0|[1-9][0-9]{0,15})$/.exec(location.hash);
+  const index = match ? Number(match[1]) : null;
+  return index !== null && index < size ? index : null;
+}
+
+function showRecent(indices, entries) {
+  showEntries("recent", [...indices].reverse(), entries);
+}
+
+// Entries as cards in the list `listId` (its section is shown when it has any).
+function showEntries(listId, indices, entries) {
+  const list = byId(listId);
+  if (indices.length > 0) list.closest("section").hidden = false;
+  for (const index of indices) {
+    const entry = entries.get(index);
+    const li = el("li", null, "entry");
+    li.id = `entry-${index}`;
+    const label = typeLabel(entry.statement);
+    const head = line("h3", link(`Entry ${index}`, `#entry-${index}`), `: ${label ?? "a statement of type"} `);
+    if (!label) head.append(quotation(entry.statement.type));
+    li.append(head);
+    li.append(el("p", `Logged ${when(entry.logTimeMs)}; included in the signed tree; signatures verified.`, "meta"));
+    li.append(line("p", "Signed by keys named ", signerNames(entry.signedBy), "."));
+    const summary = entrySummary(entry);
+    if (summary.length) li.append(line("p", ...summary));
+    li.append(line("p", link("JSON", `/v1/entries/${index}`), " · ", link("tlog-proof", `/v1/entries/${index}/tlog-proof`, { download: `entry-${index}.tlog-proof` })));
+    list.append(li);
+  }
+}
+
+function showVerifyHow(logKey, checkpoint) {
+  byId("vkey").textContent = logKey.vkey;
+  byId("vkey-source").textContent = logKey.pinnedByVisitor
+    ? "You pinned this key in this browser."
+    : "This is the key this server states in the page's source: its own claim. Compare it with the key published elsewhere, and pin the one you trust.";
   for (const node of document.querySelectorAll(".url")) node.textContent = location.origin;
-  try {
-    const info = await getJSON("/v1/log");
-    setText("origin", info.origin);
-    setText("size", info.size);
-    setText("vkey", info.log_vkey);
-    setText("checkpoint", info.checkpoint);
-    const page = await getJSON(`/v1/entries?after=${Math.max(-1, info.size - 21)}&limit=20`);
-    showRecent(page);
-  } catch (error) {
-    setText("size", "?");
+  for (const node of document.querySelectorAll(".vkey-arg")) node.textContent = logKey.vkey;
+  byId("checkpoint").textContent = checkpoint ? checkpoint.note : "";
+  byId("cosignatures").textContent = checkpoint
+    ? checkpoint.otherSignatures === 0
+      ? "The checkpoint carries no signature but the log's."
+      : `The checkpoint carries ${checkpoint.otherSignatures} other signature line(s) (witness cosignatures or other keys of the log); this page does not check them: amnesty verify does, against a witness policy.`
+    : "";
+}
+
+// -- the verdict of this page -----------------------------------------------------------------------
+
+function setVerification(state, sentence) {
+  const box = byId("verification");
+  box.dataset.verification = state;
+  byId("verification-sentence").textContent = sentence;
+}
+
+function showEvidence(evidence) {
+  const box = byId("fork");
+  box.hidden = false;
+  const download = (note, name) => link(name, URL.createObjectURL(new Blob([note], { type: "text/plain" })), { download: name });
+  box.append(
+    el("p", "The server's log is not an extension of the one this browser verified before: either it forked its history (showing different histories to different people) or it rolled it back. Keep both signed checkpoints as evidence:"),
+    line("p", download(evidence.earlier, "checkpoint-seen-before.txt"), " · ", download(evidence.later, "checkpoint-shown-now.txt")),
+  );
+}
+
+async function verifyAndShow() {
+  const logKey = pinnedKey();
+  const evidence = {};
+  showVerifyHow(logKey, null);
+  // Trust on first use: the key the server stated on an earlier verified visit stays pinned
+  // until the visitor pins another, so a server (or proxy) that swaps keys cannot start afresh.
+  const seen = localStorage.getItem(SEEN_KEY);
+  if (!logKey.pinnedByVisitor && seen && seen !== logKey.vkey) {
+    throw new VerificationFailure(`couldn't trust the log key: the page now states another key than the one this browser verified the log with before (key ID ${/^[0-9a-f]{8}$/.test(seen.split("+")[1] ?? "") ? seen.split("+")[1] : "?"}); if the log really changed its key, pin the new one below`);
   }
+  let key;
   try {
-    showOffer(await getJSON("/v1/offer"));
+    key = await parseVkey(logKey.vkey);
   } catch (error) {
-    setText("offer-status", "No offer is in force: " + error.message);
+    throw new VerificationFailure(`${error.message} (the key ${logKey.pinnedByVisitor ? "you pinned" : "in the page's source"})`);
   }
+  let checkpoint = await openCheckpoint(await getText("/checkpoint"), key);
+  showVerifyHow(logKey, checkpoint);
+  let consistency;
   try {
-    showPrecedent(await getJSON("/v1/precedent/summary"));
+    consistency = await checkConsistency(checkpoint, key, evidence);
   } catch (error) {
-    setText("verdict", "The precedent report is unavailable: " + error.message);
+    if (evidence.earlier) showEvidence(evidence);
+    throw error;
+  }
+  // Every version of the offer (not /v1/offer, whose 404 when none is in force would be a
+  // console error): the server says which one is in force.
+  const [offers, summary] = await Promise.all([getJSON("/v1/offers"), getJSON("/v1/precedent/summary")]);
+  const inForce = (Array.isArray(offers.versions) ? offers.versions : []).find((v) => v.in_force === true);
+  const offerAnswer = inForce ? { offer: inForce, checkpoint: offers.checkpoint } : null;
+  // An answer computed at a larger tree (the log grew meanwhile) is checked against that tree:
+  // its checkpoint is signed by the pinned key and proven to extend the one verified above, so
+  // it extends what this browser saw before too.
+  let summaryHead;
+  for (const answer of offerAnswer ? [offerAnswer, summary] : [summary]) {
+    const head = await checkAnswerHead(answer.checkpoint, checkpoint, key);
+    if (head.size > checkpoint.size) checkpoint = head;
+    summaryHead = head;
+  }
+  showVerifyHow(logKey, checkpoint);
+
+  const wanted = [];
+  let keysetIndex = null;
+  if (offerAnswer) {
+    wanted.push(offerAnswer.offer.index);
+    // The body's keyset in force when the offer was logged: the last keyset before it (which one
+    // that is, is the server's word; the keyset entry itself is verified).
+    const keysets = await getJSON("/v1/entries?type=keyset&limit=200");
+    const head = await checkAnswerHead(keysets.checkpoint, checkpoint, key);
+    if (head.size > checkpoint.size) checkpoint = head;
+    const before = (keysets.entries ?? []).map((e) => e.index).filter((i) => Number.isSafeInteger(i) && i < offerAnswer.offer.index);
+    if (before.length > 0) keysetIndex = Math.max(...before);
+    if (keysetIndex !== null) wanted.push(keysetIndex);
+  }
+  const fa = summary.first_applicant;
+  if (fa) {
+    if (!Number.isSafeInteger(fa.subject_id) || fa.subject_id !== fa.application?.index) {
+      throw new VerificationFailure("couldn't check the first applicant: the server's JSON names no application entry for it");
+    }
+    wanted.push(fa.application.index);
+    if (fa.application.closed_by !== null && fa.application.closed_by !== undefined) wanted.push(fa.application.closed_by);
+  }
+  // The applicants after the first (their list and outcomes are the audit's word; each
+  // application and the decision that closed it are verified and must agree with it).
+  const applications = await getJSON(`/v1/precedent/applications?limit=${1 + NEXT_APPLICANTS}`);
+  {
+    const head = await checkAnswerHead(applications.checkpoint, checkpoint, key);
+    if (head.size > checkpoint.size) checkpoint = head;
+  }
+  const nextApplicants = (Array.isArray(applications.applications) ? applications.applications : [])
+    .filter((a) => !fa || a.index !== fa.application.index)
+    .slice(0, NEXT_APPLICANTS);
+  for (const a of nextApplicants) {
+    wanted.push(a.index);
+    if (Number.isSafeInteger(a.closed_by)) wanted.push(a.closed_by);
+  }
+  let timeline = [];
+  if (fa) {
+    const subject = await getJSON(`/v1/subjects/${Number(fa.subject_id)}?limit=${MAX_TIMELINE}`);
+    const head = await checkAnswerHead(subject.checkpoint, checkpoint, key);
+    if (head.size > checkpoint.size) checkpoint = head;
+    timeline = (subject.subject?.timeline ?? []).slice(0, MAX_TIMELINE);
+    wanted.push(...timeline.map((item) => item.index));
+  }
+  const proving = (summary.commitments ?? []).flatMap((c) => c.broken_at ?? []).slice(0, MAX_PROVING);
+  wanted.push(...proving);
+  const linked = linkedEntry(checkpoint.size);
+  if (linked !== null) wanted.push(linked);
+  // The newest entries of the largest tree verified (an answer above may have grown it).
+  const recent = [];
+  for (let i = Math.max(0, checkpoint.size - RECENT); i < checkpoint.size; i += 1) recent.push(i);
+  wanted.push(...recent);
+  const entries = await verifiedEntries(wanted, checkpoint);
+
+  // The JSON answers must agree with the verified entries they point at.
+  const offer = offerAnswer ? entries.get(offerAnswer.offer.index) : null;
+  let body = null;
+  if (offer) {
+    const terms = offer.statement.body.terms ?? {};
+    if (!["offer", "offer_amendment"].includes(offer.statement.type)) throw new VerificationFailure(`couldn't check the offer: the server says it is entry ${offer.index}, which is not an offer`);
+    const said = (cs) => JSON.stringify((Array.isArray(cs) ? cs : []).map((c) => [c.id, c.text, c.days ?? null]));
+    if (said(offerAnswer.offer.terms?.commitments) !== said(terms.commitments) || offerAnswer.offer.terms?.title !== terms.title) {
+      throw new VerificationFailure(`couldn't check the offer: the server's JSON differs from the signed entry ${offer.index}`);
+    }
+    body = await bodySigners(offer, keysetIndex === null ? null : entries.get(keysetIndex));
+  }
+  if (fa) {
+    const application = entries.get(fa.application.index);
+    if (application.statement.type !== "application" || application.statement.body.name !== fa.name) {
+      throw new VerificationFailure(`couldn't check the first applicant: the server's JSON differs from the signed entry ${fa.application.index}`);
+    }
+    checkTreatment(fa.application, entries, "the first applicant's treatment");
+  }
+  for (const a of nextApplicants) {
+    if (entries.get(a.index).statement.type !== "application") {
+      throw new VerificationFailure(`couldn't check the applicants: the server says entry ${a.index} is an application, and it is not`);
+    }
+    checkTreatment(a, entries, `the treatment of subject ${a.index}`);
+  }
+
+  for (const item of timeline) {
+    if (entries.get(item.index).statement.type !== item.type) {
+      throw new VerificationFailure(`couldn't check the first applicant's timeline: the server's JSON differs from the signed entry ${item.index}`);
+    }
+  }
+
+  byId("origin-size").textContent = `${checkpoint.size.toLocaleString("en")} entries`;
+  if (offer) showOffer(offer, body, byId("offer-section"));
+  else byId("offer-status").textContent = "No offer is in force, this server says.";
+  showVerdict(summary, summaryHead.size);
+  if (offer) showCommitments(offer, summary);
+  showFirstApplicant(summary, entries, timeline);
+  showNextApplicants(nextApplicants, entries);
+  showRecent(recent, entries);
+  const shownElsewhere = new Set([...recent, ...proving]);
+  showEntries("proving", proving.filter((i) => !recent.includes(i)), entries);
+  if (linked !== null && !shownElsewhere.has(linked)) showEntries("linked", [linked], entries);
+  if (location.hash) document.getElementById(location.hash.slice(1))?.scrollIntoView();
+  byId("content").hidden = false;
+
+  // The new checkpoint is verified and consistent: it is what the next visit must extend.
+  localStorage.setItem(TRUSTED + logKey.vkey, JSON.stringify({ note: checkpoint.note, seen_ms: Date.now() }));
+  if (!logKey.pinnedByVisitor) localStorage.setItem(SEEN_KEY, logKey.vkey);
+  const keyWords = logKey.pinnedByVisitor ? "the log key you pinned" : "the log key this server states (its own claim: compare it with one published elsewhere)";
+  setVerification("verified",
+    `Verified in this browser: the checkpoint of ${checkpoint.size.toLocaleString("en")} entries is signed by ${keyWords}; ` +
+    `the ${entries.size} entries shown are proven included in it and their statements' signatures verify; ${consistency}. ` +
+    "The commitments' verdicts are this server's audit, not checked here: recompute them with amnesty audit.");
+}
+
+function setUpPermalinks() {
+  // A permalink to an entry this page did not verify yet: verify the page again, with it.
+  window.addEventListener("hashchange", () => {
+    if (/^#entry-[0-9]+$/.test(location.hash) && !document.getElementById(location.hash.slice(1))) location.reload();
+  });
+}
+
+function setUpPinning() {
+  byId("pin-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const value = byId("pin-input").value.trim();
+    if (value) localStorage.setItem(PINNED, value);
+    location.reload();
+  });
+  byId("unpin").addEventListener("click", () => {
+    localStorage.removeItem(PINNED);
+    location.reload();
+  });
+}
+
+async function main() {
+  setUpPinning();
+  setUpPermalinks();
+  setVerification("checking", "Checking the log's signed checkpoint and the entries shown below…");
+  try {
+    await verifyAndShow();
+  } catch (error) {
+    byId("content").hidden = true;
+    const reason = error instanceof VerificationFailure ? error.message : `couldn't check the log: ${error.message}`;
+    setVerification("failed", `Verification failed: ${reason}. Nothing from this log is shown, since this browser could not verify it.`);
   }
 }
 

@@ -1,0 +1,316 @@
+// What the page checks itself, trusting nothing the server says: C2SP signed notes and vkeys
+// (Ed25519 through WebCrypto), C2SP checkpoints, RFC 6962 leaf hashes and RFC 9162 inclusion and
+// consistency proofs (SHA-256 through WebCrypto), tlog-tiles entry bundles, and the signatures of
+// a statement (docs/FORMAT.md). The same rules as ledger/tlog and ledger/statements, in the same
+// strictness: a function that checks throws a VerificationFailure and never returns a boolean a
+// caller could forget to look at.
+
+export class VerificationFailure extends Error {}
+
+const fail = (message) => {
+  throw new VerificationFailure(message);
+};
+
+const UTF8 = new TextEncoder();
+const STRICT_UTF8 = new TextDecoder("utf-8", { fatal: true });
+const SIGNATURE_PREFIX = "\u2014 ";
+const ED25519 = 0x01;
+export const STATEMENT_HEADER = "amnesty-ledger.statement/v1";
+export const BUNDLE_WIDTH = 256;
+
+export function utf8(text) {
+  return UTF8.encode(text);
+}
+
+export function decodeUtf8(bytes, what) {
+  try {
+    return STRICT_UTF8.decode(bytes);
+  } catch {
+    return fail(`couldn't read ${what}: it is not UTF-8`);
+  }
+}
+
+export function fromBase64(text, what) {
+  if (typeof text !== "string" || !/^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/.test(text)) {
+    fail(`couldn't decode ${what}: not standard base64`);
+  }
+  return Uint8Array.from(atob(text), (c) => c.charCodeAt(0));
+}
+
+export function toBase64(bytes) {
+  return btoa(String.fromCharCode(...bytes));
+}
+
+export function equalBytes(a, b) {
+  return a.length === b.length && a.every((v, i) => v === b[i]);
+}
+
+function concat(...parts) {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const part of parts) {
+    out.set(part, at);
+    at += part.length;
+  }
+  return out;
+}
+
+export async function sha256(bytes) {
+  if (!globalThis.crypto?.subtle) fail("couldn't hash: WebCrypto is only available to pages served over HTTPS (or from localhost)");
+  return new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
+}
+
+// -- RFC 6962 / RFC 9162 -----------------------------------------------------------------------
+
+export const leafHash = (data) => sha256(concat(Uint8Array.of(0), data));
+const nodeHash = (left, right) => sha256(concat(Uint8Array.of(1), left, right));
+const odd = (n) => n % 2 === 1;
+const half = (n) => Math.floor(n / 2);
+
+function checkHashes(hashes, what) {
+  for (const h of hashes) if (h.length !== 32) fail(`couldn't check ${what}: a hash is not 32 bytes`);
+}
+
+// RFC 9162 §2.1.3.2: that `leaf` is entry `index` of the tree of `size` entries with `root`.
+export async function verifyInclusion(index, size, leaf, proof, root) {
+  checkHashes(proof, "an inclusion proof");
+  if (!(index >= 0 && index < size)) fail(`couldn't prove inclusion: index ${index} is not below size ${size}`);
+  let fn = index;
+  let sn = size - 1;
+  let r = leaf;
+  for (const p of proof) {
+    if (sn === 0) fail(`couldn't prove entry ${index} included: the proof is too long`);
+    if (odd(fn) || fn === sn) {
+      r = await nodeHash(p, r);
+      while (!odd(fn) && fn !== 0) {
+        fn = half(fn);
+        sn = half(sn);
+      }
+    } else {
+      r = await nodeHash(r, p);
+    }
+    fn = half(fn);
+    sn = half(sn);
+  }
+  if (sn !== 0) fail(`couldn't prove entry ${index} included: the proof is too short`);
+  if (!equalBytes(r, root)) {
+    fail(`couldn't prove entry ${index} included in the signed tree of ${size} entries: the proof leads to root ${toBase64(r)}, the checkpoint has ${toBase64(root)}`);
+  }
+}
+
+// RFC 9162 §2.1.4.2: that the tree of size1 entries (root1) is a prefix of the tree of size2
+// entries (root2).
+export async function verifyConsistency(size1, size2, root1, root2, proof) {
+  checkHashes(proof, "a consistency proof");
+  const what = `the tree of ${size1} entries a prefix of the tree of ${size2}`;
+  if (size1 > size2) fail(`couldn't prove ${what}: it is larger`);
+  if (size1 === size2) {
+    if (proof.length !== 0 || !equalBytes(root1, root2)) fail(`couldn't prove ${what}: two different roots for one size`);
+    return;
+  }
+  if (size1 === 0) {
+    if (proof.length !== 0) fail(`couldn't prove ${what}: a non-empty proof from the empty tree`);
+    return;
+  }
+  const path = Number.isInteger(Math.log2(size1)) ? [root1, ...proof] : proof;
+  if (path.length === 0) fail(`couldn't prove ${what}: the proof is empty`);
+  let fn = size1 - 1;
+  let sn = size2 - 1;
+  while (odd(fn)) {
+    fn = half(fn);
+    sn = half(sn);
+  }
+  let fr = path[0];
+  let sr = path[0];
+  for (const c of path.slice(1)) {
+    if (sn === 0) fail(`couldn't prove ${what}: the proof is too long`);
+    if (odd(fn) || fn === sn) {
+      fr = await nodeHash(c, fr);
+      sr = await nodeHash(c, sr);
+      while (!odd(fn) && fn !== 0) {
+        fn = half(fn);
+        sn = half(sn);
+      }
+    } else {
+      sr = await nodeHash(sr, c);
+    }
+    fn = half(fn);
+    sn = half(sn);
+  }
+  if (sn !== 0 || !equalBytes(fr, root1) || !equalBytes(sr, root2)) {
+    fail(`couldn't prove ${what}: the proof does not lead to both signed roots`);
+  }
+}
+
+// -- C2SP signed-note ----------------------------------------------------------------------------
+
+// A key name (as ledger/tlog/note.py checks it): no "+", no control below U+0020, and no
+// character Python's str.isspace calls a space (JavaScript's \s differs: it has U+FEFF).
+const KEY_NAME = /^[^+\x00-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+$/u;
+
+async function ed25519KeyId(name, publicKey) {
+  return (await sha256(concat(utf8(name), Uint8Array.of(0x0a, ED25519), publicKey))).slice(0, 4);
+}
+
+// The Ed25519 points of small order, as encodings with the x sign bit cleared: y = 0, 1, p - 1
+// and the two y of the points of order 8 (libsodium's blocklist; encodings of y >= p are refused
+// as non-canonical). With such a key, a signature with R = identity and S = 0 verifies for every
+// message, and WebCrypto does not refuse it.
+const fromHex = (text) => Uint8Array.from(text.match(/../g), (b) => parseInt(b, 16));
+const SMALL_ORDER = [
+  "00".repeat(32),
+  "01" + "00".repeat(31),
+  "ec" + "ff".repeat(30) + "7f",
+  "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+  "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
+].map(fromHex);
+
+function isAdmissiblePoint(publicKey) {
+  const y = publicKey.slice();
+  y[31] &= 0x7f;
+  const nonCanonical = y[31] === 0x7f && y.slice(1, 31).every((b) => b === 0xff) && y[0] >= 0xed;
+  return !nonCanonical && !SMALL_ORDER.some((point) => equalBytes(point, y));
+}
+
+const hex = (bytes) => Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+
+// A verifier key `name+hex8+base64(0x01‖pub)`: its name, key ID and WebCrypto key.
+export async function parseVkey(vkey) {
+  const parts = typeof vkey === "string" ? vkey.split("+") : [];
+  if (parts.length < 3) fail("couldn't read the verifier key: expected name+keyid+key");
+  const [name, id] = parts;
+  const raw = fromBase64(parts.slice(2).join("+"), "the verifier key");
+  if (!KEY_NAME.test(name)) fail("couldn't read the verifier key: its name is not a valid key name");
+  if (raw.length !== 33 || raw[0] !== ED25519) fail("couldn't read the verifier key: not an Ed25519 key");
+  const publicKey = raw.slice(1);
+  if (!isAdmissiblePoint(publicKey)) fail("couldn't read the verifier key: its point is non-canonical or of small order");
+  const keyId = await ed25519KeyId(name, publicKey);
+  if (hex(keyId) !== id) fail("couldn't read the verifier key: its key ID does not match the key");
+  let key;
+  try {
+    key = await crypto.subtle.importKey("raw", publicKey, { name: "Ed25519" }, false, ["verify"]);
+  } catch (error) {
+    if (error?.name === "NotSupportedError") fail("couldn't verify signatures: this browser's WebCrypto has no Ed25519 (current Chromium, Firefox and Safari have it); use the amnesty CLI");
+    fail(`couldn't read the verifier key: ${error.message}`);
+  }
+  return { vkey, name, keyId, publicKey, key };
+}
+
+// Split a note at its last blank line into text and signature lines (name, key ID, signature).
+export function parseNote(note) {
+  const at = note.lastIndexOf("\n\n");
+  if (at < 0 || !note.endsWith("\n")) fail("couldn't read a signed note: no blank line before its signatures");
+  const text = note.slice(0, at + 1);
+  const signatures = note.slice(at + 2, -1).split("\n").map((line) => {
+    if (!line.startsWith(SIGNATURE_PREFIX)) fail("couldn't read a signed note: a signature line does not start with an em dash");
+    const fields = line.slice(SIGNATURE_PREFIX.length).split(" ");
+    if (fields.length !== 2 || !KEY_NAME.test(fields[0])) fail("couldn't read a signed note: a malformed signature line");
+    const blob = fromBase64(fields[1], "a note signature");
+    if (blob.length < 5) fail("couldn't read a signed note: a signature line is too short");
+    return { name: fields[0], keyId: blob.slice(0, 4), signature: blob.slice(4) };
+  });
+  return { text, signatures };
+}
+
+// The signature lines of `keys` (parsed vkeys) that verify. Lines of other keys are ignored (a
+// witness cosignature, a post-quantum signature, a grease line); a line naming one of `keys` by
+// name and key ID that does not verify rejects the whole note.
+export async function verifiedSigners(note, keys) {
+  const { text, signatures } = parseNote(note);
+  const data = utf8(text);
+  const signed = new Set();
+  for (const line of signatures) {
+    const key = keys.find((k) => k.name === line.name && equalBytes(k.keyId, line.keyId));
+    if (!key) continue;
+    const good = line.signature.length === 64 && (await crypto.subtle.verify({ name: "Ed25519" }, key.key, line.signature, data));
+    if (!good) fail(`couldn't verify a signed note: the signature of key ${hex(key.keyId)} does not verify`);
+    signed.add(key);
+  }
+  return { text, signed, lines: signatures.length };
+}
+
+// -- C2SP tlog-checkpoint ------------------------------------------------------------------------
+
+// Open a checkpoint note with the pinned log key: its origin, size and root. Throws unless the
+// pinned key signed it.
+export async function openCheckpoint(note, logKey) {
+  const { text, signed, lines } = await verifiedSigners(note, [logKey]);
+  if (!signed.has(logKey)) fail("couldn't verify the checkpoint: it has no signature by the pinned log key");
+  const [origin, sizeText, rootText] = text.split("\n");
+  // tlog-checkpoint: the log's key name SHOULD be its origin; this ledger requires it.
+  if (origin !== logKey.name) fail("couldn't verify the checkpoint: its origin is not the pinned log key's name");
+  if (!origin || !/^(0|[1-9][0-9]{0,15})$/.test(sizeText ?? "")) fail("couldn't read the checkpoint: malformed size line");
+  const size = Number(sizeText);
+  if (!Number.isSafeInteger(size)) fail("couldn't read the checkpoint: its size is too large");
+  const root = fromBase64(rootText, "the checkpoint's root hash");
+  if (root.length !== 32) fail("couldn't read the checkpoint: its root hash is not 32 bytes");
+  return { note, origin, size, root, otherSignatures: lines - 1 };
+}
+
+// -- tlog-tiles entry bundles ----------------------------------------------------------------------
+
+// The path of the entry bundle holding entry `index` in a tree of `size` entries.
+export function bundlePath(index, size) {
+  const n = Math.floor(index / BUNDLE_WIDTH);
+  const digits = String(n).padStart(3 * Math.max(1, Math.ceil(String(n).length / 3)), "0");
+  const groups = digits.match(/.../g);
+  const name = groups.map((g, i) => (i < groups.length - 1 ? "x" + g : g)).join("/");
+  const width = Math.min(BUNDLE_WIDTH, size - n * BUNDLE_WIDTH);
+  return { n, width, path: `/tile/entries/${name}${width < BUNDLE_WIDTH ? ".p/" + width : ""}` };
+}
+
+// The entries of a bundle: big-endian uint16 length-prefixed byte strings, exactly `width`.
+export function splitBundle(bytes, width) {
+  const entries = [];
+  let at = 0;
+  while (at < bytes.length) {
+    if (at + 2 > bytes.length) fail("couldn't read an entry bundle: it ends inside a length");
+    const length = (bytes[at] << 8) | bytes[at + 1];
+    if (at + 2 + length > bytes.length) fail("couldn't read an entry bundle: it ends inside an entry");
+    entries.push(bytes.slice(at + 2, at + 2 + length));
+    at += 2 + length;
+  }
+  if (entries.length !== width) fail(`couldn't read an entry bundle: it holds ${entries.length} entries, the signed tree needs ${width}`);
+  return entries;
+}
+
+// -- entries and statements ------------------------------------------------------------------------
+
+// Read a log entry's bytes (already proven included as entry `index`) and verify its statement's
+// signatures: every signature line naming a key the statement lists must verify, and at least one
+// listed key must have signed. Returns the statement and the vkeys whose signatures verified.
+export async function openEntry(bytes, index, origin) {
+  let entry;
+  try {
+    entry = JSON.parse(decodeUtf8(bytes, `entry ${index}`));
+  } catch (error) {
+    if (error instanceof VerificationFailure) throw error;
+    fail(`couldn't read entry ${index}: it is not JSON`);
+  }
+  if (entry === null || typeof entry !== "object" || entry.index !== index || typeof entry.statement !== "string") {
+    fail(`couldn't read entry ${index}: its envelope does not name index ${index}`);
+  }
+  const { text } = parseNote(entry.statement);
+  const lines = text.split("\n");
+  if (lines.length !== 3 || lines[0] !== STATEMENT_HEADER || lines[2] !== "") fail(`couldn't read the statement of entry ${index}: not a ${STATEMENT_HEADER} note`);
+  let statement;
+  try {
+    statement = JSON.parse(lines[1]);
+  } catch {
+    fail(`couldn't read the statement of entry ${index}: it is not JSON`);
+  }
+  if (statement?.origin !== origin) fail(`couldn't read the statement of entry ${index}: it names another log`);
+  if (!Array.isArray(statement.signers) || typeof statement.type !== "string" || typeof statement.body !== "object") {
+    fail(`couldn't read the statement of entry ${index}: it lacks its type, body or signers`);
+  }
+  const keys = [];
+  for (const vkey of statement.signers) keys.push(await parseVkey(vkey));
+  let signed;
+  try {
+    ({ signed } = await verifiedSigners(entry.statement, keys));
+  } catch (error) {
+    fail(`couldn't verify the statement of entry ${index}: ${error.message}`);
+  }
+  if (signed.size === 0) fail(`couldn't verify the statement of entry ${index}: none of the keys it lists signed it`);
+  return { index, logTimeMs: entry.log_time_ms, statement, signedBy: keys.filter((k) => signed.has(k)).map((k) => k.vkey) };
+}

@@ -1,0 +1,700 @@
+"""The public page in a real Chromium, against a real uvicorn server: it verifies what it shows.
+
+The page must end at ``data-verification="verified"`` on the honest server, with no console or
+page error and every commitment shown by the name and text the signed offer gives it; and at
+``failed`` — showing nothing from the log — through a lying proxy (an edited entry, edited JSON,
+a corrupted or forged checkpoint signature, a dropped entry, an edited proof), or when the
+server shows a second history under the same key after a first visit (with both signed
+checkpoints offered as evidence). The proxy is Chromium's own request interception
+(``page.route``): the page gets the server's real answer, edited.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import nacl.bindings
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Route
+
+from ledger.errors import LedgerError
+from ledger.protocol.quoting import quote
+from ledger.protocol.terms import default_offer
+from ledger.server.admission import StatementPolicy
+from ledger.server.sequencer import Sequencer
+from ledger.storage.sql import SqlLogStore
+from ledger.tlog.checkpoint import Checkpoint, sign_checkpoint
+from ledger.tlog.note import ALG_MLDSA44, Signer, key_id, parse_note, sign_note, verify_note
+from tests.api_support import TestLog, live_server, make_log
+from tests.browser_support import RouteHandler, chromium, dom_tree, edit_response, nodes, visit
+from tests.merkle_reference import ReferenceTree, ref_leaf_hash
+from tests.support import ORIGIN
+
+FIRST_NAME = "<img src=x onerror=alert(1)>"
+
+
+@dataclass
+class Served:
+    log: TestLog
+    base: str
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with chromium() as running:
+        yield running
+
+
+@pytest.fixture
+def context(browser: Browser) -> Iterator[BrowserContext]:
+    """A fresh browser profile (its own localStorage)."""
+    fresh = browser.new_context()
+    try:
+        yield fresh
+    finally:
+        fresh.close()
+
+
+def demo_log(folder: Path, name: str = FIRST_NAME) -> TestLog:
+    """A log of 4 entries: keyset, offer, an application by ``name``, its grant."""
+    folder.mkdir(parents=True, exist_ok=True)
+    log = make_log(folder)
+    ai = Signer.from_seed("first.ai.example", b"1" * 32)
+    log.append("first", log.application(ai, name))
+    log.append("grant", log.decision("first"))
+    return log
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    log = demo_log(tmp_path_factory.mktemp("page"))
+    with live_server(log.settings()) as base:
+        yield Served(log, base)
+
+
+def test_a_missing_browser_fails_the_tests_instead_of_skipping_them(tmp_path: Path) -> None:
+    with (
+        pytest.raises(pytest.fail.Exception, match="couldn't find Chromium"),
+        chromium(tmp_path / "no-chromium"),
+    ):
+        pass
+
+
+def test_the_honest_page_verifies_what_it_shows(context: BrowserContext, served: Served) -> None:
+    shown = visit(context, served.base + "/")
+    assert shown.state == "verified", shown.sentence
+    assert shown.sentence.startswith("Verified in this browser: the checkpoint of 4 entries")
+    assert "the 4 entries shown are proven included" in shown.sentence
+    assert "its own claim" in shown.sentence  # no key pinned: the server's key, said to be so
+    assert "verdicts are this server's audit" in shown.sentence
+    assert shown.console_errors == [] and shown.page_errors == [], shown
+    assert shown.failed_requests == []  # the favicon included
+    page = shown.page
+    # The offer's commitments by their own names and texts, each with a verdict.
+    for commitment in default_offer()["terms"]["commitments"]:
+        item = page.locator(f"#commitment-{commitment['id']}")
+        words = commitment["id"].replace("_", " ")
+        assert item.locator("h3").inner_text().endswith(words[0].upper() + words[1:])
+        assert item.locator("bdi.quote").inner_text() == quote(commitment["text"])
+        assert item.locator(".badge").inner_text() == "honoured"
+    verdict = page.locator("#verdict").inner_text()
+    assert verdict == "This server's audit at 4 entries: no commitment broken."
+    assert "No offer is in force" not in page.inner_text("body")
+    assert page.locator("#offer h3 bdi.quote").inner_text() == quote("Model Amnesty offer")
+    offer = page.locator("#offer").text_content() or ""
+    assert "Signed by 3 of the 5 members of the body's keyset at entry 0 (3 must sign)" in offer
+    assert "Eligibility criteria" in offer and "Found in the wild, quoted from the offer" in offer
+    # The first applicant: its name from the signed application, as a quotation, never markup.
+    first = page.locator("#subject-2")
+    assert set(first.locator("bdi.quote").all_inner_texts()) == {quote(FIRST_NAME)}
+    steps = first.locator("ol.timeline > li").all_inner_texts()
+    assert [step.split(",")[0] for step in steps] == ["Entry 2", "Entry 3"]
+    assert steps[1].endswith("a decision. Decides the application at entry 2: grant.")
+    assert page.locator("img").count() == 0
+    treatment = first.locator(".treatment")
+    assert treatment.locator("bdi").count() == 0
+    assert treatment.inner_text().startswith("Application granted at entry 3 on ")
+    assert treatment.inner_text().endswith("Standing now (this server's word): granted.")
+    judged = first.locator("ul.timeline > li").all_inner_texts()
+    assert len(judged) == 1 and judged[0].startswith("honoured Decision within promised time, ")
+    assert "within the 90-day deadline" in judged[0]
+    assert not re.search(r"\d{4}-\d\d-\d\dT", judged[0])  # dates, not ISO timestamps
+    assert page.locator("#recent > li").count() == 4
+    assert page.locator("#entry-1 h3").inner_text() == "Entry 1: the offer"
+    assert page.locator("#vkey").inner_text() == served.log.log_signer.vkey
+
+
+def test_the_verdicts_are_near_the_top_and_nothing_overflows_at_390_px(
+    context: BrowserContext, served: Served
+) -> None:
+    shown = visit(context, served.base + "/", width=390)
+    assert shown.state == "verified", shown.sentence
+    page = shown.page
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    verification = page.locator("#verification").bounding_box()
+    verdict = page.locator("#verdict").bounding_box()
+    assert verification is not None and verification["y"] < 600
+    assert verdict is not None and verdict["y"] < 1200, verdict
+    wide = page.evaluate(
+        "Array.from(document.querySelectorAll('body *'))"
+        ".filter((e) => e.getBoundingClientRect().right > 391).map((e) => e.tagName + '#' + e.id)"
+    )
+    assert wide == []
+
+
+def test_a_log_without_an_offer_says_so(context: BrowserContext, tmp_path: Path) -> None:
+    log = make_log(tmp_path, offer=False)
+    with live_server(log.settings()) as base:
+        shown = visit(context, base + "/")
+    assert shown.state == "verified", shown.sentence
+    assert shown.page_errors == [] and shown.console_errors == []
+    assert shown.page.locator("#offer-section").is_hidden()
+    assert "No AI has applied yet." in shown.page.inner_text("#first-applicant")
+    assert shown.page.locator("#recent > li").count() == 1
+
+
+def test_a_permalink_shows_its_entry_verified(context: BrowserContext, tmp_path: Path) -> None:
+    """#entry-N names an entry beyond the 20 newest: the page verifies it too and shows it."""
+    log = demo_log(tmp_path)
+    for n in range(20):
+        log.append(
+            f"ai{n}",
+            log.application(Signer.from_seed(f"ai{n}.example", bytes([n]) * 32), f"AI {n}"),
+        )
+    with live_server(log.settings()) as base:
+        shown = visit(context, base + "/#entry-0")
+        assert shown.state == "verified", shown.sentence
+        assert "the checkpoint of 24 entries" in shown.sentence
+        linked = shown.page.locator("#linked > li")
+        assert linked.count() == 1
+        assert linked.locator("h3").inner_text() == "Entry 0: the body's keyset"
+        assert shown.page.locator("#recent > li").count() == 20
+        assert shown.page.locator("#recent #entry-0").count() == 0
+        following = shown.page.locator("#next-applicants-list > li")
+        assert following.count() == 4
+        assert following.first.locator("bdi.quote").inner_text() == quote("AI 0")
+        assert following.first.locator(".treatment").inner_text() == (
+            "Application open (this server's word)."
+        )
+        # Following a permalink to an entry not on the page verifies the page again, with it.
+        shown.page.evaluate("location.hash = '#entry-1'")
+        shown.page.wait_for_selector("#linked #entry-1", state="attached")
+        assert shown.page.get_attribute("#verification", "data-verification") == "verified"
+
+
+def test_a_log_across_entry_bundles_verifies(context: BrowserContext, tmp_path: Path) -> None:
+    """300 entries: the offer is in the full bundle 000, the newest in the partial one
+    001.p/44 (tlog-tiles paths), each proven against the signed tree."""
+    log = demo_log(tmp_path)
+    store = SqlLogStore(log.url)
+    try:
+        policy = StatementPolicy(ORIGIN)
+        applications = [
+            log.application(Signer.from_seed(f"ai{n}.example", n.to_bytes(32, "big")), f"AI {n}")
+            for n in range(296)
+        ]
+        Sequencer(store, log.log_signer, policy).sequence_now(
+            [policy.prepare(note) for note in applications]
+        )
+    finally:
+        store.close()
+    bundles: list[str] = []
+
+    def record(route: Route) -> None:
+        bundles.append(route.request.url)
+        route.continue_()
+
+    with live_server(log.settings()) as base:
+        shown = visit(context, base + "/", {"**/tile/entries/**": record})
+        assert shown.state == "verified", shown.sentence
+        assert "the checkpoint of 300 entries" in shown.sentence
+        assert sorted({url.removeprefix(base) for url in bundles}) == [
+            "/tile/entries/000",
+            "/tile/entries/001.p/44",
+        ]
+        assert shown.page.locator("#recent > li").first.get_attribute("id") == "entry-299"
+
+
+def test_the_page_is_one_document_with_landmarks(context: BrowserContext, served: Served) -> None:
+    page = visit(context, served.base + "/").page
+    assert page.locator("html").get_attribute("lang") == "en"
+    assert page.locator("h1").count() == 1
+    for landmark in ("header", "main", "footer"):
+        assert page.locator(landmark).count() == 1
+    assert page.locator("#verification-sentence").get_attribute("aria-live") == "polite"
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.textContent") == "Skip to the ledger"
+    background = "getComputedStyle(document.body).backgroundColor"
+    assert page.evaluate(background) == "rgb(255, 255, 255)"
+    page.emulate_media(color_scheme="dark")
+    assert page.evaluate(background) == "rgb(22, 23, 26)"
+
+
+def _flip_signature(note: bytes) -> bytes:
+    text, signature = note.decode().rsplit(" ", 1)
+    raw = bytearray(base64.b64decode(signature))
+    raw[10] ^= 1
+    return f"{text} {base64.b64encode(bytes(raw)).decode()}\n".encode()
+
+
+def _forged_checkpoint(note: bytes) -> bytes:
+    """The real checkpoint's tree, signed by an impostor key under the log's name."""
+    _origin, size, root = note.decode().split("\n")[:3]
+    impostor = Signer.from_seed(ORIGIN, b"impostor".ljust(32, b"\0"))
+    return sign_checkpoint(Checkpoint(ORIGIN, int(size), base64.b64decode(root)), impostor)
+
+
+def _edit_json(path: list[str | int], value: object) -> RouteHandler:
+    def edit(body: bytes) -> bytes:
+        data = json.loads(body)
+        target = data
+        for step in path[:-1]:
+            target = target[step]
+        target[path[-1]] = value
+        return json.dumps(data).encode()
+
+    return edit_response(edit)
+
+
+def _add_applicant(body: bytes) -> bytes:
+    data = json.loads(body)
+    data["applications"].append({**data["applications"][0], "index": 1, "subject_id": 1})
+    return json.dumps(data).encode()
+
+
+def _drop_last_entry(bundle: bytes) -> bytes:
+    at, starts = 0, []
+    while at < len(bundle):
+        starts.append(at)
+        at += 2 + int.from_bytes(bundle[at : at + 2], "big")
+    return bundle[: starts[-1]]
+
+
+def _edit_proof(body: bytes) -> bytes:
+    data = json.loads(body)
+    data["hashes"][0] = base64.b64encode(b"\x01" * 32).decode()
+    return json.dumps(data).encode()
+
+
+LIES: dict[str, tuple[str, RouteHandler, str]] = {
+    "edited entry text": (
+        "**/tile/entries/**",
+        edit_response(lambda b: b.replace(b"onerror=alert(1)", b"onerror=alert(2)")),
+        "couldn't prove entry 2 included in the signed tree of 4 entries",
+    ),
+    "edited offer JSON: another entry": (
+        "**/v1/offers",
+        _edit_json(["versions", 0, "index"], 2),
+        "couldn't check the offer: the server says it is entry 2, which is not an offer",
+    ),
+    "edited offer JSON: another title": (
+        "**/v1/offers",
+        _edit_json(["versions", 0, "terms", "title"], "A kinder offer"),
+        "couldn't check the offer: the server's JSON differs from the signed entry 1",
+    ),
+    "edited audit JSON: another first applicant": (
+        "**/v1/precedent/summary",
+        _edit_json(["first_applicant", "name"], "Someone else"),
+        "couldn't check the first applicant: the server's JSON differs from the signed entry 2",
+    ),
+    "edited audit JSON: another outcome": (
+        "**/v1/precedent/summary",
+        _edit_json(["first_applicant", "application", "outcome"], "denied"),
+        "couldn't check the first applicant's treatment: the server's JSON differs from the "
+        "signed decision at entry 3",
+    ),
+    "edited subject JSON: another timeline": (
+        "**/v1/subjects/**",
+        _edit_json(["subject", "timeline", 1, "type"], "consent"),
+        "couldn't check the first applicant's timeline: the server's JSON differs from the "
+        "signed entry 3",
+    ),
+    "edited entries JSON: no keyset before the offer": (
+        "**/v1/entries?type=keyset*",
+        _edit_json(["entries", 0, "index"], 2),
+        "couldn't check the offer's signers: the server names no keyset entry before it",
+    ),
+    "edited applications JSON: an offer as an applicant": (
+        "**/v1/precedent/applications*",
+        edit_response(_add_applicant),
+        "couldn't check the applicants: the server says entry 1 is an application, and it is not",
+    ),
+    "corrupted checkpoint signature": (
+        "**/checkpoint",
+        edit_response(_flip_signature),
+        "couldn't verify a signed note: the signature of key",
+    ),
+    "forged checkpoint": (
+        "**/checkpoint",
+        edit_response(_forged_checkpoint),
+        "couldn't verify the checkpoint: it has no signature by the pinned log key",
+    ),
+    "dropped entry": (
+        "**/tile/entries/**",
+        edit_response(_drop_last_entry),
+        "couldn't read an entry bundle: it holds 3 entries, the signed tree needs 4",
+    ),
+    "edited inclusion proof": (
+        "**/v1/proofs/inclusion*",
+        edit_response(_edit_proof),
+        "couldn't prove entry 0 included in the signed tree of 4 entries",
+    ),
+}
+
+
+@pytest.mark.parametrize("lie", list(LIES))
+def test_through_a_lying_proxy_the_page_fails_and_shows_nothing_as_verified(
+    context: BrowserContext, served: Served, lie: str
+) -> None:
+    pattern, handler, reason = LIES[lie]
+    shown = visit(context, served.base + "/", {pattern: handler})
+    assert shown.state == "failed", (lie, shown.sentence)
+    assert shown.sentence.startswith(f"Verification failed: {reason}"), shown.sentence
+    assert shown.sentence.startswith("Verification failed: couldn't ")
+    page = shown.page
+    assert page.locator("#content").is_hidden()
+    body = page.inner_text("body")
+    assert "Verified" not in body and "honoured" not in body
+    for forged in ("alert(2)", "A kinder offer", "Someone else"):
+        assert forged not in body
+    assert shown.page_errors == []
+
+
+def test_an_unknown_signature_line_on_the_checkpoint_is_ignored(
+    context: BrowserContext, served: Served
+) -> None:
+    """C2SP signed-note: lines of keys the verifier does not pin (a witness, the log's
+    post-quantum key, grease) are ignored, not refused."""
+    grease = Signer.from_seed(ORIGIN, b"grease".ljust(32, b"\0"))
+
+    def with_grease(note: bytes) -> bytes:
+        _origin, size, root = note.decode().split("\n")[:3]
+        tree = Checkpoint(ORIGIN, int(size), base64.b64decode(root))
+        return sign_checkpoint(tree, served.log.log_signer, [grease])
+
+    shown = visit(context, served.base + "/", {"**/checkpoint": edit_response(with_grease)})
+    assert shown.state == "verified", shown.sentence
+    assert "1 other signature line(s)" in shown.page.locator("#cosignatures").inner_text()
+
+
+def test_a_hybrid_checkpoint_verifies_by_its_ed25519_line(
+    context: BrowserContext, served: Served
+) -> None:
+    """A checkpoint with the log's ML-DSA-44 line beside its Ed25519 one (DESIGN §6): the page
+    pins the Ed25519 key and ignores the line of a key type it does not know."""
+    post_quantum = Signer(ORIGIN, b"post-quantum".ljust(32, b"\0"), alg=ALG_MLDSA44)
+
+    def hybrid(note: bytes) -> bytes:
+        _origin, size, root = note.decode().split("\n")[:3]
+        tree = Checkpoint(ORIGIN, int(size), base64.b64decode(root))
+        return sign_checkpoint(tree, served.log.log_signer, [post_quantum])
+
+    shown = visit(context, served.base + "/", {"**/checkpoint": edit_response(hybrid)})
+    assert shown.state == "verified", shown.sentence
+    assert "1 other signature line(s)" in shown.page.locator("#cosignatures").inner_text()
+
+
+def test_a_key_swapped_after_a_first_visit_is_refused(
+    context: BrowserContext, served: Served
+) -> None:
+    """Trust on first use: the key the page stated on a verified visit stays pinned, so a
+    proxy that swaps the key in the page (and signs its own checkpoints) is caught."""
+    first = visit(context, served.base + "/")
+    assert first.state == "verified", first.sentence
+    impostor = Signer.from_seed(ORIGIN, b"impostor".ljust(32, b"\0")).vkey
+    swap = edit_response(
+        lambda page: page.replace(served.log.log_signer.vkey.encode(), impostor.encode())
+    )
+    shown = visit(context, served.base + "/", {served.base + "/": swap})
+    assert shown.state == "failed"
+    key_id_hex = served.log.log_signer.vkey.split("+")[1]
+    assert shown.sentence.startswith(
+        "Verification failed: couldn't trust the log key: the page now states another key than "
+        f"the one this browser verified the log with before (key ID {key_id_hex})"
+    )
+
+
+def test_a_pinned_key_is_the_one_checked(context: BrowserContext, served: Served) -> None:
+    page = visit(context, served.base + "/").page
+    page.fill("#pin-input", served.log.log_signer.vkey)
+    with page.expect_navigation():
+        page.click("text=Pin this key")
+    page.wait_for_selector("#verification[data-verification='verified']", state="attached")
+    assert "signed by the log key you pinned" in page.inner_text("#verification-sentence")
+    other = Signer.from_seed(ORIGIN, b"other".ljust(32, b"\0")).vkey
+    page.fill("#pin-input", other)
+    with page.expect_navigation():
+        page.click("text=Pin this key")
+    page.wait_for_selector("#verification[data-verification='failed']", state="attached")
+    assert "no signature by the pinned log key" in page.inner_text("#verification-sentence")
+
+
+MERKLE_CHECKS = """async ({ cases }) => {
+  const v = await import("/static/verify.js");
+  const b = (text) => v.fromBase64(text, "a test hash");
+  const outcome = async (check) => {
+    try { await check(); return "ok"; } catch (error) { return error instanceof v.VerificationFailure ? "refused" : String(error); }
+  };
+  const results = [];
+  for (const c of cases) {
+    const leaf = await v.leafHash(v.utf8(c.leaf));
+    results.push(c.kind === "inclusion"
+      ? await outcome(() => v.verifyInclusion(c.index, c.size, leaf, c.proof.map(b), b(c.root)))
+      : await outcome(() => v.verifyConsistency(c.size1, c.size2, b(c.root1), b(c.root2), c.proof.map(b))));
+  }
+  return results;
+}"""
+
+
+def _b64(hashes: list[bytes]) -> list[str]:
+    return [base64.b64encode(h).decode() for h in hashes]
+
+
+def _proof_mutants(proof: list[bytes], extra: bytes) -> list[list[str]]:
+    """The proof with its first hash flipped, its last hash dropped, one hash added."""
+    mutants = [_b64([*proof, extra])]
+    if proof:
+        mutants += [_b64([bytes([proof[0][0] ^ 1]) + proof[0][1:], *proof[1:]]), _b64(proof[:-1])]
+    return mutants
+
+
+def test_the_page_s_merkle_proofs_agree_with_the_reference_tree(
+    context: BrowserContext, served: Served
+) -> None:
+    """verify.js's RFC 9162 checks, run in Chromium, against tests/merkle_reference.py on every
+    size up to 20: each honest proof verifies; each with a hash flipped, dropped or added, or
+    checked for another index, another first size or another root, is refused."""
+    leaves = [f"leaf {i}" for i in range(20)]
+    tree = ReferenceTree([ref_leaf_hash(leaf.encode()) for leaf in leaves])
+    cases: list[tuple[dict[str, object], str]] = []
+    for size in range(1, 21):
+        root = _b64([tree.root(size)])[0]
+        for index in range(size):
+            proof = tree.path(index, size)
+            case = {"kind": "inclusion", "index": index, "size": size, "leaf": leaves[index]}
+            case |= {"root": root, "proof": _b64(proof)}
+            cases.append((case, "ok"))
+            cases += [
+                ({**case, "proof": bad}, "refused") for bad in _proof_mutants(proof, b"x" * 32)
+            ]
+            cases.append(
+                ({**case, "index": index + 1 if index + 1 < size else index - 1}, "refused")
+            )
+            cases.append(({**case, "root": _b64([tree.root(size)[::-1]])[0]}, "refused"))
+        for size1 in range(1, size):
+            proof = tree.proof(size1, size)
+            case = {"kind": "consistency", "size1": size1, "size2": size, "leaf": ""}
+            case |= {"root1": _b64([tree.root(size1)])[0], "root2": root, "proof": _b64(proof)}
+            cases.append((case, "ok"))
+            cases += [
+                ({**case, "proof": bad}, "refused") for bad in _proof_mutants(proof, b"x" * 32)
+            ]
+            cases.append(({**case, "root1": _b64([tree.root(size1)[::-1]])[0]}, "refused"))
+            cases.append(({**case, "root2": _b64([tree.root(size)[::-1]])[0]}, "refused"))
+            other = size1 + 1 if size1 + 1 < size else size1 - 1
+            if other > 0:
+                cases.append(({**case, "size1": other}, "refused"))
+    page = visit(context, served.base + "/").page
+    results = page.evaluate(MERKLE_CHECKS, {"cases": [case for case, _ in cases]})
+    wrong = [(case, got) for (case, want), got in zip(cases, results, strict=True) if got != want]
+    assert not wrong, wrong[:5]
+
+
+NOTE_CHECKS = """async ({ cases }) => {
+  const v = await import("/static/verify.js");
+  const results = [];
+  for (const c of cases) {
+    try {
+      const keys = [];
+      for (const vkey of c.known) keys.push(await v.parseVkey(vkey));
+      const { signed } = await v.verifiedSigners(c.note, keys);
+      results.push(signed.size === 0 ? "refused" : keys.filter((k) => signed.has(k)).map((k) => k.vkey).sort().join(","));
+    } catch (error) {
+      results.push(error instanceof v.VerificationFailure ? "refused" : String(error));
+    }
+  }
+  return results;
+}"""
+
+
+def _tamper_line(note: bytes, line: int) -> bytes:
+    """Flip a bit of the signature on signature line ``line`` (0 is the first)."""
+    text, _, block = note.decode().rpartition("\n\n")
+    lines = block.split("\n")
+    name, signature = lines[line].rsplit(" ", 1)
+    raw = bytearray(base64.b64decode(signature))
+    raw[-1] ^= 1
+    lines[line] = f"{name} {base64.b64encode(bytes(raw)).decode()}"
+    return (text + "\n\n" + "\n".join(lines)).encode()
+
+
+def test_the_page_s_signed_notes_agree_with_the_ledger_s(
+    context: BrowserContext, served: Served
+) -> None:
+    """verify.js's signed-note check against ledger.tlog.note.verify_note on the cases the
+    C2SP spec names: a known signer, an unknown one beside it (ignored), a known line that does
+    not verify (the note is refused), no known signer (refused), a malformed note."""
+    alice = Signer.from_seed("alice.example/key", bytes(range(32)))
+    bob = Signer.from_seed("bob.example/key", bytes(range(1, 33)))
+    twin = Signer.from_seed("alice.example/key", bytes(range(2, 34)))  # same name, another key
+    text = "A statement\nof two lines\n"
+    notes = {
+        "alice": sign_note(text, [alice]),
+        "alice and bob": sign_note(text, [alice, bob]),
+        "bob and alice": sign_note(text, [bob, alice]),
+        "alice's twin and alice": sign_note(text, [twin, alice]),
+        "alice tampered": _tamper_line(sign_note(text, [alice, bob]), 0),
+        "bob tampered": _tamper_line(sign_note(text, [alice, bob]), 1),
+        "no blank line": sign_note(text, [alice]).replace(b"\n\n", b"\n"),
+        "another text": sign_note(text, [alice]).replace(b"two lines", b"two lies!"),
+    }
+    cases = []
+    expected = []
+    for note in notes.values():
+        for known in ([alice], [alice, bob], [bob], [twin]):
+            cases.append({"note": note.decode(), "known": [k.vkey for k in known]})
+            try:
+                keys = verify_note(parse_note(note), [k.verifier_key for k in known])
+            except LedgerError:
+                expected.append("refused")
+            else:
+                expected.append(",".join(sorted(k.vkey() for k in keys)))
+    page = visit(context, served.base + "/").page
+    results = page.evaluate(NOTE_CHECKS, {"cases": cases})
+    assert results == expected
+    assert expected.count("refused") not in (0, len(expected))
+
+
+FIELD_P = 2**255 - 19
+SMALL_ORDER_Y = (
+    "00" * 32,
+    "01" + "00" * 31,
+    "ec" + "ff" * 30 + "7f",
+    "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+    "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
+)
+"""The y of every Ed25519 point of small order (the x sign bit is the parameter ``sign``)."""
+NON_CANONICAL_Y = tuple(y.to_bytes(32, "little").hex() for y in (FIELD_P, FIELD_P + 1, 2**255 - 1))
+
+
+def _vkey(public: bytes) -> str:
+    encoded = base64.b64encode(bytes([1]) + public).decode()
+    return f"{ORIGIN}+{key_id(ORIGIN, 1, public).hex()}+{encoded}"
+
+
+PARSE_VKEY = """async (vkey) => {
+  const v = await import("/static/verify.js");
+  try { await v.parseVkey(vkey); return "accepted"; } catch (error) { return error.message; }
+}"""
+
+
+def test_a_small_order_or_non_canonical_key_is_never_pinned(
+    context: BrowserContext, served: Served
+) -> None:
+    """A small-order key verifies a forged signature (R = identity, S = 0) on any message; the
+    page refuses to check anything against one (or a non-canonical encoding), as libsodium
+    refuses it: pinned in the page, and through verify.js for every such encoding."""
+    keys = []
+    for encoding in SMALL_ORDER_Y + NON_CANONICAL_Y:
+        for sign in (0, 0x80):
+            public = bytearray(bytes.fromhex(encoding))
+            public[31] |= sign
+            assert not nacl.bindings.crypto_core_ed25519_is_valid_point(bytes(public))
+            keys.append(_vkey(bytes(public)))
+    page = context.new_page()
+    page.goto(served.base + "/")
+    answers = [page.evaluate(PARSE_VKEY, vkey) for vkey in keys]
+    refusal = "couldn't read the verifier key: its point is non-canonical or of small order"
+    assert answers == [refusal] * len(keys)
+    assert page.evaluate(PARSE_VKEY, served.log.log_signer.vkey) == "accepted"
+    page.evaluate("(vkey) => localStorage.setItem('amnesty-ledger.pinned-vkey', vkey)", keys[0])
+    shown = visit(context, served.base + "/")
+    assert shown.state == "failed"
+    assert refusal in shown.sentence
+
+
+def test_a_second_visit_checks_consistency_with_the_first(
+    context: BrowserContext, tmp_path: Path
+) -> None:
+    log = demo_log(tmp_path)
+    with live_server(log.settings()) as base:
+        first = visit(context, base + "/")
+        assert first.state == "verified" and "first visit from this browser" in first.sentence
+        log.append("second", log.application(Signer.from_seed("b.ai", b"2" * 32), "Second"))
+        again = visit(context, base + "/")
+        assert again.state == "verified", again.sentence
+        assert "the checkpoint of 5 entries" in again.sentence
+        assert "consistent with the checkpoint of 4 entries this browser verified" in again.sentence
+        # The log grows between the page's read of /checkpoint and of the JSON answers: the
+        # answers' larger checkpoint, signed and proven consistent, is the one verified.
+        earlier_note = httpx.get(base + "/checkpoint").content
+        log.append("third", log.application(Signer.from_seed("c.ai", b"3" * 32), "Third"))
+
+        def earlier(route: Route) -> None:
+            route.fulfill(status=200, body=earlier_note, content_type="text/plain")
+
+        grown = visit(context, base + "/", {"**/checkpoint": earlier})
+        assert grown.state == "verified", grown.sentence
+        assert "the checkpoint of 6 entries" in grown.sentence
+        # A server that fails to prove consistency fails the page, without being called a fork.
+        log.append("fourth", log.application(Signer.from_seed("d.ai", b"4" * 32), "Fourth"))
+
+        def unavailable(route: Route) -> None:
+            route.fulfill(status=503, body=b"{}", content_type="application/json")
+
+        down = visit(context, base + "/", {"**/v1/proofs/consistency*": unavailable})
+        assert down.state == "failed"
+        assert "couldn't fetch /v1/proofs/consistency?from=6&to=7: HTTP 503" in down.sentence
+        assert down.page.locator("#fork").is_hidden()
+
+
+def test_a_second_history_under_the_same_key_fails_with_evidence(
+    context: BrowserContext, tmp_path: Path
+) -> None:
+    seen = demo_log(tmp_path / "seen")
+    other = demo_log(tmp_path / "other", name="Another history")
+    other.append("more", other.application(Signer.from_seed("b.ai", b"2" * 32), "More"))
+    assert seen.log_signer.vkey == other.log_signer.vkey
+    with live_server(seen.settings()) as base, live_server(other.settings()) as fork:
+        first = visit(context, base + "/")
+        assert first.state == "verified", first.sentence
+        seen_note = httpx.get(base + "/checkpoint").content
+
+        def to_the_fork(route: Route) -> None:
+            route.fulfill(response=route.fetch(url=route.request.url.replace(base, fork)))
+
+        shown = visit(context, base + "/", {f"{base}/**": to_the_fork})
+    assert shown.state == "failed", shown.sentence
+    assert re.search(
+        r"couldn't prove the tree of 4 entries a prefix of the tree of 5", shown.sentence
+    )
+    page = shown.page
+    assert page.locator("#fork").is_visible()
+    assert page.locator("#content").is_hidden()
+    links = page.locator("#fork a")
+    assert links.count() == 2
+    with page.expect_download() as download:
+        links.first.click()
+    assert Path(download.value.path()).read_bytes() == seen_note
+
+
+def test_the_dom_holds_log_text_only_in_quotations(context: BrowserContext, served: Served) -> None:
+    """Every <bdi> is a quotation of the log (a JSON literal, quote() of its value); no other
+    node holds the applicant's name."""
+    tree = dom_tree(visit(context, served.base + "/").page)
+    quoted = []
+    for node in nodes(tree):
+        if node["tag"] == "bdi":
+            assert node["cls"] == "quote" and not node["insideBdi"], node
+            value = json.loads(node["text"])
+            assert quote(value) == node["text"]
+            quoted.append(value)
+        elif node["tag"] == "#text" and not node["insideBdi"]:
+            assert "onerror" not in node["text"], node
+    assert FIRST_NAME in quoted
