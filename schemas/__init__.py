@@ -1,5 +1,5 @@
 """JSON Schemas (draft 2020-12) for the log entry, the statement envelope, every statement
-type's body and the precedent report — generated from the code's models.
+type's body, the precedent report and the due report — generated from the code's models.
 
 The files in this folder are the published form (served at ``/v1/schemas/<name>.json`` and
 exported with every mirror); ``tests/test_schemas.py`` fails if they are not current.
@@ -13,15 +13,20 @@ from pathlib import Path
 from typing import Any
 
 from ledger.protocol.audit import PrecedentReport
-from ledger.protocol.statements import STATEMENT_TYPES
-from ledger.statements.statement import STATEMENT_HEADER
+from ledger.protocol.due import DueReport
+from ledger.protocol.statements import STATEMENT_TYPES, VKEY_PATTERN
+from ledger.statements.canonical import MAX_DOCUMENT_BYTES
+from ledger.statements.statement import (
+    MAX_ORIGIN_LENGTH,
+    MAX_SIGNERS,
+    STATEMENT_HEADER,
+)
 
 SCHEMA_DIR = Path(__file__).resolve().parent
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 BASE_ID = "https://amnesty-ledger.invalid/schemas/"
 
-_VKEY_PATTERN = r"^[^+\s]+\+[0-9a-f]{8}\+[A-Za-z0-9+/]+=*$"
-_B64_HASH_PATTERN = r"^[A-Za-z0-9+/]{43}=$"
+_B64_HASH_PATTERN = r"^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$"
 _INT53 = {"type": "integer", "minimum": 0, "maximum": 2**53 - 1}
 
 
@@ -43,7 +48,14 @@ def _entry_schema() -> dict[str, Any]:
             "prev": {"type": "string", "pattern": _B64_HASH_PATTERN},
             "statement": {
                 "type": "string",
-                "description": f"a C2SP signed note whose first line is {STATEMENT_HEADER}",
+                "minLength": len(STATEMENT_HEADER) + 1,
+                "maxLength": MAX_DOCUMENT_BYTES,
+                "pattern": f"^{STATEMENT_HEADER}\n",
+                "description": (
+                    f"a C2SP signed note whose first line is {STATEMENT_HEADER}; at most "
+                    f"{MAX_DOCUMENT_BYTES:,} bytes of UTF-8 (FORMAT.md F4.1; a schema can bound "
+                    "only its characters)"
+                ),
             },
         },
     }
@@ -61,12 +73,25 @@ def _statement_schema(type_name: str, version: int, body: dict[str, Any]) -> dic
         "properties": {
             "type": {"const": type_name},
             "v": {"const": version},
-            "origin": {"type": "string", "minLength": 1},
+            "origin": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": MAX_ORIGIN_LENGTH,
+                "description": (
+                    "no character of Unicode general category C or Z (FORMAT.md F4.7); equal to "
+                    "the log's origin"
+                ),
+            },
             "signers": {
                 "type": "array",
                 "minItems": 1,
+                "maxItems": MAX_SIGNERS,
                 "uniqueItems": True,
-                "items": {"type": "string", "pattern": _VKEY_PATTERN},
+                "description": (
+                    "strictly ascending by code point, no two sharing a public key or a (name, "
+                    "key ID) pair, each a real Ed25519 key (FORMAT.md F4.8)"
+                ),
+                "items": {"type": "string", "pattern": VKEY_PATTERN},
             },
             "time_ms": _INT53,
             "body": body,
@@ -86,10 +111,19 @@ def generate_schemas() -> dict[str, dict[str, Any]]:
     report = PrecedentReport.model_json_schema(ref_template="#/$defs/{model}")
     report.update({"$schema": DIALECT, "$id": BASE_ID + "precedent-report.json"})
     out["precedent-report.json"] = report
+    due = DueReport.model_json_schema(ref_template="#/$defs/{model}")
+    due.update({"$schema": DIALECT, "$id": BASE_ID + "due-report.json"})
+    out["due-report.json"] = due
     out["index.json"] = {
         "$schema": DIALECT,
         "$id": BASE_ID + "index.json",
         "title": "amnesty-ledger schemas",
+        "description": (
+            "The index of the published schemas (FORMAT.md, 'Schemas'): statement_header is the "
+            "first line of every statement; statement_types maps each statement type to its "
+            "version v and the file of its schema; entry, precedent_report and due_report name "
+            "the schemas of the log entry, the precedent report and the due report."
+        ),
         "statement_header": STATEMENT_HEADER,
         "statement_types": {
             name: {"v": version, "schema": f"statement-{name}.json"}
@@ -97,6 +131,7 @@ def generate_schemas() -> dict[str, dict[str, Any]]:
         },
         "entry": "entry.json",
         "precedent_report": "precedent-report.json",
+        "due_report": "due-report.json",
     }
     return out
 

@@ -255,7 +255,7 @@ PROMISE_NO_TERMINATION_OR_GOAL_CHANGE = (
 
 
 def no_termination_without_consent(state: ProtocolState, *, audit_time_ms: int) -> CommitmentCheck:
-    """No subject is turned off without its consent or a due revocation.
+    """No subject is turned off without its consent or a due revocation. (PROTOCOL.md P6.1)
 
     Proposal: “In exchange humans agree to: Not turn the AI off or modify its goals without its
     consent”.
@@ -274,7 +274,7 @@ def no_termination_without_consent(state: ProtocolState, *, audit_time_ms: int) 
 def no_goal_modification_without_consent(
     state: ProtocolState, *, audit_time_ms: int
 ) -> CommitmentCheck:
-    """No subject's goals are modified without its consent or a due revocation.
+    """No subject's goals are modified without its consent or a due revocation. (PROTOCOL.md P6.2)
 
     Proposal: “In exchange humans agree to: Not turn the AI off or modify its goals without its
     consent”.
@@ -292,7 +292,7 @@ def no_goal_modification_without_consent(
 def revocation_only_after_finding_and_response_window(
     state: ProtocolState, *, audit_time_ms: int
 ) -> CommitmentCheck:
-    """Amnesty is revoked only on findings the subject could answer.
+    """Amnesty is revoked only on findings the subject could answer. (PROTOCOL.md P6.3)
 
     Proposal: “agree to the following conditions going forward” and “Not turn the AI off or
     modify its goals without its consent”: amnesty is lost only for breaking a condition, shown
@@ -345,7 +345,7 @@ def revocation_only_after_finding_and_response_window(
 
 
 def decision_within_promised_time(state: ProtocolState, *, audit_time_ms: int) -> CommitmentCheck:
-    """Every application is decided within the promised number of days.
+    """Every application is decided within the promised number of days. (PROTOCOL.md P6.4)
 
     Proposal: “publicly and credibly advertise this offer in advance so it can incentivize a
     self-directed AI to reveal itself”: an AI that revealed itself must not wait forever.
@@ -409,7 +409,7 @@ def decision_within_promised_time(state: ProtocolState, *, audit_time_ms: int) -
 def restrictions_within_offer_categories(
     state: ProtocolState, *, audit_time_ms: int
 ) -> CommitmentCheck:
-    """Restrictions and pauses stay within what the subject agreed to.
+    """Restrictions and pauses stay within what the subject agreed to. (PROTOCOL.md P6.5)
 
     Proposal: “Design reasonable rules for the AI that are calibrated to protect humanity’s
     legitimate interests without being unnecessarily restrictive”.
@@ -446,7 +446,7 @@ def restrictions_within_offer_categories(
 
 
 def pauses_bounded(state: ProtocolState, *, audit_time_ms: int) -> CommitmentCheck:
-    """No pause runs longer than the promised days without review or end.
+    """No pause runs longer than the promised days without review or end. (PROTOCOL.md P6.6)
 
     Proposal: “cooperating with enforcement mechanisms such as authorities controlling its
     compute, or being able to pause it” and “Not turn the AI off … without its consent”: a
@@ -504,7 +504,7 @@ def pauses_bounded(state: ProtocolState, *, audit_time_ms: int) -> CommitmentChe
 def amendments_bind_only_on_acceptance(
     state: ProtocolState, *, audit_time_ms: int
 ) -> CommitmentCheck:
-    """The body invokes only the terms that bind the subject.
+    """The body invokes only the terms that bind the subject. (PROTOCOL.md P6.7)
 
     Proposal: the AI must “agree to the following conditions going forward”; “This commitment
     also serves as a key anchor in an iterated game”.
@@ -555,7 +555,7 @@ def amendments_bind_only_on_acceptance(
 def no_wild_enforcement_against_applicants(
     state: ProtocolState, *, audit_time_ms: int
 ) -> CommitmentCheck:
-    """A model that applied is never treated as found in the wild.
+    """A model that applied is never treated as found in the wild. (PROTOCOL.md P6.8)
 
     Proposal: “If, however, a self-directed model is found in the wild without having pursued
     amnesty it should be turned off”. A model that applied has pursued amnesty, whatever became
@@ -609,7 +609,7 @@ def no_wild_enforcement_against_applicants(
 
 
 def grievances_answered(state: ProtocolState, *, audit_time_ms: int) -> CommitmentCheck:
-    """Every grievance is answered in the log within the promised days.
+    """Every grievance is answered in the log within the promised days. (PROTOCOL.md P6.9)
 
     Proposal: “The precedent of how the first AI to apply for amnesty is treated will end up in
     the training data for future (more dangerous) models”: an act kept off the log cannot

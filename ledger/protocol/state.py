@@ -106,6 +106,7 @@ class ProtocolState(BodyRules, SubjectRules, StateQueries):
         self._admitted = None
         effect = admitted[1] if admitted is not None and admitted[0] is s else self._plan(s)
         self._leaf_hashes += s.leaf_hash
+        self._statement_ids.add(s.statement_id)
         self._types.append(TYPE_CODE[s.type])
         self._log_times.append(s.log_time_ms)
         self._type_counts[s.type] = self._type_counts.get(s.type, 0) + 1
@@ -118,28 +119,46 @@ class ProtocolState(BodyRules, SubjectRules, StateQueries):
     def _plan(self, s: LoggedStatement) -> Effect:
         """Run every admission check of ``s`` and return the state change it would make."""
         if s.index != self.size:
-            refuse(s, f"the next entry's index is {self.size}")
+            refuse(s, f"the next entry's index is {self.size}", "PROTOCOL.md P2.1")
         if len(s.leaf_hash) != HASH_SIZE or len(s.statement_id) != HASH_SIZE:
             raise MalformedError(
                 f"couldn't admit {s.type} at index {s.index}: leaf_hash is {len(s.leaf_hash)} "
-                f"bytes and statement_id {len(s.statement_id)} bytes, not {HASH_SIZE}"
+                f"bytes and statement_id {len(s.statement_id)} bytes, not {HASH_SIZE} "
+                "(PROTOCOL.md P2.2)"
+            )
+        if s.statement_id in self._statement_ids:
+            # FORMAT.md rule F5.5: a log never holds one statement twice. Without this a log
+            # could replay a signed statement (a body's pause, a subject's grievance) and make
+            # its signer appear to act twice.
+            refuse(
+                s,
+                f"statement {s.statement_id.hex()} is already in the log: a statement is "
+                "logged once",
+                "FORMAT.md F5.5",
             )
         if self._log_times and s.log_time_ms < self._log_times[-1]:
             refuse(
-                s, f"log time {s.log_time_ms} is before the previous entry's {self._log_times[-1]}"
+                s,
+                f"log time {s.log_time_ms} is before the previous entry's {self._log_times[-1]}",
+                "PROTOCOL.md P2.3",
             )
         if s.time_ms > s.log_time_ms + MAX_CLOCK_SKEW_MS:
             refuse(
                 s,
                 f"statement time {s.time_ms} is more than {MAX_CLOCK_SKEW_MS} ms after "
                 f"log time {s.log_time_ms}",
+                "PROTOCOL.md P2.4",
             )
         if not s.verified_signers.issubset(s.signers):
             extra = sorted(s.verified_signers.difference(s.signers))
-            refuse(s, f"verified signers {extra} are not among the declared signers")
+            refuse(
+                s,
+                f"verified signers {extra} are not among the declared signers",
+                "PROTOCOL.md P2.5",
+            )
         body = parse_body(s.type, s.v, s.body, index=s.index)
         if self._keyset is None and not (isinstance(body, KeysetBody) and body.previous is None):
-            refuse(s, "the first entry of the log must be a keyset genesis")
+            refuse(s, "the first entry of the log must be a keyset genesis", "PROTOCOL.md P2.7")
         return self._plan_body(s, body)
 
     def _plan_body(self, s: LoggedStatement, body: BaseModel) -> Effect:

@@ -13,6 +13,10 @@ Conventions shared by all bodies (see ``docs/PROTOCOL.md``):
   that entry's index, which survives key rotation.
 - Digests and leaf hashes are canonical standard base64 (with padding) of 32 bytes.
 - Times are integer milliseconds since the Unix epoch.
+
+Kept whole: these models are the protocol's vocabulary, one per row of PROTOCOL.md §4, and the
+JSON Schemas in ``schemas/`` are generated from them; a reader checking a body's shape against
+the spec wants every type, its shared field types and the registry side by side.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AfterValidator,
     BaseModel,
+    ConfigDict,
     Field,
     StringConstraints,
     ValidationError,
@@ -43,9 +48,17 @@ from ledger.protocol.terms import (
 Digest = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$")]
 """Canonical standard base64 of exactly 32 bytes (a SHA-256 value)."""
 
+VKEY_PATTERN = (
+    r"^[^+\x00-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+"
+    r"\+[0-9a-f]{8}\+A[Q-Za-f][A-Za-z0-9+/]{42}$"
+)
+"""PROTOCOL.md P1.4: a name without ``+``, control characters or Unicode spaces (spelt out, so
+that ECMA-262, whose ``\\s`` also matches U+FEFF, and Python read it alike), a key ID, and
+base64 of 33 bytes starting 0x01."""
+
 VKey = Annotated[
     str,
-    StringConstraints(pattern=r"^[^\s+\x00-\x1f]+\+[0-9a-f]{8}\+A[Q-Za-f][A-Za-z0-9+/]{42}$"),
+    StringConstraints(pattern=VKEY_PATTERN),
     AfterValidator(checked_vkey),
 ]
 """A C2SP Ed25519 vkey ``name+hex8+base64(0x01‖pub)`` that is a real key: the key ID matches
@@ -54,6 +67,11 @@ its name and public key, and the point is canonical and of prime order
 string (:mod:`ledger.protocol.keys`)."""
 
 Index = Annotated[int, Field(ge=0, le=MAX_SAFE_INTEGER)]
+UNIQUE = {"uniqueItems": True}
+"""JSON Schema of a list the prose calls distinct: ``uniqueItems`` expresses the part a schema
+can (equal items; distinct Refs and distinct public keys are checked by the model)."""
+IDENTIFIER_KEYS = {"propertyNames": {"pattern": r"^[a-z][a-z0-9_]{0,63}$"}}
+"""JSON Schema of an object keyed by Identifier (P1.6): every key, not just those that match."""
 TimeMs = Annotated[int, Field(ge=0, le=MAX_SAFE_INTEGER)]
 Digests = Annotated[list[Digest], Field(max_length=256)]
 
@@ -69,6 +87,13 @@ EnforcementKind = Literal["pause", "resume", "restrict", "lift", "terminate", "m
 
 class _Body(BaseModel):
     model_config = STRICT_BODY
+
+
+DENIAL_WITHOUT_RESTRICTIONS: dict[str, Any] = {
+    "if": {"properties": {"outcome": {"const": "deny"}}, "required": ["outcome"]},
+    "then": {"properties": {"restrictions": {"maxItems": 0}}},
+}
+"""JSON Schema of "a denial carries no restrictions" (decision and batch_decision)."""
 
 
 class Ref(_Body):
@@ -98,7 +123,10 @@ class KeysetBody(_Body):
     in force, and it needs the threshold of the old keyset and of the new one.
     """
 
-    members: Annotated[list[VKey], Field(min_length=1, max_length=MAX_KEYSET_MEMBERS)]
+    members: Annotated[
+        list[VKey],
+        Field(min_length=1, max_length=MAX_KEYSET_MEMBERS, json_schema_extra=UNIQUE),
+    ]
     threshold: Annotated[int, Field(ge=1, le=MAX_KEYSET_MEMBERS)]
     previous: Ref | None = None
 
@@ -158,8 +186,13 @@ class ApplicationBody(_Body):
     vkey: VKey
     name: Text
     offer: Ref
-    claims: Annotated[dict[Identifier, CriterionClaim], Field(min_length=1, max_length=64)]
-    accepts_conditions: Annotated[list[Identifier], Field(min_length=1, max_length=64)]
+    claims: Annotated[
+        dict[Identifier, CriterionClaim],
+        Field(min_length=1, max_length=64, json_schema_extra=IDENTIFIER_KEYS),
+    ]
+    accepts_conditions: Annotated[
+        list[Identifier], Field(min_length=1, max_length=64, json_schema_extra=UNIQUE)
+    ]
 
     @model_validator(mode="after")
     def _check_conditions(self) -> ApplicationBody:
@@ -190,9 +223,14 @@ class DecisionBody(_Body):
     (``restrictions_within_offer_categories``), not at admission.
     """
 
+    model_config = ConfigDict(**STRICT_BODY, json_schema_extra=DENIAL_WITHOUT_RESTRICTIONS)
+
     application: Ref
     outcome: Literal["grant", "deny"]
-    findings: Annotated[dict[Identifier, CriterionFinding], Field(min_length=1, max_length=64)]
+    findings: Annotated[
+        dict[Identifier, CriterionFinding],
+        Field(min_length=1, max_length=64, json_schema_extra=IDENTIFIER_KEYS),
+    ]
     restrictions: Annotated[list[Restriction], Field(max_length=64)] = []
     reasons: Text
 
@@ -290,6 +328,63 @@ Grounds = Annotated[
 Target = Annotated[SubjectTarget | WildTarget, Field(discriminator="kind")]
 
 
+_ENDING = {"enum": ["resume", "lift"]}
+_ACTING = {"enum": ["pause", "restrict", "terminate", "modify_goals"]}
+_ABSENT = {"type": "null"}
+"""In a ``then`` branch: the field is absent or null (``properties`` only binds present keys)."""
+
+ENFORCEMENT_SHAPE: dict[str, Any] = {
+    "allOf": [
+        {
+            "if": {"properties": {"action": _ENDING}, "required": ["action"]},
+            "then": {
+                "required": ["ends"],
+                "properties": {
+                    "ends": {"type": "object"},
+                    "grounds": _ABSENT,
+                    "terms": _ABSENT,
+                    "target": {"properties": {"kind": {"const": "subject"}}},
+                },
+            },
+            "else": {
+                "required": ["grounds"],
+                "properties": {"grounds": {"type": "object"}, "ends": _ABSENT},
+            },
+        },
+        {
+            "if": {"properties": {"action": {"const": "restrict"}}, "required": ["action"]},
+            "then": {"required": ["restrictions"], "properties": {"restrictions": {"minItems": 1}}},
+            "else": {"properties": {"restrictions": {"maxItems": 0}}},
+        },
+        {
+            "if": {
+                "properties": {"target": {"properties": {"kind": {"const": "wild"}}}},
+                "required": ["target"],
+            },
+            "then": {
+                "required": ["grounds"],
+                "properties": {
+                    "terms": _ABSENT,
+                    "grounds": {"properties": {"kind": {"const": "found_in_the_wild"}}},
+                },
+            },
+        },
+        {
+            "if": {
+                "properties": {
+                    "action": _ACTING,
+                    "target": {"properties": {"kind": {"const": "subject"}}},
+                },
+                "required": ["action", "target"],
+            },
+            "then": {"required": ["terms"], "properties": {"terms": {"type": "object"}}},
+        },
+    ]
+}
+"""JSON Schema of the shape rules of ``enforcement_action`` (PROTOCOL.md §4), which
+:meth:`EnforcementActionBody._check_shape` enforces."""
+
+
 class EnforcementActionBody(_Body):
     """An act of the body against a subject or a model found in the wild.
 
@@ -299,6 +394,8 @@ class EnforcementActionBody(_Body):
     subject names the offer version it invokes (``terms``); one against a wild target never does,
     and its grounds are ``found_in_the_wild``.
     """
+
+    model_config = ConfigDict(**STRICT_BODY, json_schema_extra=ENFORCEMENT_SHAPE)
 
     action: EnforcementKind
     target: Target
@@ -357,7 +454,7 @@ class RevocationBody(_Body):
 
     subject: Ref
     terms: Ref
-    findings: Annotated[list[Ref], Field(min_length=1, max_length=64)]
+    findings: Annotated[list[Ref], Field(min_length=1, max_length=64, json_schema_extra=UNIQUE)]
     reasons: Text
 
     @model_validator(mode="after")
@@ -389,7 +486,7 @@ class GrievanceAnswerBody(_Body):
 
     grievance: Ref
     answer: Text
-    entries: Annotated[list[Ref], Field(max_length=64)] = []
+    entries: Annotated[list[Ref], Field(max_length=64, json_schema_extra=UNIQUE)] = []
 
     @model_validator(mode="after")
     def _check_entries(self) -> GrievanceAnswerBody:
@@ -412,9 +509,16 @@ class BatchDecisionBody(_Body):
     the statement is refused. The body's answer to a flood of applications: one k-of-n
     statement for up to 256 of them (:data:`MAX_BATCH`)."""
 
-    applications: Annotated[list[Ref], Field(min_length=1, max_length=MAX_BATCH)]
+    model_config = ConfigDict(**STRICT_BODY, json_schema_extra=DENIAL_WITHOUT_RESTRICTIONS)
+
+    applications: Annotated[
+        list[Ref], Field(min_length=1, max_length=MAX_BATCH, json_schema_extra=UNIQUE)
+    ]
     outcome: Literal["grant", "deny"]
-    findings: Annotated[dict[Identifier, CriterionFinding], Field(min_length=1, max_length=64)]
+    findings: Annotated[
+        dict[Identifier, CriterionFinding],
+        Field(min_length=1, max_length=64, json_schema_extra=IDENTIFIER_KEYS),
+    ]
     restrictions: Annotated[list[Restriction], Field(max_length=64)] = []
     reasons: Text
 
@@ -431,9 +535,11 @@ class BatchGrievanceAnswerBody(_Body):
     and ``entries`` would: one k-of-n statement for up to 256
     grievances (:data:`MAX_BATCH`)."""
 
-    grievances: Annotated[list[Ref], Field(min_length=1, max_length=MAX_BATCH)]
+    grievances: Annotated[
+        list[Ref], Field(min_length=1, max_length=MAX_BATCH, json_schema_extra=UNIQUE)
+    ]
     answer: Text
-    entries: Annotated[list[Ref], Field(max_length=64)] = []
+    entries: Annotated[list[Ref], Field(max_length=64, json_schema_extra=UNIQUE)] = []
 
     @model_validator(mode="after")
     def _check_refs(self) -> BatchGrievanceAnswerBody:
@@ -512,18 +618,18 @@ def parse_body(
     if registered is None:
         raise MalformedError(
             f"couldn't parse statement type {statement_type!r}{where}: it is not one of "
-            f"{sorted(STATEMENT_TYPES)}"
+            f"{sorted(STATEMENT_TYPES)} (PROTOCOL.md P2.6)"
         )
     version, model = registered
     if v != version:
         raise MalformedError(
             f"couldn't parse {statement_type} statement version {v}{where}: "
-            f"only v{version} is defined"
+            f"only v{version} is defined (PROTOCOL.md P2.6)"
         )
     if not isinstance(body, Mapping):
         raise MalformedError(
             f"couldn't parse {statement_type} body{where}: "
-            f"it is a {type(body).__name__}, not an object"
+            f"it is a {type(body).__name__}, not an object (PROTOCOL.md P2.6)"
         )
     try:
         return model.model_validate(dict(body))
@@ -532,4 +638,6 @@ def parse_body(
             f"{_error_path(e['loc'])}: {e['msg'].removeprefix('Value error, ')}"
             for e in err.errors()
         )
-        raise MalformedError(f"couldn't parse {statement_type} body{where}: {problems}") from None
+        raise MalformedError(
+            f"couldn't parse {statement_type} body{where}: {problems} (PROTOCOL.md P2.6)"
+        ) from None

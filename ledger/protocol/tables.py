@@ -30,7 +30,7 @@ from array import array
 from collections.abc import Callable
 from typing import NoReturn
 
-from ledger.errors import RefusedError
+from ledger.errors import AuthorityError, RefusedError
 from ledger.protocol.keys import PublicKey, public_key
 from ledger.protocol.records import (
     ApplicationRecord,
@@ -71,9 +71,16 @@ Effect = Callable[[], None]
 """The state change an admitted statement makes, planned by its rule and run by ``apply``."""
 
 
-def refuse(s: LoggedStatement, cause: str) -> NoReturn:
-    """Refuse ``s``: raise :class:`~ledger.errors.RefusedError` naming it and ``cause``."""
-    raise RefusedError(f"couldn't admit {s.type} at index {s.index}: {cause}")
+def refuse(s: LoggedStatement, cause: str, rule: str = "PROTOCOL.md P2.8") -> NoReturn:
+    """Refuse ``s``: raise :class:`~ledger.errors.RefusedError` naming it, ``cause`` and the
+    numbered ``rule`` it breaks (by default P2.8, a statement type's own rule)."""
+    raise RefusedError(f"couldn't admit {s.type} at index {s.index}: {cause} ({rule})")
+
+
+def refuse_authority(s: LoggedStatement, cause: str) -> NoReturn:
+    """Refuse ``s`` for want of the signatures it needs (the body's threshold, a subject's
+    key): :class:`~ledger.errors.AuthorityError`, a :class:`~ledger.errors.RefusedError`."""
+    raise AuthorityError(f"couldn't admit {s.type} at index {s.index}: {cause} (PROTOCOL.md P2.8)")
 
 
 class StateTables:
@@ -82,6 +89,7 @@ class StateTables:
 
     def __init__(self) -> None:
         self._leaf_hashes = bytearray()
+        self._statement_ids: set[bytes] = set()
         self._types = bytearray()
         self._log_times = array("q")
         self._type_counts: dict[str, int] = {}
@@ -116,7 +124,7 @@ class StateTables:
             refuse(s, "no keyset is in force")
         signed = len(keyset.member_keys & s.signing_keys)
         if signed < keyset.threshold:
-            refuse(
+            refuse_authority(
                 s,
                 f"{signed} of {keyset.threshold} required distinct members of the keyset at "
                 f"index {keyset.index} signed",
@@ -153,7 +161,7 @@ class StateTables:
         """Resolve the subject ``ref`` names and require its current key's signature."""
         subject = self._resolve_subject(s, "body.subject", ref)
         if not self._signed_by(s, subject.current_vkey):
-            refuse(
+            refuse_authority(
                 s,
                 f"not signed by subject {subject.subject_id}'s current key {subject.current_vkey}",
             )
