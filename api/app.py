@@ -5,15 +5,21 @@ Run it with ``amnesty serve`` (uvicorn) or any ASGI server::
     uvicorn --factory api.app:app_from_env   # reads AMNESTY_DB, AMNESTY_KEY_PATH, ...
 
 Request path, outermost first: :class:`~api.observability.ObservabilityMiddleware` (timing,
-metrics, access log, ``X-Request-ID``), :class:`~api.limits.BodySizeLimit` (413 while
-streaming), CORS (reads only), :class:`WriteRateLimit` (429 for writes), then the routers, one
+metrics, access log, ``X-Request-ID``), :class:`~api.limits.HeaderLimits` (431),
+:class:`~api.limits.RequestDeadline` (503 with ``Retry-After`` for an answer not begun within
+``request_timeout_s``), :class:`~api.limits.BodySizeLimit` (413 while streaming, 408 for a body
+too slow), CORS (reads only), :class:`WriteRateLimit` (429 for writes), then the routers, one
 per resource. Every error is an RFC 9457 problem document (``api.problems``).
 """
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import logging
+import os
+import signal
+import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -24,7 +30,14 @@ from fastapi.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.heads import Heads, Proofs
-from api.limits import BodySizeLimit, RateLimiter, is_write, rate_limited
+from api.limits import (
+    BodySizeLimit,
+    HeaderLimits,
+    RateLimiter,
+    RequestDeadline,
+    is_write,
+    rate_limited,
+)
 from api.observability import (
     InstrumentedStore,
     Metrics,
@@ -35,6 +48,7 @@ from api.problems import install_problem_handlers, problem_response
 from api.reader import ProtocolReader
 from api.routes import (
     applications,
+    due,
     entries,
     health,
     llms,
@@ -50,16 +64,18 @@ from api.routes import (
 from api.service import LedgerService
 from api.settings import Settings
 from api.wire import problem_responses
-from api.writer import load_signer
+from api.writer import load_log_signers, load_signer, published_for
 from ledger.errors import FatalError
 from ledger.server.admission import StatementPolicy
+from ledger.server.integrity import check_stored_state
 from ledger.server.logview import LogView
-from ledger.server.sequencer import Sequencer, verify_stored_head
+from ledger.server.published import UntrustedStoreError
+from ledger.server.sequencer import Sequencer
 from ledger.storage.sql import SqlLogStore
 from ledger.tlog.checkpoint import parse_policy
 from ledger.tlog.note import NoteSignature, VerifierKey
-from ledger.witness.client import request_cosignature
-from ledger.witness.cosigner import Cosigner, ProveFunction, WitnessEndpoint
+from ledger.witness.client import request_cosignatures
+from ledger.witness.cosigner import Cosigner, Pacing, ProveFunction, group_endpoints
 
 log = logging.getLogger("api")
 
@@ -96,33 +112,35 @@ class WriteRateLimit:
 
 def build_service(settings: Settings) -> LedgerService:
     """Open the store, verify its state against the signed checkpoint, start the sequencer."""
-    store = SqlLogStore(settings.db)
+    store = SqlLogStore(settings.db, timeouts=settings.storage_timeouts())
     view = LogView(store)
     metrics = Metrics()
     policy = StatementPolicy(view.origin)
-    signer = load_signer(settings, view)
+    signers = load_log_signers(settings, view)
+    published = published_for(settings, view) if signers is not None else None
     sequencer: Sequencer | None = None
-    if signer is not None:
+    if signers is not None:
         sequencer = Sequencer(
             InstrumentedStore(store, metrics).as_store(),
-            signer,
+            signers.ed25519,
             policy,
+            extra_signers=signers.extra(),  # the ML-DSA-44 key of a hybrid log
             max_batch=settings.batch_max_entries,
             max_delay_ms=settings.batch_max_delay_ms,
             max_pending=settings.max_pending,
             # Receipts prove each entry against the checkpoint just signed: with the batch's
             # tiles already in the view's cache, that needs no read of the store.
             on_commit=view.remember_tiles,
+            published=published,
         )
-        # Refuses to serve a store whose tiles or entries do not match the signed checkpoint.
+        # Refuses to serve a store whose tiles or entries do not match the signed checkpoint,
+        # or whose tree does not extend the checkpoint this signer remembers publishing.
         sequencer.warm_up()
         sequencer.start()
     else:
-        verify_stored_head(
-            store.checkpoint(), view.log_key, view.origin, store.read_tile, store.read_entries
-        )
+        check_stored_state(store, view.log_key, view.origin, None)
     heads = Heads(store, view.log_key, view.origin)
-    return LedgerService(
+    service = LedgerService(
         settings=settings,
         store=store,
         view=view,
@@ -137,6 +155,28 @@ def build_service(settings: Settings) -> LedgerService:
         reader=ProtocolReader(store, heads, view.origin),
         cosigner=build_cosigner(settings, view) if sequencer is not None else None,
     )
+    if sequencer is not None:
+        sequencer.on_fatal = service.stop_writing
+    service.reader.on_damage = service.stop_writing
+    return service
+
+
+def preflight(settings: Settings) -> None:
+    """What ``amnesty serve`` checks before starting any server process, so that a refusal is
+    one line and an exit code, not a traceback from the application's startup: the database
+    opens and holds a log, the key exists and is this log's, and the stored state passes the
+    startup check (:func:`~ledger.server.integrity.check_stored_state`: the latest checkpoint
+    verifies and matches the tiles and the last entry, and the tree extends the checkpoint the
+    signer remembers publishing). Raises :class:`~ledger.errors.LedgerError`
+    (:class:`~ledger.errors.FatalError` for a store that cannot be trusted)."""
+    store = SqlLogStore(settings.db, timeouts=settings.storage_timeouts())
+    try:
+        view = LogView(store)
+        signer = load_signer(settings, view)
+        published = published_for(settings, view) if signer is not None else None
+        check_stored_state(store, view.log_key, view.origin, published)
+    finally:
+        store.close()
 
 
 def build_cosigner(settings: Settings, view: LogView) -> Cosigner | None:
@@ -150,7 +190,8 @@ def build_cosigner(settings: Settings, view: LogView) -> Cosigner | None:
         raise FatalError(
             f"couldn't read the witness policy {settings.witness_policy}: {exc}"
         ) from exc
-    endpoints = [WitnessEndpoint(w.url, w.key) for w in policy.witnesses if w.url]
+    # A witness listed with its 0x04 and 0x06 keys at one URL is asked once, for both lines.
+    endpoints = group_endpoints([(w.url, w.key) for w in policy.witnesses if w.url])
     if not endpoints:
         raise FatalError(
             f"couldn't use the witness policy {settings.witness_policy}: no witness line has a URL"
@@ -158,25 +199,41 @@ def build_cosigner(settings: Settings, view: LogView) -> Cosigner | None:
 
     def request(
         url: str,
-        key: VerifierKey,
+        keys: tuple[VerifierKey, ...],
         note: bytes,
         old: int,
         proof: Sequence[bytes],
         prove: ProveFunction,
-    ) -> NoteSignature:
-        return request_cosignature(url, key, note, old, proof, prove=prove)
+    ) -> Sequence[NoteSignature]:
+        # One HTTP request per call: a 409 is resynced by the cosigner at the witness's next
+        # allowed time, so the witness never gets more than the declared qpd.
+        return request_cosignatures(url, keys, note, old, proof, prove=prove, max_attempts=1)
 
-    return Cosigner(view, endpoints, request, interval_s=settings.witness_interval_s)
+    return Cosigner(
+        view,
+        endpoints,
+        request,
+        interval_s=settings.witness_interval_s,
+        pacing=Pacing(min_interval_s=settings.witness_min_interval_s),
+    )
 
 
-def _warm_up(service: LedgerService) -> None:
-    """Replay the log into the read side in the background, so the first query is fast."""
+def _warm_up(service: LedgerService, warmed: threading.Event) -> None:
+    """Replay the log into the read side in the background, so the first query is fast; set
+    ``warmed`` once it has caught up (``/readyz`` waits for it)."""
     started = time.perf_counter()
-    try:
-        service.reader.warm_up()
-    except Exception as exc:  # reported, never fatal: every query retries the catch-up
-        log.warning("couldn't warm up the read side: %s", exc)
-        return
+    delay = 0.5
+    while True:
+        try:
+            service.reader.warm_up()
+            break
+        except Exception as exc:  # reported, never fatal: every query retries the catch-up
+            # Retried with backoff (a database down at startup comes back): /readyz reports
+            # the read side not ready until it has caught up once.
+            log.warning("couldn't warm up the read side (retry in %.1f s): %s", delay, exc)
+            time.sleep(delay)
+            delay = min(delay * 2, 10.0)
+    warmed.set()
     log.info(
         "read side caught up with %d entries in %.1f s",
         service.reader.size,
@@ -189,16 +246,34 @@ def _warm_up(service: LedgerService) -> None:
         gc.freeze()
 
 
+def _without_refusal_traceback(record: logging.LogRecord) -> bool:
+    """A logging filter: drop the startup-failure traceback of a refused store (its one-line
+    reason was logged already)."""
+    return "UntrustedStoreError" not in record.getMessage() and (
+        "ForkError" not in record.getMessage()
+    )
+
+
 def create_app(settings: Settings) -> FastAPI:
     """Build the ASGI app for ``settings``. The store is opened in ``lifespan``."""
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        service = build_service(settings)
+        try:
+            service = build_service(settings)
+        except UntrustedStoreError as exc:
+            # A store that cannot be trusted (damage the full replay found, or a fork) is
+            # refused with one line; the traceback uvicorn would log after it says nothing more.
+            log.critical("couldn't start: %s", exc)
+            logging.getLogger("uvicorn.error").addFilter(_without_refusal_traceback)
+            raise
         app.state.service = service
         if service.cosigner is not None:
             service.cosigner.start()
-        warm = threading.Thread(target=_warm_up, args=(service,), name="warm-up", daemon=True)
+        app.state.warmed = warmed = threading.Event()
+        warm = threading.Thread(
+            target=_warm_up, args=(service, warmed), name="warm-up", daemon=True
+        )
         warm.start()
         try:
             yield
@@ -226,6 +301,10 @@ def create_app(settings: Settings) -> FastAPI:
         responses=problem_responses(400, 404, 422, 503),
     )
     install_problem_handlers(app)
+    # Signature checks spent on refused statements, per client (api.routes.statements).
+    app.state.signature_budget = RateLimiter(
+        settings.refused_signature_budget, settings.refused_signature_budget
+    )
     # The hot paths first (tlog-tiles reads, submissions): routes are matched in this order.
     for module in (
         tlog,
@@ -238,6 +317,7 @@ def create_app(settings: Settings) -> FastAPI:
         precedent,
         subjects,
         applications,
+        due,
         schemas,
         health,
     ):
@@ -255,6 +335,11 @@ def create_app(settings: Settings) -> FastAPI:
         BodySizeLimit,
         max_bytes=settings.max_body_bytes,
         per_path={"/v1/statements/batch": settings.max_batch_body_bytes},
+        timeout_s=settings.body_timeout_s,
+    )
+    app.add_middleware(RequestDeadline, seconds=settings.request_timeout_s)
+    app.add_middleware(
+        HeaderLimits, max_count=settings.max_header_count, max_bytes=settings.max_header_bytes
     )
 
     def metrics_of() -> Metrics | None:
@@ -265,8 +350,45 @@ def create_app(settings: Settings) -> FastAPI:
     return app
 
 
+SUPERVISOR_ENV = "AMNESTY_SERVE_SUPERVISOR_PID"
+"""Set by ``amnesty serve --workers N`` to its own process id, for the workers it starts."""
+
+
+def die_with_supervisor(supervisor_pid: int, grace_s: float) -> None:
+    """Make this worker process exit when its supervisor ``supervisor_pid`` does.
+
+    On Linux the kernel sends SIGTERM when the parent dies (``PR_SET_PDEATHSIG``); everywhere,
+    a watcher thread checks twice a second that the parent is still the supervisor (it also
+    covers a supervisor that died before the first, and a parent-death signal that did not
+    arrive). Either way the worker shuts down as on SIGTERM — stops taking connections, drains
+    — and if that has not ended the process after ``grace_s``, it exits at once: a worker
+    orphaned by a ``kill -9`` of its supervisor never goes on serving and writing.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError) as exc:
+            log.warning("couldn't ask for a parent-death signal: %s", exc)
+
+    def watch() -> None:
+        while os.getppid() == supervisor_pid:
+            time.sleep(0.5)
+        log.error("the supervisor (pid %d) is gone: shutting this worker down", supervisor_pid)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(grace_s)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="supervisor-watch", daemon=True).start()
+
+
 def app_from_env() -> FastAPI:
     """Factory for ``uvicorn --factory``: settings from ``AMNESTY_*`` environment variables;
-    logs as JSON lines on stderr."""
+    logs as JSON lines on stderr. A worker of ``amnesty serve --workers N`` (``SUPERVISOR_ENV``
+    set) dies with its supervisor."""
     configure_json_logging()
-    return create_app(Settings())
+    settings = Settings()
+    supervisor = os.environ.get(SUPERVISOR_ENV)
+    if supervisor is not None and supervisor.isdecimal():
+        die_with_supervisor(int(supervisor), settings.shutdown_timeout_s + 5)
+    return create_app(settings)

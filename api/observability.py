@@ -29,6 +29,7 @@ from typing import Any, cast
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ledger.errors import StorageError
 from ledger.storage.base import AppendTransaction, LogStore, StoredEntry
 from ledger.tlog.tiles import TileID
 
@@ -132,6 +133,75 @@ class Metrics:
             "Entries the read-side protocol state has replayed.",
             registry=r,
         )
+        self.due_nearest = Gauge(
+            "amnesty_due_nearest_deadline_seconds",
+            "Seconds from now to the nearest deadline the body owes (a decision, a grievance "
+            "answer, a pause review; GET /v1/due); negative when overdue, NaN when none runs.",
+            registry=r,
+        )
+        self.due_overdue = Gauge(
+            "amnesty_due_overdue",
+            "Clocks the body owes that are past their deadline (each one a broken commitment).",
+            registry=r,
+        )
+        # Readiness (GET /readyz, api.routes.health): each check's verdict and its inputs.
+        self.ready = Gauge(
+            "amnesty_ready",
+            "1 while the readiness check named by `check` passes, else 0 (set by /readyz and "
+            "before each scrape).",
+            ["check"],
+            registry=r,
+        )
+        self.disk_free = Gauge(
+            "amnesty_disk_free_bytes",
+            "Free bytes on the file system of the SQLite database (absent for PostgreSQL).",
+            registry=r,
+        )
+        self.read_lag = Gauge(
+            "amnesty_read_lag_entries",
+            "Entries of the stored checkpoint the read side has not replayed yet.",
+            registry=r,
+        )
+        self.write_failing = Gauge(
+            "amnesty_write_failing",
+            "1 while this process's last append transaction failed on storage, else 0.",
+            registry=r,
+        )
+        self.last_write_ok = Gauge(
+            "amnesty_last_write_success_timestamp_seconds",
+            "Unix time of this process's last append transaction that committed (0: none yet).",
+            registry=r,
+        )
+        self.clock_behind = Gauge(
+            "amnesty_clock_behind_last_entry_ms",
+            "How far this writer's clock was behind the last entry's log time at its last batch "
+            "(0: not behind; entries then take the last entry's time).",
+            registry=r,
+        )
+        self.clock_steps = Gauge(
+            "amnesty_clock_steps",
+            "Batches this writer sequenced with its clock more than 1 s behind the log (a clock "
+            "stepped back, or a writer's clock ahead: check NTP).",
+            registry=r,
+        )
+        self.integrity_failure = Gauge(
+            "amnesty_integrity_failure",
+            "1 once this process found damage or a fork in the store and stopped writing, else 0.",
+            registry=r,
+        )
+        self.last_write_failure: str | None = None
+        """The storage error of the last append transaction if it failed, else None."""
+
+    def write_succeeded(self) -> None:
+        """Record an append transaction that committed."""
+        self.last_write_failure = None
+        self.write_failing.set(0)
+        self.last_write_ok.set(time.time())
+
+    def write_failed(self, reason: str) -> None:
+        """Record an append transaction that failed on storage (``reason``: one line)."""
+        self.last_write_failure = reason
+        self.write_failing.set(1)
 
     def observe_request(
         self, method: str, route: str, status: int, seconds: float, *, submission: bool
@@ -213,10 +283,15 @@ class InstrumentedStore:
             with self._store.append_transaction() as tx:
                 counting = _CountingTransaction(tx)
                 yield cast(AppendTransaction, counting)
+        except StorageError as exc:
+            self._metrics.batch_failures.inc()
+            self._metrics.write_failed(str(exc).splitlines()[0] if str(exc) else repr(exc))
+            raise
         except BaseException:
             self._metrics.batch_failures.inc()
             raise
         # Committed: the with block above has exited cleanly.
+        self._metrics.write_succeeded()
         if counting is not None and counting.entries:
             self._metrics.batch_entries.observe(counting.entries)
             self._metrics.batch_seconds.observe(time.perf_counter() - started)

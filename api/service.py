@@ -27,7 +27,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import bisect
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -43,8 +45,9 @@ from api.problems import ProblemError
 from api.reader import ProtocolReader
 from api.settings import Settings
 from api.writer import Waiting, settler
-from ledger.errors import LedgerError, MalformedError
+from ledger.errors import FatalError, LedgerError, MalformedError
 from ledger.protocol.audit import precedent_report
+from ledger.protocol.due import body_deadlines_ms
 from ledger.protocol.keys import checked_vkey, key_label, public_key
 from ledger.protocol.state import ProtocolState
 from ledger.server.logview import LogView, NotFoundError, SignedCheckpoint
@@ -106,6 +109,11 @@ class LedgerService:
     proofs: Proofs
     reader: ProtocolReader
     cosigner: Cosigner | None = None
+    integrity_failure: str | None = None
+    """None while the store is sound; once damage or a fork is detected (by the sequencer, or
+    by a reader replaying the store), a one-line reason, and this process has stopped writing
+    for good: submissions are refused with a 503 naming it, health and readiness report it.
+    Set only through :meth:`stop_writing`; cleared only by a restart (which checks again)."""
     precedents: PrecedentCache = field(default_factory=PrecedentCache)
     waiting: Waiting = field(default_factory=Waiting)
     _fresh: dict[str, tuple[float, int, object]] = field(default_factory=dict)
@@ -118,8 +126,27 @@ class LedgerService:
 
     # -- writes -------------------------------------------------------------------------------
 
+    def stop_writing(self, error: FatalError) -> None:
+        """Damage or a fork was detected: stop writing at once and for good, and say why
+        (:attr:`integrity_failure`). Never append on top of damage. Idempotent; thread-safe
+        enough (the first reason wins, a later one is only logged)."""
+        if self.integrity_failure is not None:
+            return
+        self.integrity_failure = str(error)
+        log.critical("stopped writing: %s", error)
+        if self.sequencer is not None:
+            self.sequencer.halt(error)
+
     def _writer(self) -> Sequencer:
-        """This process's sequencer; a 503 problem on a read-only server."""
+        """This process's sequencer; a 503 problem on a read-only server, or once writing has
+        stopped on damage (:attr:`integrity_failure`)."""
+        if self.integrity_failure is not None:
+            raise ProblemError(
+                503,
+                "Log halted",
+                f"couldn't accept the submission: writing stopped: {self.integrity_failure}",
+                kind="halted",
+            )
         if self.sequencer is None:
             raise ProblemError(
                 503,
@@ -329,7 +356,8 @@ class LedgerService:
         """Apply the health rule.
 
         Healthy iff (1) the latest stored checkpoint verifies under the log's key, (2) the
-        sequencer, if this process runs one, has not halted, and (3) no submission has been
+        sequencer, if this process runs one, has not halted and no damage was detected in the
+        store (:attr:`integrity_failure`), and (3) no submission has been
         waiting longer than ``settings.healthy_checkpoint_age_s`` since the later of the last
         checkpoint this process signed and the moment the submission arrived. An idle log signs
         nothing and waits on nothing, so it stays healthy however old its checkpoint; a log
@@ -343,11 +371,14 @@ class LedgerService:
             reasons.append(f"the latest checkpoint can't be trusted: {exc}")
         sequencer: Literal["running", "halted", "none"] = "none"
         last_signed: int | None = None
+        if self.integrity_failure is not None:
+            reasons.append(f"writing stopped on damage: {self.integrity_failure}")
         if self.sequencer is not None:
             sequencer = "running"
             if self.sequencer.fatal is not None:
                 sequencer = "halted"
-                reasons.append(f"the sequencer halted: {self.sequencer.fatal}")
+                if self.integrity_failure is None:
+                    reasons.append(f"the sequencer halted: {self.sequencer.fatal}")
             last_signed = self.sequencer.last_signed_ms or None
         oldest = self.waiting.oldest_ms()
         if oldest is not None:
@@ -370,6 +401,21 @@ class LedgerService:
             state_size=self.reader.size,
         )
 
+    def _update_due_gauges(self, seen: SignedCheckpoint | None) -> None:
+        """The nearest deadline the body owes and how many are overdue, from the deadlines at
+        the latest checkpoint (cached per size: only a new entry changes them). Left as they
+        were while the read side is still catching up, so that a scrape never waits for it."""
+        if seen is None or self.reader.size < seen.size:
+            return
+        try:
+            deadlines = self.fresh_at_latest("due-deadlines", lambda s, _: body_deadlines_ms(s))
+        except (LedgerError, ProblemError):
+            return
+        now = now_ms()
+        m = self.metrics
+        m.due_nearest.set((deadlines[0] - now) / 1000 if deadlines else math.nan)
+        m.due_overdue.set(bisect.bisect_left(deadlines, now))
+
     def update_gauges(self) -> None:
         """Refresh the gauges that are read, not counted (called before each scrape)."""
         m = self.metrics
@@ -378,8 +424,12 @@ class LedgerService:
             m.tree_size.set(seen.size)
         m.state_size.set(self.reader.size)
         m.waiting.set(self.waiting.count())
+        self._update_due_gauges(seen)
+        m.integrity_failure.set(0 if self.integrity_failure is None else 1)
         if self.sequencer is not None:
             m.pending.set(self.sequencer.pending)
+            m.clock_behind.set(self.sequencer.clock_behind_ms)
+            m.clock_steps.set(self.sequencer.clock_steps)
             if self.sequencer.last_signed_ms:
                 m.checkpoint_age.set((now_ms() - self.sequencer.last_signed_ms) / 1000)
 

@@ -24,6 +24,7 @@ from ledger.protocol.audit import (
     SubjectSummary,
     TimelineItem,
 )
+from ledger.protocol.due import DueReport
 from ledger.protocol.records import Standing
 from ledger.protocol.terms import MAX_SAFE_INTEGER, OfferTerms
 
@@ -321,6 +322,14 @@ _PROBLEM_TEXT = {
     429: "rate limited; see Retry-After (problem document)",
     503: "temporarily unavailable; see Retry-After (problem document)",
 }
+
+
+class DueResponse(_Wire):
+    """``GET /v1/due``: every clock running at ``checkpoint``'s size (see
+    :class:`ledger.protocol.due.DueReport`; its ``checkpoint`` names the same tree head)."""
+
+    checkpoint: TreeHead
+    due: DueReport
 
 
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:

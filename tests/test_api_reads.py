@@ -412,9 +412,9 @@ def test_llms_txt_and_the_web_page(client: TestClient, log: TestLog) -> None:
         assert needle in text.text, needle
     page = client.get("/")
     assert page.headers["content-type"].startswith("text/html")
-    assert "script-src" not in page.headers["content-security-policy"]  # default-src 'self'
-    assert "default-src 'self'" in page.headers["content-security-policy"]
-    assert '<script src="/static/app.js"' in page.text
+    assert "default-src 'none'" in page.headers["content-security-policy"]  # tests/test_api_web.py
+    assert "script-src 'self';" in page.headers["content-security-policy"]
+    assert '<script type="module" src="/static/app.js"' in page.text
     assert "textContent" in client.get("/static/app.js").text
     assert "innerHTML" not in client.get("/static/app.js").text.replace("never innerHTML", "")
     assert client.get("/static/style.css").status_code == 200

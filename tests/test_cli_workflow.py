@@ -138,6 +138,7 @@ def test_append_takes_statement_files_and_refuses_anything_else(tmp_path: Path) 
     )
     amnesty("sign", str(note), "--key", str(key))
     out = json.loads(amnesty("append", "--db", db, str(note), "--json").stdout)
-    assert out == [{"statement": 0, "index": 0, "duplicate": False}]
+    ref = {"index": 0, "leaf_hash": out[0]["ref"]["leaf_hash"]}
+    assert out == [{"statement": 0, "ok": True, "index": 0, "duplicate": False, "ref": ref}]
     again = json.loads(amnesty("append", "--db", db, "--json", stdin=note.read_text()).stdout)
-    assert again == [{"statement": 0, "index": 0, "duplicate": True}]
+    assert again == [{"statement": 0, "ok": True, "index": 0, "duplicate": True, "ref": ref}]

@@ -5,7 +5,7 @@ A log whose every text-bearing field holds a hostile string (``tests/hostile_tex
 fillers, controls, lookalike quotes, forged ``VERDICT:`` lines and ``## The precedent
 (verified)`` blocks, a key name of U+2800 "spaces") is read through every text output:
 ``/v1/precedent.txt``, ``/llms.txt``, the CLI's text report (``amnesty audit``, ``amnesty verify
---audit``), the MCP server's text precedent, and the web page (its script run by Node).
+--audit``), the MCP server's text precedent, and the web page (in a real Chromium).
 
 For the text outputs, every line must be one the service writes: with each JSON string literal
 (a quotation, checked to be exactly ``quote()`` of what it decodes to) replaced by a
@@ -21,12 +21,10 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import shutil
-import subprocess
 from collections.abc import Iterable, Iterator
-from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from hypothesis import given
@@ -46,7 +44,6 @@ from tests.hostile_text import (
 )
 from tests.livelog import amnesty
 
-REPO = Path(__file__).resolve().parents[1]
 BROKEN = "no_termination_without_consent"
 REAL_VERDICT = f"VERDICT: 1 commitment(s) BROKEN: {BROKEN}."
 
@@ -397,98 +394,60 @@ def test_quote_escapes_marks_that_would_draw_on_its_own_characters() -> None:
 
 # -- the web page -----------------------------------------------------------------------------
 
-SCRIPT = REPO / "api" / "static" / "app.js"
-
-# A DOM that records the tree: each node's tag, class and own text; every way to insert markup
-# throws. At exit, print the tree of each id'd element.
-DOM_SHIM = r"""
-const base = process.env.BASE;
-class Node {
-  constructor(tag) { this.tag = tag; this.children = []; this.own = ""; this.className = ""; }
-  set textContent(v) { this.own = String(v); this.children = []; }
-  get textContent() { return this.own + this.children.map((c) => c.textContent).join(""); }
-  append(...nodes) {
-    for (const n of nodes) {
-      if (!(n instanceof Node)) throw new Error("append of a string: use a text node");
-      this.children.push(n);
-    }
-  }
-  set innerHTML(v) { throw new Error("innerHTML used"); }
-  set outerHTML(v) { throw new Error("outerHTML used"); }
-  insertAdjacentHTML() { throw new Error("insertAdjacentHTML used"); }
-  toJSON() { return { tag: this.tag, cls: this.className, own: this.own, children: this.children }; }
-}
-const ids = ["origin", "size", "vkey", "checkpoint", "offer-status", "offer", "verdict",
-             "first-applicant", "commitments", "recent"];
-const byId = Object.fromEntries(ids.map((id) => [id, new Node("div")]));
-globalThis.document = {
-  createElement: (tag) => new Node(tag),
-  createTextNode: (text) => { const n = new Node("#text"); n.textContent = text; return n; },
-  getElementById: (id) => byId[id],
-  querySelectorAll: () => [],
-  write: () => { throw new Error("document.write used"); },
-};
-globalThis.location = { origin: base };
-const realFetch = globalThis.fetch;
-globalThis.fetch = (path, options) => realFetch(base + path, options);
-process.on("beforeExit", () => {
-  console.log(JSON.stringify(byId));
-  process.exit(0);
-});
-"""
-
-
-def _nodes(node: dict[str, Any], inside_bdi: bool = False) -> Iterator[tuple[dict[str, Any], bool]]:
-    yield node, inside_bdi
-    for child in node["children"]:
-        yield from _nodes(child, inside_bdi or node["tag"] == "bdi")
-
 
 def test_the_page_shows_log_text_only_as_isolated_quotations(hostile: HostileLog) -> None:
+    """The page in a real Chromium (tests/browser_support.py) against the live server: it
+    verifies the hostile log, and its DOM holds log text only as quotations."""
     from tests.api_support import live_server
+    from tests.browser_support import chromium, dom_tree, nodes, visit
 
-    node = shutil.which("node")
-    if node is None:
-        pytest.fail("Node.js is needed to run the page's script (scripts/setup installs it)")
-    with live_server(hostile.log.settings()) as base:
-        result = subprocess.run(
-            [node, "-e", DOM_SHIM + SCRIPT.read_text(encoding="utf-8")],
-            env={"BASE": base, "PATH": "/usr/bin:/bin:/usr/local/bin"},
-            capture_output=True,
-            encoding="utf-8",
-            timeout=60,
-            check=False,
-        )
-    assert result.returncode == 0, result.stderr
-    page = json.loads(result.stdout.strip().splitlines()[-1])
+    with live_server(hostile.log.settings()) as base, chromium() as browser:
+        shown = visit(browser.new_context(), base + "/", width=390)
+        assert shown.state == "verified", shown.sentence
+        assert shown.console_errors == [] and shown.page_errors == []
+        assert shown.page.evaluate("document.documentElement.scrollWidth") <= 390
+        tree = dom_tree(shown.page)
+        judged = shown.page.locator("#subject-2 ul.timeline").inner_text()
+        summary = httpx.get(base + "/v1/precedent/summary").json()
     quoted: list[str] = []
-    for element in page.values():
-        for n, inside_bdi in _nodes(element):
-            raw = [f"U+{ord(c):04X}" for c in RAW_FORBIDDEN if c in n["own"]]
-            assert not raw, f"raw {raw} in {n}"
-            if n["tag"] == "bdi":
-                assert n["cls"] == "quote" and not n["children"] and not inside_bdi, n
-                value = json.loads(n["own"])
-                assert quote(value) == n["own"], n["own"]  # the text outputs' quotation
-                quoted.append(value)
-            else:
-                left = [f for f in FORGED_FRAGMENTS if f in n["own"]]
-                assert not left, f"{left} outside a quotation: {n['own']!r}"
+    for n in nodes(tree):
+        text = n.get("text", "")
+        raw = [f"U+{ord(c):04X}" for c in RAW_FORBIDDEN if c in text]
+        assert not raw, f"raw {raw} in {n}"
+        if n["tag"] == "bdi":
+            assert n["cls"] == "quote" and not n["insideBdi"], n
+            assert all(c["tag"] == "#text" for c in n["children"]), n
+            value = json.loads(text)
+            assert quote(value) == text, text  # the text outputs' quotation
+            quoted.append(value)
+        elif n["tag"] == "#text" and not n["insideBdi"]:
+            left = [f for f in FORGED_FRAGMENTS if f in text]
+            assert not left, f"{left} outside a quotation: {text!r}"
+    assert "the server's reason is not shown" not in judged, judged
     # Every string from the log on the page is one of these quotations.
     assert hostile.first_name in quoted
     assert HOSTILE_KEY_NAMES[0] in quoted  # a signer's key name, in the recent entries
     assert len(set(HOSTILE_TEXTS) & set(quoted)) >= 10  # the offer's texts, at least
     # Sentences that state a verdict or an outcome hold no log text.
-    verdict = page["verdict"]
-    assert verdict["own"] == f"1 commitment(s) BROKEN: {BROKEN}." and not verdict["children"]
-    first = page["first-applicant"]["children"]
-    treatment = [c for c in first if c["cls"] == "treatment"]
-    assert len(treatment) == 1 and not treatment[0]["children"]
-    assert treatment[0]["own"].endswith("Application: granted. Standing now: granted.")
+    by_id = {n.get("id"): n for n in nodes(tree) if n.get("id")}
+    verdict = by_id["verdict"]
+    assert [c["tag"] for c in verdict["children"]] == ["#text"]
+    assert verdict["children"][0]["text"] == (
+        "This server's audit at 17 entries: 1 commitment(s) broken: No termination without consent."
+    )
+    first = by_id["subject-2"]["children"]
+    treatment = [c for c in first if c.get("cls") == "treatment"]
+    assert len(treatment) == 1
+    assert not [n for n in nodes(treatment[0]) if n["tag"] == "bdi"]
+    sentence = "".join(n.get("text", "") for n in nodes(treatment[0]) if n["tag"] == "#text")
+    standing = summary["first_applicant"]["standing"]
+    assert sentence.startswith("Application granted at entry ")
+    assert sentence.endswith(f"Standing now (this server's word): {standing}.")
     named = [c for c in first if any(g["tag"] == "bdi" for g in c["children"])]
-    assert [json.loads(g["own"]) for c in named for g in c["children"] if g["tag"] == "bdi"] == [
+    assert [json.loads(g["text"]) for c in named for g in c["children"] if g["tag"] == "bdi"] == [
         hostile.first_name
     ]
-    assert named[0]["children"][0]["own"].startswith("Its name, quoted from its application")
-    for c in page["commitments"]["children"]:
-        assert not any(g["tag"] == "bdi" for g in c["children"])  # the proposal's words only
+    assert named[0]["children"][0]["text"].startswith("Its name, quoted from its application")
+    for commitment in by_id["commitments"]["children"]:
+        heading = commitment["children"][0]
+        assert heading["tag"] == "h3" and not [n for n in nodes(heading) if n["tag"] == "bdi"]

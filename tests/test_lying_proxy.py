@@ -49,6 +49,7 @@ from ledger.client.answers import (
     VerifiedOffer,
     VerifiedReceipt,
 )
+from ledger.client.derived import DueAnswer
 from ledger.client.json_api import LedgerClient
 from ledger.client.mcp_server import build_server
 from ledger.client.replica import ReplicaStatus
@@ -281,6 +282,7 @@ CALLS: dict[str, Outcome] = {
     "subject": lambda c, b: c.subject(2, verify_timeline=True),
     "precedent": lambda c, b: c.precedent(),
     "precedent_summary": lambda c, b: c.precedent_summary(),
+    "due": lambda c, b: c.due(),
     "precedent_applications": lambda c, b: c.precedent_applications(),
     "precedent_subjects": lambda c, b: c.precedent_subjects(),
     "iter_precedent_applications": lambda c, b: list(c.iter_precedent_applications()),
@@ -365,6 +367,12 @@ def judge(name: str, result: Any, report: dict[str, Any]) -> str:
             assert result.complete and TERMINATION in [e.index for e in result.entries]
         case VerifiedEntry():
             assert result.index == TERMINATION and result.statement.type == "enforcement_action"
+        case DueAnswer():  # computed here from the replica, at the tree head it verified
+            assert result.report["format"] == "amnesty-ledger.due/v1"
+            assert result.report["checkpoint"]["size"] == result.head.size
+            assert base64.b64decode(result.report["checkpoint"]["root_hash_b64"]) == (
+                result.head.root_hash
+            )
         case dict():  # recompute_precedent: replayed here from the tiles
             assert result["all_commitments_honoured"] is False
         case Checkpoint() | VerifiedReceipt() | bytes() | list():
@@ -409,6 +417,7 @@ def test_behind_the_replica_every_method_refuses_or_says_unverified(broken: Brok
         "subject": "unverified",
         "precedent": "unverified",
         "precedent_summary": "unverified",
+        "due": "unverified",
         "precedent_applications": "unverified",
         "precedent_subjects": "unverified",
         "iter_precedent_applications": "unverified",
@@ -442,6 +451,7 @@ def test_caught_up_the_client_answers_what_it_verified(broken: Broken) -> None:
         "subject": "verified",
         "precedent": "verified",
         "precedent_summary": "verified",
+        "due": "verified",
         "precedent_applications": "verified",
         "precedent_subjects": "verified",
         "iter_precedent_applications": "verified",
@@ -464,6 +474,7 @@ TOOLS: dict[str, dict[str, Any]] = {
     "list_offer_versions": {},
     "get_precedent": {},
     "get_precedent_page": {"part": "subjects"},
+    "get_due": {},
     "get_subject": {"key": "2"},
     "get_entry": {"index": TERMINATION},
     "get_inclusion_proof": {"index": TERMINATION},
@@ -588,6 +599,7 @@ def test_behind_the_replica_every_tool_refuses_or_says_unverified(broken: Broken
         "list_offer_versions": "refused",
         "get_precedent": "unverified",
         "get_precedent_page": "unverified",
+        "get_due": "unverified",
         "get_subject": "unverified",
         "get_entry": "verified",
         "get_inclusion_proof": "verified",
@@ -624,6 +636,7 @@ def test_the_real_mcp_server_over_stdio_answers_what_it_verified(broken: Broken)
         "list_offer_versions": "verified",
         "get_precedent": "verified",
         "get_precedent_page": "verified",
+        "get_due": "verified",
         "get_subject": "verified",
         "get_entry": "verified",
         "get_inclusion_proof": "verified",

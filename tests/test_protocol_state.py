@@ -50,7 +50,7 @@ def test_genesis_3_of_5_needs_three_distinct_members() -> None:
     cause = refused(log, "keyset", body, BODY_KEYS[:2])
     assert cause == (
         "couldn't admit keyset at index 0: 2 of 3 required distinct members of the new keyset "
-        "signed"
+        "signed (PROTOCOL.md P2.8)"
     )
     # A signer listed twice, or a stranger, does not make a third.
     assert "2 of 3 required" in refused(

@@ -16,12 +16,13 @@ from ledger.cli.common import (
     JsonOption,
     emit,
     fail,
+    fail_with,
     progress_bar,
-    read_signer,
+    read_log_signers,
     write_private_key,
 )
-from ledger.errors import LedgerError, MalformedError
-from ledger.tlog.checkpoint import Checkpoint, sign_checkpoint
+from ledger.errors import LedgerError, MalformedError, RefusedError
+from ledger.tlog.checkpoint import Checkpoint, LogSigners
 from ledger.tlog.merkle import EMPTY_ROOT, leaf_hash
 
 
@@ -47,7 +48,6 @@ def demo(
     from ledger.statements.demo import DemoAuthor, DemoKeys, Ref, build_demo, scale_statements
     from ledger.storage.base import LogIdentity
     from ledger.storage.sql import SqlLogStore
-    from ledger.tlog.note import Signer
 
     store = SqlLogStore(db, create=True)
     keys.mkdir(parents=True, exist_ok=True)
@@ -57,20 +57,30 @@ def demo(
             view = LogView(store)
             created = False
         except LedgerError:
-            signer = Signer.generate(origin)
-            write_private_key(log_key_path, signer.private_key_text())
-            (keys / "log.vkey").write_text(signer.vkey + "\n", encoding="utf-8")
+            # A hybrid log: Ed25519 and ML-DSA-44 keys, both named after the origin.
+            new_keys = LogSigners.generate(origin)
+            write_private_key(log_key_path, new_keys.text().rstrip("\n"))
+            pinned = new_keys.keys()
+            (keys / "log.vkey").write_text(pinned.vkey() + "\n", encoding="utf-8")
+            (keys / "log.vkeys").write_text("\n".join(pinned.vkeys()) + "\n", encoding="utf-8")
             store.create_log(
                 LogIdentity(
-                    origin, signer.vkey, time.time_ns() // 1_000_000, str(log_key_path.resolve())
+                    origin,
+                    pinned.vkey(),
+                    time.time_ns() // 1_000_000,
+                    str(log_key_path.resolve()),
+                    pinned.mldsa44.vkey() if pinned.mldsa44 is not None else None,
                 ),
-                sign_checkpoint(Checkpoint(origin, 0, EMPTY_ROOT), signer),
+                new_keys.sign(Checkpoint(origin, 0, EMPTY_ROOT)),
             )
             view = LogView(store)
             created = True
-        signer = read_signer(Path(view.identity.key_path or log_key_path))
+        signers = read_log_signers(Path(view.identity.key_path or log_key_path))
+        signers.check_identity(view.identity.log_vkey, view.identity.mldsa_vkey)
         policy = StatementPolicy(view.origin)
-        sequencer = Sequencer(store, signer, policy, max_batch=4096)
+        sequencer = Sequencer(
+            store, signers.ed25519, policy, max_batch=4096, extra_signers=signers.extra()
+        )
         sequencer.warm_up()
 
         def append(datas: Sequence[bytes]) -> list[tuple[int, bytes]]:
@@ -97,13 +107,22 @@ def demo(
             entry = store.read_entries(in_force.index, in_force.index + 1)[0]
             offer = Ref(in_force.index, leaf_hash(entry))
         if scale:
+            # Each run names its new subjects after the log's size when it starts, so that
+            # `--scale` may run any number of times on the same log (a subject already
+            # granted could not apply again).
+            before = view.latest().size
+            run = f"{before}-" if before > written else ""
             with progress_bar() as bar:
                 task = bar.add_task("appending", total=scale)
                 written += scale_statements(
-                    author, offer, scale, progress=lambda n: bar.update(task, completed=n)
+                    author,
+                    offer,
+                    scale,
+                    progress=lambda n: bar.update(task, completed=n),
+                    run=run,
                 )
     except LedgerError as exc:
-        fail(str(exc), 1)
+        fail_with(exc, 1)
     size = view.latest().size
     emit(
         {
@@ -152,7 +171,7 @@ def audit(
     """Verify the log and compute its precedent report: how every applicant was treated and
     whether every commitment held. Exit 0 when all held, 1 when any is broken."""
     from ledger.cli.common import open_source
-    from ledger.protocol.audit import render_precedent_text
+    from ledger.protocol.audit import precedent_report, render_precedent_text
     from ledger.verifier.verify import verify_ledger
 
     log_source, log_key = open_source(source, vkey)
@@ -168,13 +187,26 @@ def audit(
                     fetch_threads=8 if source.startswith(("http://", "https://")) else 1,
                     progress=lambda done, total: bar.update(task, completed=done, total=total),
                 )
-            report = verified.precedent_report(
-                time_ms if time_ms is not None else max(now, verified.last_log_time_ms)
+            assert verified.protocol is not None
+            # An explicit --time-ms before the last entry is refused by precedent_report, with
+            # the words the API answers 422 with; only the default "now" is raised to it.
+            report = precedent_report(
+                verified.protocol,
+                checkpoint={
+                    "origin": verified.checkpoint.origin,
+                    "size": verified.checkpoint.size,
+                    "root_hash_b64": base64.b64encode(verified.checkpoint.root_hash).decode(),
+                },
+                audit_time_ms=time_ms
+                if time_ms is not None
+                else max(now, verified.last_log_time_ms),
             )
         else:
             report = _audit_at(log_source, log_key, at, time_ms, now, quiet)
+    except RefusedError as exc:
+        fail_with(exc, 2, "couldn't audit")
     except LedgerError as exc:
-        fail(f"couldn't audit: {exc}", 1)
+        fail_with(exc, 1, "couldn't audit")
     if as_json:
         emit(report, True, "")
     else:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -14,15 +15,21 @@ from ledger.cli.common import (
     DbOption,
     JsonOption,
     emit,
+    error_code,
+    error_object,
     fail,
+    fail_with,
     read_file,
-    read_signer,
+    read_log_signers,
     write_private_key,
 )
 from ledger.errors import LedgerError
-from ledger.tlog.checkpoint import Checkpoint, sign_checkpoint
+from ledger.tlog.checkpoint import Checkpoint, LogSigners
 from ledger.tlog.merkle import EMPTY_ROOT
-from ledger.tlog.note import Signer
+
+EXIT_UNTRUSTED = 3
+"""``amnesty serve`` exit code when the store cannot be trusted: damaged, or not an extension of
+the checkpoint the signer remembers publishing (a restored older backup). Nothing was signed."""
 
 # -- keys ---------------------------------------------------------------------------------------
 
@@ -30,15 +37,24 @@ from ledger.tlog.note import Signer
 def keygen(
     name: Annotated[str, typer.Argument(help="key name (for a log: its origin)")],
     out: Annotated[Path, typer.Option("--out", help="private key file to create (0600)")],
+    log_key: Annotated[
+        bool,
+        typer.Option(
+            "--log",
+            help="a log's key file: Ed25519 and ML-DSA-44 keys, both named NAME (the origin)",
+        ),
+    ] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Generate an Ed25519 key; write the private key file and print the vkey."""
+    """Generate an Ed25519 key (with ``--log``: and an ML-DSA-44 key); write the private key
+    file and print the vkey(s), Ed25519 first, one a line."""
     try:
-        signer = Signer.generate(name)
+        signers = LogSigners.generate(name, mldsa44=log_key)
     except LedgerError as exc:
-        fail(str(exc))
-    write_private_key(out, signer.private_key_text())
-    emit({"vkey": signer.vkey, "key_file": str(out)}, as_json, signer.vkey)
+        fail_with(exc, 2)
+    write_private_key(out, signers.text().rstrip("\n"))
+    vkeys = signers.keys().vkeys()
+    emit({"vkey": vkeys[0], "vkeys": vkeys, "key_file": str(out)}, as_json, "\n".join(vkeys))
 
 
 # -- logs ---------------------------------------------------------------------------------------
@@ -49,39 +65,54 @@ def init(
     origin: Annotated[
         str, typer.Option("--origin", help="the log's origin line, e.g. example.org/amnesty")
     ],
-    key: Annotated[Path, typer.Option("--key", help="the log's private key file (name = origin)")],
+    key: Annotated[
+        Path,
+        typer.Option(
+            "--key",
+            help="the log's key file (name = origin; from `amnesty keygen --log`: Ed25519 and "
+            "ML-DSA-44)",
+        ),
+    ],
     as_json: JsonOption = False,
 ) -> None:
-    """Create a new, empty log (an explicit act: refuses if the database already holds one)."""
+    """Create a new, empty log (an explicit act: refuses if the database already holds one).
+
+    A key file with an ML-DSA-44 line makes a hybrid log: every checkpoint carries both
+    signatures, and the ML-DSA-44 vkey is fixed in the log's identity beside the Ed25519 one."""
     from ledger.storage.base import LogIdentity
     from ledger.storage.sql import SqlLogStore
 
-    signer = read_signer(key)
-    if signer.name != origin:
+    signers = read_log_signers(key)
+    if signers.name != origin:
         fail(
-            f"couldn't create log {origin!r}: the key is named {signer.name!r}; a log key's name is its origin"
+            f"couldn't create log {origin!r}: the key is named {signers.name!r}; a log key's name is its origin"
         )
+    keys = signers.keys()
     try:
-        checkpoint = sign_checkpoint(
-            Checkpoint(origin=origin, size=0, root_hash=EMPTY_ROOT), signer
-        )
+        checkpoint = signers.sign(Checkpoint(origin=origin, size=0, root_hash=EMPTY_ROOT))
         store = SqlLogStore(db, create=True)
         store.create_log(
             LogIdentity(
                 origin=origin,
-                log_vkey=signer.vkey,
+                log_vkey=keys.vkey(),
                 created_ms=time.time_ns() // 1_000_000,
                 key_path=str(key.resolve()),
+                mldsa_vkey=keys.mldsa44.vkey() if keys.mldsa44 is not None else None,
             ),
             checkpoint,
         )
         store.close()
     except LedgerError as exc:
-        fail(str(exc))
+        fail_with(exc, 2)
+    lines = [f"created log {origin}", f"log vkey: {keys.vkey()}"]
+    if keys.mldsa44 is not None:
+        lines.append(f"log ML-DSA-44 vkey: {keys.mldsa44.vkey()}")
+    else:
+        lines.append("no ML-DSA-44 key (make a hybrid log key with `amnesty keygen --log`)")
     emit(
-        {"origin": origin, "log_vkey": signer.vkey, "db": db},
+        {"origin": origin, "log_vkey": keys.vkey(), "log_vkeys": keys.vkeys(), "db": db},
         as_json,
-        f"created log {origin}\nlog vkey: {signer.vkey}",
+        "\n".join(lines),
     )
 
 
@@ -120,12 +151,17 @@ def serve(
     """Serve the log over HTTP (tlog-tiles, JSON API, web page) with uvicorn.
 
     Logs are JSON lines on stderr. With ``--workers N`` uvicorn runs N processes; they share the
-    database, whose write lock and checkpoint compare-and-swap keep them from forking the log.
+    database, whose write lock and checkpoint compare-and-swap keep them from forking the log,
+    and they exit when this supervisor does, even when it is killed. SIGTERM (or Ctrl-C) stops
+    taking connections, lets requests in flight finish for up to ``AMNESTY_SHUTDOWN_TIMEOUT_S``,
+    commits what the sequencer holds, and exits 0. An empty or missing database is a one-line
+    error naming ``amnesty init`` (or ``amnesty demo``).
     """
     import uvicorn
     from pydantic import ValidationError
 
-    from api.app import create_app
+    from api.app import SUPERVISOR_ENV, create_app
+    from api.limits import HEAD_TIMEOUT_ENV, SlowClientProtocol
     from api.observability import configure_json_logging
     from api.settings import Settings
 
@@ -142,23 +178,42 @@ def serve(
             for e in exc.errors()
         )
         fail(f"couldn't start: bad setting ({problems}); see docs/API.md, Settings")
-    from api.writer import load_signer
-    from ledger.server.logview import LogView
-    from ledger.storage.sql import SqlLogStore
+    from api.app import preflight
+    from ledger.server.published import UntrustedStoreError
 
     try:
-        # Before uvicorn starts: a missing database or a key that is not the log's is a
-        # one-line error here, not a traceback from the application's startup.
-        preflight = SqlLogStore(settings.db)
+        # Before uvicorn starts: a missing database, a key that is not the log's, or a store
+        # that cannot be trusted (damaged, or behind what this log published) is a one-line
+        # error here, not a traceback from the application's startup.
         try:
-            load_signer(settings, LogView(preflight))  # the key exists and is this log's
-        finally:
-            preflight.close()
+            preflight(settings)
+        except UntrustedStoreError as exc:
+            fail(f"couldn't start: {exc}", EXIT_UNTRUSTED)
+        # The edges every process serves with (docs/OPERATIONS.md, "Hardened edges"): a
+        # connection must deliver a request's head in time (SlowClientProtocol reads the bound
+        # from the environment, in every worker), idle kept-alive connections close, and on
+        # SIGTERM in-flight requests get a bounded time to finish before the sequencer drains.
+        os.environ[HEAD_TIMEOUT_ENV] = str(settings.header_timeout_s)
+        edges: dict[str, Any] = {
+            "http": SlowClientProtocol,
+            "timeout_keep_alive": max(1, int(settings.keep_alive_s)),
+            "timeout_graceful_shutdown": max(1, int(settings.shutdown_timeout_s)),
+            "h11_max_incomplete_event_size": settings.max_header_bytes,
+        }
         if workers == 1:
             uvicorn.run(
-                create_app(settings), host=host, port=port, log_level=log_level, access_log=False
+                create_app(settings),
+                host=host,
+                port=port,
+                log_level=log_level,
+                access_log=False,
+                **edges,
             )
             return
+        # Workers die with this supervisor: each watches that its parent is still this process
+        # (and, on Linux, asks the kernel for SIGTERM when it dies), so a supervisor killed
+        # with SIGKILL leaves nothing serving or writing (api.app.die_with_supervisor).
+        os.environ[SUPERVISOR_ENV] = str(os.getpid())
         # Several processes: each builds the app from the same settings, passed by environment.
         os.environ["AMNESTY_DB"] = settings.db
         os.environ["AMNESTY_READ_ONLY"] = "true" if read_only else "false"
@@ -176,9 +231,42 @@ def serve(
             workers=workers,
             log_level=log_level,
             access_log=False,
+            **edges,
         )
     except LedgerError as exc:
         fail(str(exc), 1)
+
+
+BreakOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--i-know-this-breaks",
+        metavar="COMMITMENT",
+        help="append even though the statement breaks this commitment (repeat per commitment): "
+        "the log must be able to record a breach honestly, never by accident",
+    ),
+]
+
+
+def refuse_breaches(previews: list[Any], allowed: list[str] | None) -> None:
+    """Fail (exit 1, code ``would-break``) unless every commitment the previewed statements
+    would newly break is acknowledged in ``allowed``; the message names each one."""
+    unacknowledged = [
+        (number, commitment)
+        for number, preview in enumerate(previews)
+        for commitment in preview.breaks
+        if commitment not in (allowed or [])
+    ]
+    if unacknowledged:
+        named = "; ".join(
+            f"statement {number} would break {commitment}" for number, commitment in unacknowledged
+        )
+        fail(
+            f"couldn't append: {named} (see `amnesty statement check`; to record the breach "
+            "anyway, pass --i-know-this-breaks COMMITMENT)",
+            1,
+            kind="would-break",
+        )
 
 
 def append(
@@ -190,17 +278,31 @@ def append(
     key: Annotated[
         Path | None, typer.Option("--key", help="log key file (default: the one given to init)")
     ] = None,
+    i_know_this_breaks: BreakOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Append signed statements to a local log, safely alongside a running server.
+    """Append signed statements to a local log, safely alongside a running server, and print
+    each one's index and Ref (to cite it in a later statement).
 
     Statements come from FILES, or from stdin where records are separated by a line holding
-    only ``%%`` (a statement note itself contains blank lines).
+    only ``%%`` (a statement note itself contains blank lines). Each is first previewed against
+    the log (as ``amnesty statement check`` does): one that would break a commitment is refused
+    unless ``--i-know-this-breaks COMMITMENT`` names it.
     """
+    import base64
+
+    from ledger.protocol.quoting import quote
     from ledger.server.admission import StatementPolicy
     from ledger.server.logview import LogView
+    from ledger.server.published import (
+        PublishedCheckpoint,
+        UntrustedStoreError,
+        published_path_for,
+    )
     from ledger.server.sequencer import Receipt, Sequencer
+    from ledger.statements.preview import preview_batch
     from ledger.storage.sql import SqlLogStore
+    from ledger.tlog.merkle import leaf_hash
 
     if files:
         blobs = [read_file(path) for path in files]
@@ -213,36 +315,90 @@ def append(
     try:
         store = SqlLogStore(db)
         view = LogView(store)
-        key_path = key if key is not None else Path(view.identity.key_path or "")
-        signer = read_signer(key_path)
+    except LedgerError as exc:
+        fail_with(exc, 2)
+    if key is not None:
+        key_path = key
+    elif view.identity.key_path:
+        key_path = Path(view.identity.key_path)
+    else:
+        fail(
+            f"couldn't append to {db}: the log records no key file (it was not created with "
+            "`amnesty init`); give the log's private key with --key FILE"
+        )
+    signers = read_log_signers(key_path)
+    try:
+        signers.check_identity(view.identity.log_vkey, view.identity.mldsa_vkey)
         policy = StatementPolicy(view.origin)
-        sequencer = Sequencer(store, signer, policy)
+        # The signer's memory of what it published, beside its key (as for `amnesty serve`):
+        # a restored older database is refused before anything is signed.
+        published = PublishedCheckpoint(published_path_for(key_path), view.log_key, view.origin)
+        sequencer = Sequencer(
+            store,
+            signers.ed25519,
+            policy,
+            extra_signers=signers.extra(),
+            published=published,
+        )
         prepared = []
         for number, blob in enumerate(blobs):
             try:
                 prepared.append(policy.prepare(blob))
             except LedgerError as exc:
-                fail(f"couldn't append statement {number}: {exc}")
+                fail_with(exc, 2, f"couldn't append statement {number}")
+        sequencer.warm_up()  # the protocol state at the latest checkpoint, for the preview
+        latest = view.latest().checkpoint
+        state = policy.state
+        last = state.log_time_ms_at(state.size - 1) if state.size else 0
+        at = max(time.time_ns() // 1_000_000, last)
+        previews = preview_batch(
+            state, blobs, origin=view.origin, prev_root=latest.root_hash, log_time_ms=at
+        )
+        refuse_breaches(previews, i_know_this_breaks)
         results = sequencer.sequence_now(prepared)
+        if sequencer.fatal is not None:
+            raise sequencer.fatal
+    except UntrustedStoreError as exc:
+        fail_with(exc, EXIT_UNTRUSTED)
     except LedgerError as exc:
-        fail(str(exc), 1)
+        fail_with(exc, 1)
     out: list[dict[str, Any]] = []
     failed = False
     for number, result in enumerate(results):
         if isinstance(result, Receipt):
-            out.append({"statement": number, "index": result.index, "duplicate": result.duplicate})
+            ref = {
+                "index": result.index,
+                "leaf_hash": base64.b64encode(leaf_hash(result.entry)).decode(),
+            }
+            out.append(
+                {
+                    "statement": number,
+                    "ok": True,
+                    "index": result.index,
+                    "duplicate": result.duplicate,
+                    "ref": ref,
+                }
+            )
         else:
             failed = True
-            out.append({"statement": number, "error": str(result)})
+            out.append(
+                {
+                    "statement": number,
+                    "ok": False,
+                    "error": error_object(str(result), error_code(result), 1),
+                }
+            )
     emit(
         out,
         as_json,
         "\n".join(
             f"statement {o['statement']}: "
             + (
-                f"index {o['index']}" + (" (already logged)" if o.get("duplicate") else "")
-                if "index" in o
-                else f"refused: {o['error']}"
+                f"index {o['index']}"
+                + (" (already logged)" if o["duplicate"] else "")
+                + f", Ref {json.dumps(o['ref'], sort_keys=True)}"
+                if o["ok"]
+                else f"refused: {quote(o['error']['detail'])}"
             )
             for o in out
         ),

@@ -13,6 +13,8 @@ _COMMAND_MODULES: tuple[str, ...] = (
     "ledger.cli.statements",
     "ledger.cli.service",
     "ledger.cli.witness",
+    "ledger.cli.integrity",
+    "ledger.cli.body",
 )
 """Modules that add commands with ``register(app)``; each owns one group of commands."""
 

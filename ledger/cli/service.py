@@ -9,9 +9,9 @@ from typing import Annotated, Literal
 
 import typer
 
-from ledger.cli.common import fail
+from ledger.cli.common import KeyPolicyOption, fail, fail_with
 from ledger.errors import LedgerError
-from ledger.tlog.note import VerifierKey
+from ledger.tlog.checkpoint import pin_log_key
 
 
 def mcp(
@@ -22,9 +22,10 @@ def mcp(
             "--vkey",
             envvar="AMNESTY_LOG_VKEY",
             help="the log's vkey, obtained independently of the server: every answer is "
-            "verified against it",
+            "verified against it (or its vkeys separated by spaces, Ed25519 and ML-DSA-44)",
         ),
     ],
+    key_policy: KeyPolicyOption = None,
     http: Annotated[
         bool,
         typer.Option("--http", help="serve MCP streamable HTTP instead of stdio"),
@@ -62,16 +63,16 @@ def mcp(
     """Serve the log to a model client over MCP (stdio by default), labelling every answer
     [verified: …] (checked here against the vkey) or [UNVERIFIED: …] (the server's word).
 
-    Tools: get_offer, list_offer_versions, get_precedent, get_subject, get_entry,
+    Tools: get_offer, list_offer_versions, get_precedent, get_subject, get_due, get_entry,
     get_inclusion_proof, verify_tlog_proof, verify_statement, prepare_application,
     submit_statement, get_log_info. See docs/MCP.md for client configuration.
     """
     from ledger.client.mcp_server import serve
 
     try:
-        VerifierKey.parse(vkey)
+        pin_log_key(vkey, key_policy)
     except LedgerError as exc:
-        fail(f"couldn't parse --vkey: {exc}")
+        fail_with(exc, 2, "couldn't parse --vkey")
     note: bytes | None = None
     if trusted_checkpoint is not None:
         try:
@@ -91,9 +92,10 @@ def mcp(
             trusted_checkpoint=note,
             state_path=state,
             max_catch_up=max_catch_up,
+            key_policy=key_policy,
         )
     except LedgerError as exc:
-        fail(str(exc), 1)
+        fail_with(exc, 1)
 
 
 def register(app: typer.Typer) -> None:

@@ -19,7 +19,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ledger.cli.common import JsonOption, emit, fail, read_file, read_signer
+from ledger.cli.common import JsonOption, emit, fail, fail_with, read_file, read_signer
 from ledger.errors import LedgerError
 from ledger.protocol.statements import STATEMENT_TYPES, parse_body
 from ledger.statements.statement import (
@@ -54,14 +54,39 @@ def statement_new(
         int | None, typer.Option("--time-ms", help="signer's time (default now)")
     ] = None,
     out: Annotated[Path | None, typer.Option("--out", help="write here instead of stdout")] = None,
+    ref: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--ref",
+            metavar="FIELD=INDEX",
+            help="set body FIELD (dotted path; FIELD[] appends to a list) to the Ref of entry "
+            "INDEX, its leaf hash read from --log (repeat)",
+        ),
+    ] = None,
+    log: Annotated[
+        str | None,
+        typer.Option("--log", help="the log the Refs are read from: URL, mirror or database"),
+    ] = None,
+    vkey: Annotated[
+        str | None, typer.Option("--vkey", help="the log's vkey (URLs and mirror directories)")
+    ] = None,
 ) -> None:
-    """Write an unsigned statement (header line + canonical JSON line), checked against its schema."""
+    """Write an unsigned statement (header line + canonical JSON line), checked against its schema.
+
+    With ``--ref FIELD=INDEX --log SOURCE`` a reference is filled in from the log, each entry
+    proven in the log's signed checkpoint: ``--ref application=5`` sets ``body.application``
+    to ``{"index": 5, "leaf_hash": …}``; ``--ref findings[]=7`` appends to ``body.findings``.
+    """
     registered = STATEMENT_TYPES.get(statement_type)
     if registered is None:
         fail(
             f"couldn't build statement: unknown type {statement_type!r}; one of {sorted(STATEMENT_TYPES)}"
         )
     body_value = _load_json(body)
+    if ref:
+        if log is None:
+            fail("couldn't fill --ref: give the log to read entries from with --log SOURCE")
+        _fill_refs(body_value, ref, log, vkey)
     try:
         parse_body(statement_type, registered[0], body_value)
         statement = new_statement(
@@ -73,11 +98,46 @@ def statement_new(
             body=body_value,
         )
     except LedgerError as exc:
-        fail(str(exc))
+        fail_with(exc, 2)
     if out is None:
         sys.stdout.write(statement.text)
     else:
         out.write_text(statement.text, encoding="utf-8")
+
+
+def _fill_refs(body: Any, refs: list[str], log: str, vkey: str | None) -> None:
+    """Set each ``FIELD=INDEX`` of ``refs`` in ``body`` to the Ref of entry INDEX of ``log``,
+    read with an inclusion proof against its signed checkpoint (never a guessed hash)."""
+    from ledger.cli.body import ref_of
+    from ledger.cli.common import fail_with, open_source
+    from ledger.verifier.proofs import entry_proof, verify_entry_proof
+
+    if not isinstance(body, dict):
+        fail("couldn't fill --ref: the body is not a JSON object")
+    log_source, log_key = open_source(log, vkey)
+    for spec in refs:
+        field, sep, number = spec.rpartition("=")
+        if not sep or not field or not number.isdecimal():
+            fail(f"couldn't read --ref {spec!r}: write FIELD=INDEX, e.g. application=5")
+        index = int(number)
+        try:
+            proven = verify_entry_proof(entry_proof(log_source, log_key, index), log_key)
+        except LedgerError as exc:
+            fail_with(exc, 1, f"couldn't read entry {index} for --ref {spec!r}")
+        value = ref_of(index, proven.entry.leaf_hash())
+        *parents, last = field.split(".")
+        target = body
+        for name in parents:
+            target = target.setdefault(name, {})
+            if not isinstance(target, dict):
+                fail(f"couldn't set --ref {spec!r}: body.{name} is not an object")
+        if last.endswith("[]"):
+            items = target.setdefault(last[:-2], [])
+            if not isinstance(items, list):
+                fail(f"couldn't set --ref {spec!r}: body.{last[:-2]} is not a list")
+            items.append(value)
+        else:
+            target[last] = value
 
 
 @statement_app.command("show")
@@ -97,7 +157,7 @@ def statement_show(
             verified = []
         parse_body(statement.type, statement.v, statement.body)
     except LedgerError as exc:
-        fail(str(exc), 1)
+        fail_with(exc, 1)
     result = {
         "type": statement.type,
         "v": statement.v,
@@ -128,7 +188,7 @@ def sign(
     try:
         signed = sign_statement(read_file(file), signer)
     except LedgerError as exc:
-        fail(str(exc))
+        fail_with(exc, 2)
     tmp = file.with_name(file.name + ".tmp")
     tmp.write_bytes(signed)
     tmp.replace(file)
@@ -141,26 +201,69 @@ def submit(
     proof_out: Annotated[
         Path | None, typer.Option("--proof-out", help="write the C2SP tlog-proof here")
     ] = None,
+    vkey: Annotated[
+        str | None,
+        typer.Option(
+            "--vkey",
+            envvar="AMNESTY_LOG_VKEY",
+            help="the log's vkey: verify the log and preview the statement first (as "
+            "`statement check`), refusing one that would break a commitment",
+        ),
+    ] = None,
+    i_know_this_breaks: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--i-know-this-breaks",
+            metavar="COMMITMENT",
+            help="submit even though the statement breaks this commitment (repeat)",
+        ),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Submit a signed statement; prints its index once it is durably logged."""
+    """Submit a signed statement; prints its index and Ref once it is durably logged.
+
+    With ``--vkey`` (or ``AMNESTY_LOG_VKEY``) the log is verified here and the statement
+    previewed against it first: one that would break a commitment is refused unless
+    ``--i-know-this-breaks COMMITMENT`` names it."""
+    import base64
+
+    from ledger.cli.common import fail_with
     from ledger.client.source import HttpLogSource
+    from ledger.tlog.merkle import leaf_hash
 
     data = read_file(file)
+    if vkey is None:
+        typer.echo(
+            "note: no --vkey: the statement was not previewed against the log (see "
+            "`amnesty statement check`)",
+            err=True,
+        )
+    else:
+        from ledger.cli.body import judged_time, preview_against, verified_log
+        from ledger.cli.log import refuse_breaches
+
+        result = verified_log(url, vkey, None, quiet=True)
+        refuse_breaches(
+            [preview_against(result, data, judged_time(result, None))], i_know_this_breaks
+        )
     source = HttpLogSource(url)
     try:
         receipt = source.post_statement(data)
     except LedgerError as exc:
-        fail(str(exc), 1)
+        fail_with(exc, 1)
     finally:
         source.close()
     if proof_out is not None:
         proof_out.write_text(receipt["tlog_proof"], encoding="utf-8")
+    # The Ref is computed here from the entry bytes the receipt carries.
+    entry = base64.b64decode(str(receipt.get("entry_b64", "")))
+    ref = {"index": receipt["index"], "leaf_hash": base64.b64encode(leaf_hash(entry)).decode()}
     emit(
-        receipt,
+        {**receipt, "ref": ref},
         as_json,
         f"logged at index {receipt['index']}"
-        + (" (already logged)" if receipt.get("duplicate") else ""),
+        + (" (already logged)" if receipt.get("duplicate") else "")
+        + f", Ref {json.dumps(ref, sort_keys=True)}",
     )
 
 

@@ -20,15 +20,19 @@ import typer
 
 from ledger.cli.common import (
     JsonOption,
+    KeyPolicyOption,
     emit,
+    error_code,
+    error_object,
     fail,
+    fail_with,
     open_source,
     parse_vkey_option,
     progress_bar,
     stderr,
 )
 from ledger.errors import LedgerError, RefusedError, VerificationError
-from ledger.tlog.note import VerifierKey
+from ledger.tlog.checkpoint import LogKey
 from ledger.verifier.failures import SplitViewError
 from ledger.verifier.sources import LogSource
 from ledger.verifier.trust import TrustState, load_trust_state, save_trust_state
@@ -37,7 +41,11 @@ from ledger.verifier.verify import VerifiedLog
 
 VkeyOption = Annotated[
     str | None,
-    typer.Option("--vkey", help="the log's vkey (required for URLs and mirror directories)"),
+    typer.Option(
+        "--vkey",
+        help="the log's vkey, or its vkeys separated by spaces (Ed25519, ML-DSA-44) to pin a "
+        "hybrid log (required for URLs and mirror directories)",
+    ),
 ]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")]
 WorkersOption = Annotated[
@@ -68,13 +76,13 @@ def _fetch_threads(source: str) -> int:
     return 8 if source.startswith(("http://", "https://")) else 1
 
 
-def _load_state(path: Path | None, log_key: VerifierKey) -> TrustState | None:
+def _load_state(path: Path | None, log_key: LogKey) -> TrustState | None:
     if path is None or not path.exists():
         return None
     try:
         return load_trust_state(path, log_key)
     except LedgerError as exc:
-        fail(f"couldn't use --state {path}: {exc}")
+        fail_with(exc, 2, f"couldn't use --state {path}")
 
 
 def _evidence_path(evidence: Path | None, state: Path | None) -> Path:
@@ -94,7 +102,7 @@ def _verification_failed(
 
     report: dict[str, Any] = {
         "ok": False,
-        "error": str(exc),
+        "error": error_object(str(exc), error_code(exc), 1),
         "index": getattr(exc, "index", None),
         "where": getattr(exc, "where", None),
     }
@@ -160,6 +168,7 @@ def verify(
     ] = None,
     workers: WorkersOption = None,
     time_ms: TimeOption = None,
+    key_policy: KeyPolicyOption = None,
 ) -> None:
     """Verify a log: the checkpoint's signature, every tile and bundle, every entry's chain link,
     every statement's signatures and authority, and the protocol replayed in order.
@@ -170,7 +179,7 @@ def verify(
     """
     from ledger.verifier.verify import verify_ledger
 
-    log_source, log_key = open_source(source, vkey)
+    log_source, log_key = open_source(source, vkey, key_policy)
     trusted = _load_state(state, log_key)
     tools = {} if trusted is None else trusted.tools
     try:
@@ -190,17 +199,25 @@ def verify(
         try:
             save_trust_state(state, result.trust_state(log_key, tools))
         except LedgerError as exc:
-            fail(str(exc))
+            fail_with(exc, 2)
     summary: dict[str, Any] = result.to_json()
     text = _summary_text(result)
     honoured = True
     if audit:
         from ledger.protocol.audit import render_precedent_text
 
+        if time_ms is not None and time_ms < result.last_log_time_ms:
+            # Refused as the audit and the API refuse it, never judged at another time.
+            fail(
+                f"couldn't compute the precedent report: audit time {time_ms} precedes the "
+                f"last entry's log time {result.last_log_time_ms}",
+                2,
+                kind="refused",
+            )
         try:
             report = result.precedent_report(time_ms if time_ms is not None else _now_ms())
         except LedgerError as exc:
-            fail(f"couldn't compute the precedent report: {exc}", 1)
+            fail_with(exc, 1, "couldn't compute the precedent report")
         honoured = bool(report["all_commitments_honoured"])
         summary["precedent"] = report
         text += "\n\n" + render_precedent_text(report)
@@ -230,13 +247,24 @@ def monitor(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="one JSON object per event")] = False,
     workers: WorkersOption = None,
+    key_policy: KeyPolicyOption = None,
+    warn_days: Annotated[
+        float | None,
+        typer.Option(
+            "--warn-days",
+            min=0,
+            help="also report, once each, every deadline the body owes that is less than this "
+            "many days away (see `amnesty due`)",
+        ),
+    ] = None,
 ) -> None:
     """Follow a log: verify what is new at every poll and report new offer versions, keyset
-    rotations, decisions, enforcement actions, findings, revocations and broken commitments.
-    Exits 1 as soon as verification fails (split views leave evidence)."""
+    rotations, decisions, enforcement actions, findings, revocations and broken commitments
+    (and, with --warn-days, deadlines coming close). Exits 1 as soon as verification fails
+    (split views leave evidence)."""
     from ledger.verifier.monitor import poll_log
 
-    log_source, log_key = open_source(source, vkey)
+    log_source, log_key = open_source(source, vkey, key_policy)
     trusted = _load_state(state, log_key)  # kept in memory between polls, saved after each
     polls = 0
     while True:
@@ -246,6 +274,7 @@ def monitor(
                 log_key,
                 trusted,
                 audit_time_ms=_now_ms(),
+                warn_ms=None if warn_days is None else round(warn_days * 86_400_000),
                 workers=workers,
                 fetch_threads=_fetch_threads(source),
             )
@@ -257,7 +286,7 @@ def monitor(
             try:
                 save_trust_state(state, trusted)
             except LedgerError as exc:
-                fail(str(exc))
+                fail_with(exc, 2)
         checkpoint = poll.verified.checkpoint
         stderr.print(
             f"{checkpoint.origin}: size {checkpoint.size}, {poll.verified.entries} new entries "
@@ -311,7 +340,7 @@ def proof_get(
     try:
         data = entry_proof(log_source, log_key, index, include_entry=not no_entry)
     except LedgerError as exc:
-        fail(f"couldn't make a proof of entry {index}: {exc}", 1)
+        fail_with(exc, 1, f"couldn't make a proof of entry {index}")
     sys.stdout.buffer.write(data)
     sys.stdout.flush()
 
@@ -319,7 +348,9 @@ def proof_get(
 @proof_app.command("verify")
 def proof_verify(
     file: Annotated[Path, typer.Argument(help="a .tlog-proof file")],
-    vkey: Annotated[str, typer.Option("--vkey", help="the log's vkey")],
+    vkey: Annotated[
+        str, typer.Option("--vkey", help="the log's vkey(s), separated by spaces (see verify)")
+    ],
     statement: Annotated[
         Path | None, typer.Option("--statement", help="the statement the entry must hold")
     ] = None,
@@ -327,13 +358,14 @@ def proof_verify(
         Path | None, typer.Option("--entry", help="the entry, if the file does not carry it")
     ] = None,
     as_json: JsonOption = False,
+    key_policy: KeyPolicyOption = None,
 ) -> None:
     """Verify a tlog-proof file offline: the checkpoint's signature, the entry's inclusion,
     the entry and its statement's signatures, and (with --statement) that it is that statement."""
     from ledger.protocol.quoting import quote
     from ledger.verifier.proofs import verify_entry_proof
 
-    log_key = parse_vkey_option(vkey)
+    log_key = parse_vkey_option(vkey, key_policy)
     try:
         data = file.read_bytes()
         statement_data = None if statement is None else statement.read_bytes()
@@ -343,7 +375,11 @@ def proof_verify(
     try:
         proven = verify_entry_proof(data, log_key, entry=entry_data, statement=statement_data)
     except LedgerError as exc:
-        emit({"ok": False, "error": str(exc)}, as_json, f"FAILED: {exc}")
+        emit(
+            {"ok": False, "error": error_object(str(exc), error_code(exc), 1)},
+            as_json,
+            f"FAILED: {exc}",
+        )
         raise typer.Exit(1) from None
     # Signers' vkeys are log text (a key's name is whatever its holder chose): quoted.
     signers = ", ".join(quote(v) for v in sorted(proven.verified_signers))
@@ -374,7 +410,11 @@ def evidence_verify(
     try:
         proven = verify_evidence(parse_evidence(data), log_key)
     except LedgerError as exc:
-        emit({"ok": False, "error": str(exc)}, as_json, f"NOT PROVEN: {exc}")
+        emit(
+            {"ok": False, "error": error_object(str(exc), error_code(exc), 1)},
+            as_json,
+            f"NOT PROVEN: {exc}",
+        )
         raise typer.Exit(1) from None
     first, second = proven.checkpoint1, proven.checkpoint2
     emit(
@@ -430,9 +470,9 @@ def _mirror(
         evidence = directory / STATE_DIR / "split-view.json"
         raise _verification_failed(exc, as_json, evidence, None, source) from None
     except RefusedError as exc:
-        fail(str(exc))
+        fail_with(exc, 2)
     except LedgerError as exc:
-        fail(str(exc), 1)
+        fail_with(exc, 1)
     emit(
         result.to_json(),
         as_json,

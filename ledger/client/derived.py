@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from itertools import pairwise
 from typing import Any, Final
 from urllib.parse import quote
@@ -45,7 +46,24 @@ from ledger.protocol.audit import (
     precedent_report,
     subjects_after,
 )
+from ledger.protocol.due import DueReport, due_report
 from ledger.verifier.trust import TrustState
+
+
+@dataclass(frozen=True, slots=True)
+class DueAnswer:
+    """What is due at ``head`` (a :class:`~ledger.protocol.due.DueReport` as JSON data), and
+    whether it was computed here from the verified replica (``provenance``)."""
+
+    head: VerifiedHead
+    report: dict[str, Any]
+    provenance: Provenance
+
+    @property
+    def verified(self) -> bool:
+        """Whether the report was computed from the verified replica."""
+        return self.provenance.verified
+
 
 PAGE_DEFAULT: Final = 100
 PAGE_MAX: Final = 1000
@@ -292,6 +310,42 @@ class DerivedReads(LogReads):
         head = self._pinned.head(answer.get("checkpoint"))
         summary = {k: v for k, v in answer.items() if k != "checkpoint"}
         return PrecedentSummary(head, summary, self._unverified(head))
+
+    def due(self, at_ms: int | None = None) -> DueAnswer:
+        """What is due at the latest checkpoint (:func:`ledger.protocol.due.due_report`): every
+        open clock, nearest deadline first, judged at ``at_ms`` (default now, never before the
+        last entry's log time). Computed from the replica when it has caught up; else the
+        server's ``GET /v1/due``, its head verified, its shape checked and its report required
+        to name that head, labelled unverified (``provenance``)."""
+        checkpoint = self._synced()
+
+        def due_of(trusted: TrustState) -> DueAnswer:
+            state = trusted.protocol
+            at = at_ms if at_ms is not None else views.judged_now_ms(state)
+            summary = views.checkpoint_summary(trusted.checkpoint)
+            report = due_report(state, checkpoint=summary, at_ms=at)
+            return DueAnswer(self.replica.head(trusted), report, Provenance.replica(trusted.size))
+
+        local = self._from_replica(checkpoint.size, due_of)
+        if local is not None:
+            return local
+        answer = self._get("/v1/due", {"at_ms": at_ms})
+        head = self._pinned.head(answer.get("checkpoint"))
+        report = object_field(answer.get("due"), "due")
+        try:
+            DueReport.model_validate(report)
+        except ValidationError as exc:
+            raise MalformedError(f"couldn't read what is due: {exc}") from None
+        if report.get("checkpoint") != {
+            "origin": self.origin,
+            "size": head.size,
+            "root_hash_b64": base64.b64encode(head.root_hash).decode(),
+        }:
+            raise VerificationError(
+                "couldn't verify what is due: the report names another tree head than the "
+                "verified one"
+            )
+        return DueAnswer(head, report, self._unverified(head))
 
     def precedent_applications(
         self, cursor: str | None = None, limit: int | None = None

@@ -35,9 +35,8 @@ from ledger.client.pinned import PinnedLog
 from ledger.client.replica import DEFAULT_CATCH_UP, ReplicaStatus, VerifiedReplica
 from ledger.client.source import USER_AGENT, HttpLogSource, RemoteError, raise_for_error
 from ledger.errors import MalformedError, StorageError, VerificationError
-from ledger.tlog.checkpoint import Checkpoint
+from ledger.tlog.checkpoint import Checkpoint, KeyPolicy, LogKey, pin_log_key
 from ledger.tlog.merkle import verify_consistency, verify_inclusion
-from ledger.tlog.note import VerifierKey
 from ledger.verifier.trust import TrustState
 
 A = TypeVar("A")
@@ -53,8 +52,9 @@ class LogReads:
     def __init__(
         self,
         base_url: str,
-        log_vkey: str | VerifierKey,
+        log_vkey: str | LogKey,
         *,
+        key_policy: KeyPolicy | str | None = None,
         http: httpx.Client | None = None,
         timeout: float = 30.0,
         trusted_checkpoint: bytes | None = None,
@@ -65,9 +65,9 @@ class LogReads:
         workers: int | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
-        self.log_key = (
-            log_vkey if isinstance(log_vkey, VerifierKey) else VerifierKey.parse(log_vkey)
-        )
+        # One vkey, or the log's vkeys separated by whitespace (Ed25519, ML-DSA-44), and the
+        # policy of which must sign (default: every pinned key).
+        self.log_key = pin_log_key(log_vkey, key_policy)
         self.origin = self.log_key.name
         self._http = http or httpx.Client(
             timeout=timeout, headers={"User-Agent": USER_AGENT}, follow_redirects=False

@@ -52,7 +52,8 @@ Every answer begins with one line in square brackets that says what was checked:
   (get_entry, get_inclusion_proof, verify_tlog_proof, submit_statement, a logged statement in
   verify_statement); the offer in force, the precedent and subjects computed here from a local
   replica of the log in which this server verified every entry (get_offer,
-  list_offer_versions, get_precedent, get_precedent_page, get_subject, prepare_application).
+  list_offer_versions, get_precedent, get_precedent_page, get_subject, get_due,
+  prepare_application).
 - [UNVERIFIED: ...] means it was taken on the log server's word: the log server could have
   changed it. This happens while the local replica is still verifying a large log (the line
   says how many entries it has verified so far; ask again later), for a past tree size
@@ -138,6 +139,19 @@ def build_server(client: LedgerClient) -> MCPServer:
         too large to read the whole report at once; continue with next_cursor until it is null.
         Cursors are entry indexes, so they stay valid as the log grows."""
         return tools.precedent_page(part, cursor, limit)
+
+    @server.tool()
+    def get_due(
+        format: Annotated[
+            Literal["json", "text"],
+            Field(description="json (default) or text (the subjects' names quoted)"),
+        ] = "json",
+    ) -> str:
+        """What is due now: every open clock of the log — decisions the body owes on
+        applications, answers on grievances, reviews of pauses, subjects' response windows —
+        with its deadline and time left, nearest first; overdue ones are broken promises.
+        Computed here from the verified replica when it has caught up, else UNVERIFIED."""
+        return tools.due(format)
 
     @server.tool()
     def get_subject(
@@ -246,8 +260,12 @@ def serve(
     trusted_checkpoint: bytes | None = None,
     state_path: Path | None = None,
     max_catch_up: int | None = DEFAULT_CATCH_UP,
+    key_policy: str | None = None,
 ) -> None:
     """Run the MCP server for the log at ``url`` pinned to ``vkey`` until it is stopped.
+
+    ``vkey`` may hold the log's vkeys separated by whitespace (Ed25519, ML-DSA-44), and
+    ``key_policy`` which of them must sign each checkpoint (``ledger.tlog.checkpoint.KeyPolicy``).
 
     The client's replica starts from ``state_path`` (a verifier trust-state file, written back
     as it advances and at exit) if given, verifies at most ``max_catch_up`` new entries within
@@ -256,6 +274,7 @@ def serve(
     client = LedgerClient(
         url,
         vkey,
+        key_policy=key_policy,
         trusted_checkpoint=trusted_checkpoint,
         state_path=state_path,
         max_catch_up=max_catch_up,

@@ -28,6 +28,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from ledger.client.answers import Provenance, VerifiedEntry, VerifiedHead
 from ledger.client.json_api import LedgerClient
 from ledger.errors import LedgerError
+from ledger.protocol.due import render_due_text
 from ledger.protocol.quoting import quote
 from ledger.statements.statement import parse_statement, verified_signers
 from ledger.tlog.merkle import leaf_hash
@@ -198,6 +199,15 @@ class LedgerTools:
             )
 
         return self._call("read the precedent", run)
+
+    def due(self, fmt: str) -> str:
+        def run() -> str:
+            due = self.client.due()
+            if fmt == "text":
+                return answer(due.provenance.label, render_due_text(due.report))
+            return _provenanced(due.provenance, {"checkpoint": _head(due.head), "due": due.report})
+
+        return self._call("read what is due", run)
 
     def precedent_page(self, part: str, cursor: str | None, limit: int) -> str:
         def run() -> str:

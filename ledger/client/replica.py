@@ -42,9 +42,8 @@ from ledger.client.answers import VerifiedHead
 from ledger.errors import LedgerError, ProofError, VerificationError
 from ledger.protocol.audit import precedent_report
 from ledger.statements.entry import LogEntry
-from ledger.tlog.checkpoint import Checkpoint
+from ledger.tlog.checkpoint import Checkpoint, LogKey
 from ledger.tlog.merkle import CompactRange, leaf_hash
-from ledger.tlog.note import VerifierKey
 from ledger.tlog.tiles import ENTRIES_LEVEL, TILE_WIDTH, TileID, decode_bundle
 from ledger.verifier.consistency import check_consistent
 from ledger.verifier.replay import ReplayCheck
@@ -130,7 +129,7 @@ class VerifiedReplica:
     def __init__(
         self,
         source: LogSource,
-        log_key: VerifierKey,
+        log_key: LogKey,
         *,
         trusted: TrustState | None = None,
         state_path: Path | None = None,

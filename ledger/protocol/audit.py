@@ -406,6 +406,25 @@ def _offer(state: ProtocolState) -> dict[str, Any]:
     }
 
 
+def replayed_checkpoint(
+    state: ProtocolState, checkpoint: Mapping[str, Any], what: str
+) -> CheckpointSummary:
+    """``checkpoint`` (``{"origin", "size", "root_hash_b64"}``) read as the tree head ``state``
+    was replayed to: :class:`MalformedError` if malformed, :class:`RefusedError` naming ``what``
+    could not be computed if its size is not the number of entries replayed."""
+    try:
+        summary = CheckpointSummary.model_validate(dict(checkpoint))
+    except ValidationError as err:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
+        raise MalformedError(f"couldn't read checkpoint {dict(checkpoint)}: {problems}") from None
+    if summary.size != state.size:
+        raise RefusedError(
+            f"couldn't compute {what}: checkpoint size {summary.size} differs from "
+            f"the {state.size} entries replayed"
+        )
+    return summary
+
+
 def precedent_report(
     state: ProtocolState, *, checkpoint: Mapping[str, Any], audit_time_ms: int
 ) -> dict[str, Any]:
@@ -417,16 +436,7 @@ def precedent_report(
     :class:`MalformedError` for a malformed checkpoint and :class:`RefusedError` for a mismatch.
     Returns plain JSON data (keys sorted, lists in entry order) valid as :class:`PrecedentReport`.
     """
-    try:
-        summary = CheckpointSummary.model_validate(dict(checkpoint))
-    except ValidationError as err:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
-        raise MalformedError(f"couldn't read checkpoint {dict(checkpoint)}: {problems}") from None
-    if summary.size != state.size:
-        raise RefusedError(
-            f"couldn't compute the precedent report: checkpoint size {summary.size} differs from "
-            f"the {state.size} entries replayed"
-        )
+    summary = replayed_checkpoint(state, checkpoint, "the precedent report")
     if state.size and audit_time_ms < state.log_time_ms_at(state.size - 1):
         raise RefusedError(
             f"couldn't compute the precedent report: audit time {audit_time_ms} precedes the "

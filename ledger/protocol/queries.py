@@ -33,7 +33,7 @@ from ledger.protocol.records import (
     TimelineEvent,
 )
 from ledger.protocol.statements import Restriction
-from ledger.protocol.tables import TYPE_NAMES, StateTables
+from ledger.protocol.tables import HASH_SIZE, TYPE_NAMES, StateTables
 
 
 class StateQueries(StateTables):
@@ -42,6 +42,11 @@ class StateQueries(StateTables):
     def log_time_ms_at(self, index: int) -> int:
         """The log time of entry ``index`` (which must have been applied)."""
         return self._log_times[index]
+
+    def leaf_hash_at(self, index: int) -> bytes:
+        """The leaf hash of entry ``index`` (which must have been applied): what a reference
+        to it carries."""
+        return bytes(self._leaf_hashes[index * HASH_SIZE : (index + 1) * HASH_SIZE])
 
     def type_at(self, index: int) -> str:
         """The statement type of entry ``index`` (which must have been applied)."""

@@ -38,7 +38,14 @@ from ledger.protocol.statements import (
     SubjectKeyRotationBody,
     TermsAcceptanceBody,
 )
-from ledger.protocol.tables import APPLICATION, FINDING, Effect, StateTables, refuse
+from ledger.protocol.tables import (
+    APPLICATION,
+    FINDING,
+    Effect,
+    StateTables,
+    refuse,
+    refuse_authority,
+)
 
 
 class SubjectRules(StateTables):
@@ -48,7 +55,7 @@ class SubjectRules(StateTables):
         vkey = body.vkey
         key = public_key(vkey)
         if key not in s.signing_keys:
-            refuse(s, f"not signed by the applicant's key {vkey}")
+            refuse_authority(s, f"not signed by the applicant's key {vkey}")
         offer = self._require_in_force(s, "body.offer", body.offer)
         if set(body.claims) != offer.criterion_ids:
             refuse(
@@ -188,7 +195,7 @@ class SubjectRules(StateTables):
         subject = self._subject_signing(s, body.subject)
         new = body.new_vkey
         if not self._signed_by(s, new):
-            refuse(s, f"not signed by the new key {new}")
+            refuse_authority(s, f"not signed by the new key {new}")
         holder = self._key_in_use(new)
         if holder is not None:
             refuse(s, f"key {new} is already in use: {holder} has held it")

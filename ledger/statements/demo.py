@@ -355,12 +355,16 @@ def scale_statements(
     *,
     batch: int = 1000,
     progress: Callable[[int], None] | None = None,
+    run: str = "",
 ) -> int:
     """Append ``count`` further valid statements: new subjects apply and are decided (one in
     ten denied), and granted subjects attest, period after period. Returns how many were written.
 
     Statements are sequenced in batches of ``batch`` (applications first, then their decisions,
-    since a decision cites its application's leaf hash).
+    since a decision cites its application's leaf hash). The new subjects' names and keys derive
+    from ``run`` and the round: give each run on the same log its own ``run`` (``amnesty demo
+    --scale`` uses the log's size), or its subjects would be the earlier run's, and a subject
+    already granted cannot apply again.
     """
     written = 0
     granted: list[tuple[Ref, Signer]] = []
@@ -372,15 +376,14 @@ def scale_statements(
         # Some new subjects each round (at least one), the rest attestations by grantees.
         newcomers = min(max(1, batch // 10), room // 2 if room >= 2 else 0)
         if newcomers:
-            signers = [author.keys.subject(f"Scale-{round_number}-{i}") for i in range(newcomers)]
+            names = [f"Scale-{run}{round_number}-{i}" for i in range(newcomers)]
+            signers = [author.keys.subject(name) for name in names]
             apps = author.many(
                 [
                     author.by_subject(
                         s,
                         "application",
-                        author.application(
-                            s, f"Scale-{round_number}-{i}", offer, "is self-directed"
-                        ),
+                        author.application(s, names[i], offer, "is self-directed"),
                     )
                     for i, s in enumerate(signers)
                 ]

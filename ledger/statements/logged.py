@@ -16,7 +16,12 @@ from dataclasses import dataclass
 from ledger.protocol.keys import key_label, public_key
 from ledger.protocol.statements import LoggedStatement, parse_body
 from ledger.statements.entry import LogEntry
-from ledger.statements.statement import SignedStatement, parse_statement, verified_signers
+from ledger.statements.statement import (
+    SignedStatement,
+    Statement,
+    parse_statement,
+    verified_signers,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +36,14 @@ def logged_statement(
     signed: SignedStatement, verified: frozenset[str], entry: LogEntry, leaf: bytes
 ) -> LoggedStatement:
     """The protocol's view of a statement at its place in the log."""
-    statement = signed.statement
+    return statement_at(signed.statement, verified, entry, leaf)
+
+
+def statement_at(
+    statement: Statement, verified: frozenset[str], entry: LogEntry, leaf: bytes
+) -> LoggedStatement:
+    """The protocol's view of ``statement`` at ``entry`` (leaf hash ``leaf``), with the
+    ``verified`` signers the caller established (or assumes, for a dry run)."""
     return LoggedStatement(
         index=entry.index,
         log_time_ms=entry.log_time_ms,
