@@ -698,3 +698,43 @@ def test_the_dom_holds_log_text_only_in_quotations(context: BrowserContext, serv
         elif node["tag"] == "#text" and not node["insideBdi"]:
             assert "onerror" not in node["text"], node
     assert FIRST_NAME in quoted
+
+
+@pytest.mark.parametrize("width", [1280, 390])
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_axe_finds_no_serious_or_critical_violation(
+    browser: Browser, served: Served, width: int, scheme: str
+) -> None:
+    """axe-core (the copy axe-playwright-python bundles), on the verified page, at both widths
+    and in both colour schemes: no violation of impact serious or critical."""
+    from axe_playwright_python.sync_playwright import Axe
+
+    fresh = browser.new_context(bypass_csp=True)  # so axe's script can be evaluated
+    try:
+        seen = visit(fresh, served.base + "/", width=width)
+        assert seen.state == "verified", seen.sentence
+        seen.page.emulate_media(color_scheme=scheme)  # type: ignore[arg-type]
+        results = Axe().run(seen.page)
+        violations = results.response["violations"]
+        grave = [
+            f"{v['id']} ({v['impact']}): {v['help']} — {[n['target'] for n in v['nodes']][:3]}"
+            for v in violations
+            if v["impact"] in ("serious", "critical")
+        ]
+        assert grave == [], grave
+        assert results.response["testEngine"]["name"] == "axe-core"
+    finally:
+        fresh.close()
+
+
+def test_the_axe_check_finds_a_planted_violation(browser: Browser) -> None:
+    """The check above is not vacuous: axe in this browser names an image without text."""
+    from axe_playwright_python.sync_playwright import Axe
+
+    page = browser.new_page()
+    try:
+        page.set_content('<html lang="en"><title>t</title><main><img src="x.png"></main></html>')
+        found = {v["id"]: v["impact"] for v in Axe().run(page).response["violations"]}
+        assert found.get("image-alt") == "critical", found
+    finally:
+        page.close()
