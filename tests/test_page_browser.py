@@ -738,3 +738,25 @@ def test_the_axe_check_finds_a_planted_violation(browser: Browser) -> None:
         assert found.get("image-alt") == "critical", found
     finally:
         page.close()
+
+
+def test_an_open_commitment_shows_its_next_deadline(
+    context: BrowserContext, tmp_path: Path
+) -> None:
+    """An application awaiting its decision: the open commitment shows the deadline /v1/due
+    gives, labelled as the server's audit, linked to the application's entry."""
+    log = make_log(tmp_path)
+    ai = Signer.from_seed("waiting.ai.example", b"w" * 32)
+    index, _ = log.append("waiting", log.application(ai, "Waiting"))
+    with live_server(log.settings()) as base:
+        due = httpx.get(base + "/v1/due").json()["due"]
+        seen = visit(context, base + "/")
+        assert seen.state == "verified", seen.sentence
+        item = seen.page.locator("#commitment-decision_within_promised_time")
+        assert item.locator(".badge").inner_text() == "open"
+        deadline = item.locator(".deadline").inner_text()
+    (clock,) = [c for c in due["clocks"] if c["commitment"] == "decision_within_promised_time"]
+    assert deadline == (
+        f"Next deadline, in this server's audit: {clock['deadline']}, for entry {index}"
+    )
+    assert clock["about_index"] == index

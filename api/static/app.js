@@ -307,7 +307,17 @@ function showOffer(entry, body, section) {
   section.hidden = false;
 }
 
-function showCommitments(offer, summary) {
+// The deadline of the nearest clock still running for a commitment, from the server's /v1/due
+// (its word, labelled so): only an ISO 8601 UTC time and an entry index are taken from it.
+const ISO_UTC = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,3})?Z$/;
+function nextDeadline(due, commitmentId) {
+  const clocks = Array.isArray(due?.due?.clocks) ? due.due.clocks : [];
+  const running = clocks.filter((c) => c.commitment === commitmentId && c.overdue === false
+    && typeof c.deadline === "string" && ISO_UTC.test(c.deadline) && Number.isSafeInteger(c.about_index));
+  return running.length ? { first: running[0], count: running.length } : null;
+}
+
+function showCommitments(offer, summary, due) {
   const list = byId("commitments");
   const verdicts = new Map((summary?.commitments ?? []).map((c) => [c.id, c]));
   const source = `the offer (entry ${offer.index})`;
@@ -329,6 +339,14 @@ function showCommitments(offer, summary) {
         if (i > 0) p.append(document.createTextNode(", "));
         p.append(link(`entry ${index}`, `#entry-${index}`));
       });
+      li.append(p);
+    }
+    const next = status === "open" ? nextDeadline(due, commitment.id) : null;
+    if (next) {
+      const p = line("p", `Next deadline, in this server's audit: ${next.first.deadline}, for `);
+      p.append(link(`entry ${next.first.about_index}`, `#entry-${next.first.about_index}`));
+      if (next.count > 1) p.append(document.createTextNode(` (${count(next.count)} clocks running)`));
+      p.className = "deadline";
       li.append(p);
     }
     if (verdict) li.append(el("p", `${count(verdict.acts_judged)} act(s) of the body judged against it.`, "meta"));
@@ -643,7 +661,10 @@ async function verifyAndShow() {
   if (offer) showOffer(offer, body, byId("offer-section"));
   else byId("offer-status").textContent = "No offer is in force, this server says.";
   showVerdict(summary, summaryHead.size);
-  if (offer) showCommitments(offer, summary);
+  // What is due is the server's word, used only for the deadlines of open commitments: without
+  // it (an older server, an outage) the page shows no deadline rather than failing.
+  const due = await getJSON("/v1/due").catch(() => null);
+  if (offer) showCommitments(offer, summary, due);
   showFirstApplicant(summary, entries, timeline);
   showNextApplicants(nextApplicants, entries);
   showRecent(recent, entries);
