@@ -69,6 +69,7 @@ def test_the_page_loads_nothing_from_elsewhere_and_runs_no_inline_code(http: Tes
         ("app.js", "text/javascript"),
         ("verify.js", "text/javascript"),
         ("quote.js", "text/javascript"),
+        ("noble-ed25519.js", "text/javascript"),
         ("style.css", "text/css"),
         ("favicon.svg", "image/svg+xml"),
     ],
@@ -92,3 +93,17 @@ def test_nothing_else_is_served_from_the_folder(http: TestClient, name: str) -> 
     answer = http.get(f"/static/{name}")
     assert answer.status_code in (404, 422)
     assert answer.headers["content-type"].startswith("application/problem+json")
+
+
+NOBLE_ED25519_SHA256 = "70cebecaaa6a126ced702198706c49d03f2d6f70317342b75e50e8d2d4951fe5"
+"""SHA-256 of @noble/ed25519 2.3.0's ``index.js`` as npm ships it (``npm pack``), vendored byte
+for byte as ``api/static/noble-ed25519.js`` beside its MIT licence."""
+
+
+def test_the_vendored_ed25519_is_the_pinned_release() -> None:
+    import hashlib
+
+    data = (STATIC / "noble-ed25519.js").read_bytes()
+    assert hashlib.sha256(data).hexdigest() == NOBLE_ED25519_SHA256
+    licence = (STATIC / "noble-ed25519.LICENSE").read_text(encoding="utf-8")
+    assert "MIT License" in licence and "Paul Miller" in licence

@@ -760,3 +760,36 @@ def test_an_open_commitment_shows_its_next_deadline(
         f"Next deadline, in this server's audit: {clock['deadline']}, for entry {index}"
     )
     assert clock["about_index"] == index
+
+
+_NO_WEBCRYPTO_ED25519 = """
+const importKey = crypto.subtle.importKey.bind(crypto.subtle);
+crypto.subtle.importKey = (format, data, algorithm, ...rest) =>
+  (algorithm === "Ed25519" || algorithm?.name === "Ed25519")
+    ? Promise.reject(new DOMException("no Ed25519 here", "NotSupportedError"))
+    : importKey(format, data, algorithm, ...rest);
+"""
+
+
+@pytest.mark.parametrize("lie", [None, "corrupted checkpoint signature", "forged checkpoint"])
+def test_without_webcrypto_ed25519_the_vendored_library_verifies(
+    browser: Browser, served: Served, lie: str | None
+) -> None:
+    """A browser whose WebCrypto lacks Ed25519 verifies with the vendored @noble/ed25519: the
+    honest page ends verified, and a bad or forged checkpoint signature still fails."""
+    fresh = browser.new_context()
+    fresh.add_init_script(_NO_WEBCRYPTO_ED25519)
+    try:
+        routes = None if lie is None else {LIES[lie][0]: LIES[lie][1]}
+        seen = visit(fresh, served.base + "/", routes)
+        if lie is None:
+            assert seen.state == "verified", seen.sentence
+            assert seen.page_errors == [] and seen.console_errors == []
+            assert seen.page.evaluate(
+                "performance.getEntriesByType('resource').some(r => r.name.endsWith('/static/noble-ed25519.js'))"
+            )
+        else:
+            assert seen.state == "failed", seen.sentence
+            assert seen.sentence.startswith(f"Verification failed: {LIES[lie][2]}")
+    finally:
+        fresh.close()
