@@ -59,6 +59,7 @@ from ledger.tlog.note import (
     Signer,
     VerifierKey,
     decode_base64,
+    ed25519_signers,
     encode_base64,
     excerpt,
     format_note,
@@ -434,20 +435,9 @@ def verified_log_keys(
     raises :class:`SignatureError`. The result may be empty; an ML-DSA-44 line covers no
     extension line, which callers relying on it alone must refuse."""
     keys = list(keys)
-    message = note.text.encode("utf-8")
-    ed25519 = index_keys(keys, ALG_ED25519)
-    verified: dict[VerifierKey, None] = {}
-    for number, line in enumerate(note.signatures, 1):
-        key = ed25519.get((line.name, line.key_id))
-        if key is None:
-            continue
-        try:
-            key.verify_signature(message, line.signature)
-        except SignatureError as err:
-            raise SignatureError(
-                f"couldn't verify checkpoint of {excerpt(checkpoint.origin)}: line {number}: {err}"
-            ) from None
-        verified[key] = None
+    verified = ed25519_signers(
+        note, index_keys(keys, ALG_ED25519), f"checkpoint of {excerpt(checkpoint.origin)}"
+    )
     mldsa44 = [key for key in keys if key.alg == ALG_MLDSA44]
     for key in _verified_cosigners(note, checkpoint, mldsa44):
         verified[key] = None

@@ -36,7 +36,7 @@ import functools
 import hashlib
 import re
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
@@ -707,14 +707,13 @@ def index_keys(known: Iterable[VerifierKey], alg: int) -> dict[tuple[str, bytes]
     return index
 
 
-def verify_note(note: Note, known: Iterable[VerifierKey]) -> list[VerifierKey]:
-    """Return the known Ed25519 (0x01) keys that signed ``note``, distinct, in line order.
-
-    Lines from unknown keys (including keys of other signature types, such as cosignature keys)
-    are ignored. A line whose key name and key ID match a known key must verify, or the whole
-    note is rejected with :class:`SignatureError`; so is a note with no verified known signature.
-    """
-    by_id = index_keys(known, ALG_ED25519)
+def ed25519_signers(
+    note: Note, by_id: Mapping[tuple[str, bytes], VerifierKey], what: str
+) -> dict[VerifierKey, None]:
+    """The keys of ``by_id`` (Ed25519 keys by name and key ID, :func:`index_keys`) whose lines
+    on ``note`` verify, distinct, in line order (dict keys). Lines of other keys are ignored; a
+    line naming one of them that does not verify raises :class:`SignatureError` as
+    ``couldn't verify {what}: line N: …``. The result may be empty."""
     message = note.text.encode("utf-8")
     verified: dict[VerifierKey, None] = {}
     for number, signature in enumerate(note.signatures, 1):
@@ -724,10 +723,20 @@ def verify_note(note: Note, known: Iterable[VerifierKey]) -> list[VerifierKey]:
         try:
             key.verify_signature(message, signature.signature)
         except SignatureError as err:
-            raise SignatureError(
-                f"couldn't verify note {excerpt(note.text)}: line {number}: {err}"
-            ) from None
+            raise SignatureError(f"couldn't verify {what}: line {number}: {err}") from None
         verified[key] = None
+    return verified
+
+
+def verify_note(note: Note, known: Iterable[VerifierKey]) -> list[VerifierKey]:
+    """Return the known Ed25519 (0x01) keys that signed ``note``, distinct, in line order.
+
+    Lines from unknown keys (including keys of other signature types, such as cosignature keys)
+    are ignored. A line whose key name and key ID match a known key must verify, or the whole
+    note is rejected with :class:`SignatureError`; so is a note with no verified known signature.
+    """
+    by_id = index_keys(known, ALG_ED25519)
+    verified = ed25519_signers(note, by_id, f"note {excerpt(note.text)}")
     if not verified:
         names = sorted({f"{s.name}+{s.key_id.hex()}" for s in note.signatures})
         raise SignatureError(
