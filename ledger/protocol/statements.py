@@ -216,16 +216,13 @@ class CriterionFinding(_Body):
     reasons: Text
 
 
-class DecisionBody(_Body):
-    """Grants or denies an open application, with a finding per criterion.
-
-    Only a grant carries ``restrictions``; their categories are checked by the audit
-    (``restrictions_within_offer_categories``), not at admission.
-    """
+class _Decision(_Body):
+    """What a ``decision`` and a ``batch_decision`` share: one outcome, a finding per criterion,
+    restrictions (a grant's only: their categories are checked by the audit,
+    ``restrictions_within_offer_categories``, not at admission) and reasons."""
 
     model_config = ConfigDict(**STRICT_BODY, json_schema_extra=DENIAL_WITHOUT_RESTRICTIONS)
 
-    application: Ref
     outcome: Literal["grant", "deny"]
     findings: Annotated[
         dict[Identifier, CriterionFinding],
@@ -235,10 +232,20 @@ class DecisionBody(_Body):
     reasons: Text
 
     @model_validator(mode="after")
-    def _check_restrictions(self) -> DecisionBody:
+    def _check_restrictions(self) -> _Decision:
         if self.outcome == "deny" and self.restrictions:
             raise ValueError("a denial carries no restrictions")
         return self
+
+
+class DecisionBody(_Decision):
+    """Grants or denies an open application, with a finding per criterion.
+
+    Only a grant carries ``restrictions``; their categories are checked by the audit
+    (``restrictions_within_offer_categories``), not at admission.
+    """
+
+    application: Ref
 
 
 class TermsAcceptanceBody(_Body):
@@ -502,31 +509,20 @@ of them take about 24 KB of the entry's 65,535 bytes (``ledger.tlog.tiles.MAX_EN
 leaving the rest for the findings, restrictions, answer and signatures."""
 
 
-class BatchDecisionBody(_Body):
+class BatchDecisionBody(_Decision):
     """Decides every listed application exactly as a ``decision`` with these fields would:
     one outcome, one set of findings (naming each application's offer criteria), restrictions
     and reasons for all of them. All or nothing: if one listed application may not be decided,
     the statement is refused. The body's answer to a flood of applications: one k-of-n
     statement for up to 256 of them (:data:`MAX_BATCH`)."""
 
-    model_config = ConfigDict(**STRICT_BODY, json_schema_extra=DENIAL_WITHOUT_RESTRICTIONS)
-
     applications: Annotated[
         list[Ref], Field(min_length=1, max_length=MAX_BATCH, json_schema_extra=UNIQUE)
     ]
-    outcome: Literal["grant", "deny"]
-    findings: Annotated[
-        dict[Identifier, CriterionFinding],
-        Field(min_length=1, max_length=64, json_schema_extra=IDENTIFIER_KEYS),
-    ]
-    restrictions: Annotated[list[Restriction], Field(max_length=64)] = []
-    reasons: Text
 
     @model_validator(mode="after")
     def _check_batch(self) -> BatchDecisionBody:
         _unique_refs(self.applications, "applications")
-        if self.outcome == "deny" and self.restrictions:
-            raise ValueError("a denial carries no restrictions")
         return self
 
 
