@@ -5,12 +5,14 @@ the same run, and prints a Markdown table of figures and ratios. Rerun with::
 
     .venv/bin/python scripts/bench_log.py                      # 10k, 100k, 1M entries
     .venv/bin/python scripts/bench_log.py --sizes 10000,100000 # quicker
+    .venv/bin/python scripts/bench_log.py --sizes 10000,1000000 --append-only  # appends only
 
 What is measured (one process; SQLite file in a temporary folder, WAL, synchronous=FULL):
 
 - append: entries/s through the real sequencer (entry envelope, RFC 6962 tree, tiles, signed
   checkpoint per batch of 1,024, durable commit), with payloads already prepared (statement
-  parsing and signature checks are measured by scripts/bench_verify.py);
+  parsing and signature checks are measured by scripts/bench_verify.py); the last line gives
+  the rate at the largest size over the rate at the smallest, measured in this one run;
 - proofs: inclusion and consistency proofs per second at the largest size, generated from the
   stored tiles (fresh LRU) and checked once against the reference verifier;
 - verify: full verification of the stored log (every bundle, chain link and tile), entries/s;
@@ -175,12 +177,27 @@ def in_child(target: object, *args: object) -> object:
     return result
 
 
+def append_summary(rates: list[tuple[int, float]]) -> str:
+    """Durable append rates of this run, and the largest size's rate over the smallest's."""
+    listed = "; ".join(f"{size:,} entries {rate:,.0f}/s" for size, rate in rates)
+    (small, small_rate), (large, large_rate) = min(rates), max(rates)
+    return (
+        f"durable appends, one run: {listed}; ratio at {large:,} / at {small:,} entries: "
+        f"{large_rate / small_rate:.2f}"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="10000,100000,1000000")
     parser.add_argument("--proofs", type=int, default=2000, help="proofs generated per kind")
     parser.add_argument(
         "--pymerkle-max", type=int, default=1_000_000, help="largest size run on pymerkle"
+    )
+    parser.add_argument(
+        "--append-only",
+        action="store_true",
+        help="measure appends only (no verification, pymerkle or proofs)",
     )
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
@@ -192,6 +209,11 @@ def main() -> None:
             gc.collect()
             rate, view = bench_append(folder, size)
             append_rss = peak_rss_mb()
+            if args.append_only:
+                print(f"size {size}: append {rate:,.0f}/s", file=sys.stderr)
+                rows.append((size, rate, {}, None, append_rss, None))
+                view.store.close()
+                continue
             url = f"sqlite:///{folder / f'log-{size}.db'}"
             verify_rate, verify_rss = in_child(_verify_in_child, url)  # type: ignore[misc]
             pym: dict[str, float] = (
@@ -204,8 +226,10 @@ def main() -> None:
                 f"size {size}: append {rate:,.0f}/s, verify {verify_rate:,.0f}/s", file=sys.stderr
             )
             last_view = view
-        assert last_view is not None
         largest = sizes[-1]
+        if last_view is None:
+            print(append_summary([(size, rate) for size, rate, *_ in rows]))
+            return
         cold_inc, cold_cons = bench_proofs(last_view, largest, args.proofs)
         inc, cons = bench_proofs(last_view, largest, args.proofs)
         proofs: dict[str, tuple[float, float]] = {}
@@ -249,6 +273,8 @@ def main() -> None:
         f"\nfirst pass (tiles read from SQLite): {fmt(cold_inc)} inclusion and {fmt(cold_cons)} "
         f"consistency proofs/s; warm inclusion proof latency: {1e3 / inc:.3f} ms"
     )
+    print()
+    print(append_summary([(size, rate) for size, rate, *_ in rows]))
 
 
 if __name__ == "__main__":

@@ -102,13 +102,27 @@ class AppendTransaction(Protocol):
         new_size: int,
         entries: Sequence[StoredEntry],
         tiles: Sequence[tuple[TileID, bytes]],
+        derived: Sequence[tuple[str, bytes, bytes]] | None = None,
     ) -> None:
         """Stage entries, tiles and the new checkpoint; compare-and-swap on the old checkpoint.
+
+        ``derived``, if given, are the derived state's record versions at ``new_size``
+        (:mod:`ledger.protocol.stored`), written in the same transaction.
 
         Raises :class:`~ledger.errors.ConflictError` if the stored checkpoint is not
         ``previous_checkpoint`` or a checkpoint of ``new_size`` with other bytes exists.
         Durable only once the surrounding ``with`` block has exited without an exception.
         """
+
+    def write_derived(self, size: int, rows: Sequence[tuple[str, bytes, bytes]]) -> None:
+        """Stage flush point ``size`` of the derived state (a backfill: the entries below
+        ``size`` are already committed). ``size`` must exceed :meth:`derived_flush_point`."""
+
+    def derived_flush_point(self) -> int | None:
+        """The largest flush point of the derived state, or ``None`` (read under the lock)."""
+
+    def delete_derived(self) -> int:
+        """Stage the deletion of all derived state; return the record rows deleted."""
 
 
 class LogStore(Protocol):

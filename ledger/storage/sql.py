@@ -16,6 +16,12 @@ Every failure of the database — down, frozen, locked, full — leaves a method
 :class:`~ledger.errors.StorageError` naming what couldn't be done (the service answers it 503
 with ``Retry-After``); the connection is opened inside the ``try`` that maps it, so a refused
 connection is mapped too. The engine (:mod:`ledger.storage.engine`) bounds every wait.
+
+The statement-id index lives in :mod:`ledger.storage.statement_keys` and the derived state's
+tables in :mod:`ledger.storage.derived`; this module writes both in the append transaction.
+
+Kept whole: the schema, the append transaction that must write every table of a batch at once,
+and the reads of the same tables are one implementation of the storage contract.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from sqlalchemy import (
     Connection,
     Engine,
     Index,
+    Integer,
     LargeBinary,
     String,
     Table,
@@ -48,12 +55,29 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from ledger.errors import ConflictError, StorageError
 from ledger.storage.base import EntryQuery, LogIdentity, StoredEntry
+from ledger.storage.derived import (
+    SqlDerivedSource,
+    delete_derived,
+    latest_flush_point,
+    write_derived,
+)
 from ledger.storage.engine import (
     DEFAULT_TIMEOUTS,
     StorageTimeouts,
     make_engine,
     normalise_database_url,
     sqlite_file,
+)
+from ledger.storage.statement_keys import (
+    STATEMENT_KEY_TOP,
+    check_statement_keys,
+    find_statements_at,
+    head_size,
+    insert_statement_keys,
+    promote_statement_keys,
+    statement_key,
+    statement_key_level,
+    statement_key_top,
 )
 from ledger.tlog.tiles import TileID
 
@@ -92,18 +116,35 @@ class CheckpointRow(Base):
 
 
 class EntryRow(Base):
-    """One log entry: the leaf bytes (the truth) and columns derived from them for queries."""
+    """One log entry: the leaf bytes (the truth) and columns derived from them for queries.
+
+    ``statement_id`` has no index of its own (migration 0006 dropped the UNIQUE one): a
+    statement is found through :class:`StatementKeyRow`, and confirmed against this column."""
 
     __tablename__ = "entries"
     idx: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     data: Mapped[bytes] = mapped_column(LargeBinary)
-    statement_id: Mapped[bytes] = mapped_column(LargeBinary, unique=True)
+    statement_id: Mapped[bytes] = mapped_column(LargeBinary)
     statement_type: Mapped[str] = mapped_column(String(64))
     log_time_ms: Mapped[int] = mapped_column(BigInteger)
     __table_args__ = (
         Index("ix_entries_type_idx", "statement_type", "idx"),
         Index("ix_entries_time", "log_time_ms"),
     )
+
+
+class StatementKeyRow(Base):
+    """The statement-id index: one row per entry, ``(level, key, idx)`` (migration 0006).
+
+    ``key`` is the first 8 bytes of the entry's ``statement_id`` (:func:`statement_key`) and
+    ``level`` is :func:`statement_key_level` of the entry's index and key at the log's size;
+    see "The statement-id index" below for why and for the invariant."""
+
+    __tablename__ = "statement_keys"
+    level: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    key: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    idx: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    __table_args__ = ({"sqlite_with_rowid": False},)
 
 
 class EntrySubjectRow(Base):
@@ -148,6 +189,7 @@ _HEAD = cast(Table, LogHeadRow.__table__)
 _CHECKPOINTS = cast(Table, CheckpointRow.__table__)
 _IDENTITY = cast(Table, LogIdentityRow.__table__)
 _COSIGNATURES = cast(Table, CosignatureRow.__table__)
+_KEYS = cast(Table, StatementKeyRow.__table__)
 
 
 def _alembic_config() -> Config:
@@ -191,10 +233,21 @@ def _wrap(verb: str, exc: SQLAlchemyError) -> StorageError:
 
 
 class _SqlAppendTransaction:
-    """The write side of one batch on an open connection holding the write lock."""
+    """The write side of one batch on an open connection holding the write lock.
+
+    Duplicates: ``find_statements`` is exact (see "The statement-id index"): an id it reports
+    is logged at that index, an id it omits is not logged. ``commit_batch`` refuses
+    (:class:`ConflictError`, nothing stored) a batch that holds one statement twice or a
+    statement already logged; it looks up only the ids this transaction has not already found
+    absent, so the sequencer's one lookup per batch is not repeated. An answer stays true until
+    the commit: on SQLite the transaction holds the file's write lock; on PostgreSQL the
+    ``log_head`` row lock serializes writers, and even without it the compare-and-swap lets a
+    batch commit only on the head it read, so no entry can have been committed in between.
+    """
 
     def __init__(self, conn: Connection) -> None:
         self._conn = conn
+        self._absent: set[bytes] = set()  # ids found not logged in this transaction
 
     def checkpoint(self) -> bytes:
         row = self._conn.execute(select(_HEAD.c.checkpoint).where(_HEAD.c.id == 1)).first()
@@ -212,16 +265,28 @@ class _SqlAppendTransaction:
         return _find_statement(self._conn, statement_id)
 
     def find_statements(self, statement_ids: Sequence[bytes]) -> dict[bytes, int]:
-        found: dict[bytes, int] = {}
-        unique = list(dict.fromkeys(statement_ids))
-        for start in range(0, len(unique), 500):
-            rows = self._conn.execute(
-                select(_ENTRIES.c.statement_id, _ENTRIES.c.idx).where(
-                    _ENTRIES.c.statement_id.in_(unique[start : start + 500])
-                )
-            )
-            found.update((bytes(r[0]), int(r[1])) for r in rows)
+        """The indexes of those of ``statement_ids`` that are logged, exactly: never an id that
+        is not logged (a shared 8-byte key is confirmed against the full id), never missing
+        one that is (every level that may hold rows at the head's size is probed)."""
+        top = statement_key_top(head_size(self._conn))
+        found = find_statements_at(self._conn, statement_ids, range(top + 1))
+        self._absent.update(s for s in statement_ids if s not in found)
         return found
+
+    def write_derived(self, size: int, rows: Sequence[tuple[str, bytes, bytes]]) -> None:
+        try:
+            write_derived(self._conn, size, rows)
+        except IntegrityError as exc:
+            raise ConflictError(
+                f"couldn't store the derived state at size {size}: it is stored already "
+                f"({exc.orig})"
+            ) from exc
+
+    def derived_flush_point(self) -> int | None:
+        return latest_flush_point(self._conn)
+
+    def delete_derived(self) -> int:
+        return delete_derived(self._conn)
 
     def commit_batch(
         self,
@@ -230,9 +295,16 @@ class _SqlAppendTransaction:
         new_size: int,
         entries: Sequence[StoredEntry],
         tiles: Sequence[tuple[TileID, bytes]],
+        derived: Sequence[tuple[str, bytes, bytes]] | None = None,
     ) -> None:
         conn = self._conn
+        self._refuse_duplicates(new_size, entries)
+        old_size = head_size(conn)
         try:
+            if derived is not None:
+                # The derived state of the new size commits with the entries it is derived
+                # from, or not at all (ledger.storage.derived).
+                write_derived(conn, new_size, derived)
             if entries:
                 conn.execute(
                     _ENTRIES.insert(),
@@ -247,6 +319,10 @@ class _SqlAppendTransaction:
                         for e in entries
                     ],
                 )
+                keys = [(statement_key(e.statement_id), e.index) for e in entries]
+                insert_statement_keys(
+                    conn, [(statement_key_level(i, k, new_size), k, i) for k, i in keys]
+                )
                 subjects = [
                     {"subject": s, "idx": e.index} for e in entries for s in set(e.subjects)
                 ]
@@ -255,6 +331,7 @@ class _SqlAppendTransaction:
                 signers = [{"signer": s, "idx": e.index} for e in entries for s in set(e.signers)]
                 if signers:
                     conn.execute(_SIGNERS.insert(), signers)
+            promote_statement_keys(conn, old_size, new_size)
             for tile, data in tiles:
                 _upsert_tile(conn, tile.level, tile.index, data)
             conn.execute(_CHECKPOINTS.insert().values(size=new_size, checkpoint=new_checkpoint))
@@ -273,6 +350,25 @@ class _SqlAppendTransaction:
             raise ConflictError(
                 f"couldn't replace the checkpoint with size {new_size}: the stored checkpoint "
                 "is no longer the one this batch was built on (another writer appended)"
+            )
+        self._absent.clear()  # this batch's statements are logged now
+
+    def _refuse_duplicates(self, new_size: int, entries: Sequence[StoredEntry]) -> None:
+        """Raise :class:`ConflictError` if ``entries`` hold one statement twice or one already
+        logged (the guard the UNIQUE index was; the lookups the sequencer made are reused)."""
+        ids = [e.statement_id for e in entries]
+        if len(set(ids)) != len(ids):
+            twice = next(s for s in ids if ids.count(s) > 1)
+            raise ConflictError(
+                f"couldn't store batch up to size {new_size}: statement {twice.hex()} is in "
+                "it twice"
+            )
+        logged = self.find_statements([s for s in ids if s not in self._absent])
+        if logged:
+            statement_id, index = next(iter(logged.items()))
+            raise ConflictError(
+                f"couldn't store batch up to size {new_size}: statement {statement_id.hex()} "
+                f"is already logged at index {index}"
             )
 
 
@@ -300,10 +396,10 @@ def _read_entries(conn: Connection, start: int, end: int) -> list[bytes]:
 
 
 def _find_statement(conn: Connection, statement_id: bytes) -> int | None:
-    row = conn.execute(
-        select(_ENTRIES.c.idx).where(_ENTRIES.c.statement_id == statement_id)
-    ).first()
-    return int(row[0]) if row is not None else None
+    """The index of the entry holding ``statement_id``, probing every level: a read outside
+    the write lock must not depend on a size that a concurrent commit may have changed."""
+    found = find_statements_at(conn, [statement_id], range(STATEMENT_KEY_TOP + 1))
+    return found.get(statement_id)
 
 
 class SqlLogStore:
@@ -569,11 +665,28 @@ class SqlLogStore:
         finally:
             conn.close()
 
+    def check_statement_index(self, size: int) -> str | None:
+        """How the statement-id index is broken for entries ``[0, size)``, or ``None``
+        (:func:`~ledger.storage.statement_keys.check_statement_keys`)."""
+        with self._reading("check the statement-id index") as conn:
+            return check_statement_keys(conn, size)
+
+    def derived_source(self) -> SqlDerivedSource:
+        """The derived state of this store, to read (:mod:`ledger.storage.derived`): one
+        source per store, its connections closed with the store."""
+        source: SqlDerivedSource | None = self.__dict__.get("_derived_source")
+        if source is None:
+            source = self.__dict__["_derived_source"] = SqlDerivedSource(self.engine)
+        return source
+
     def database_file(self) -> Path | None:
         """The SQLite database file, or None (PostgreSQL): what a disk-space check watches."""
         return sqlite_file(self.url)
 
     def close(self) -> None:
+        source = self.__dict__.get("_derived_source")
+        if source is not None:
+            source.close()
         self.engine.dispose()
 
     def _safe_url(self) -> str:
