@@ -65,9 +65,11 @@ from api.service import LedgerService
 from api.settings import Settings
 from api.wire import problem_responses
 from api.writer import load_log_signers, load_signer, published_for
-from ledger.errors import FatalError
+from ledger.errors import FatalError, LedgerError
+from ledger.protocol.stored import FactCache
 from ledger.server.admission import StatementPolicy
-from ledger.server.integrity import check_stored_state
+from ledger.server.derived import backfill_derived
+from ledger.server.integrity import check_stored_state, sweep_entries
 from ledger.server.logview import LogView
 from ledger.server.published import UntrustedStoreError
 from ledger.server.sequencer import Sequencer
@@ -115,7 +117,10 @@ def build_service(settings: Settings) -> LedgerService:
     store = SqlLogStore(settings.db, timeouts=settings.storage_timeouts())
     view = LogView(store)
     metrics = Metrics()
-    policy = StatementPolicy(view.origin)
+    facts = FactCache()
+    # The protocol state lives in the store's derived state (ledger.protocol.stored): the
+    # sequencer starts from its latest flush point instead of replaying the log.
+    policy = StatementPolicy(view.origin, store.derived_source(), facts=facts)
     signers = load_log_signers(settings, view)
     published = published_for(settings, view) if signers is not None else None
     sequencer: Sequencer | None = None
@@ -135,6 +140,10 @@ def build_service(settings: Settings) -> LedgerService:
         )
         # Refuses to serve a store whose tiles or entries do not match the signed checkpoint,
         # or whose tree does not extend the checkpoint this signer remembers publishing.
+        check_stored_state(store, view.log_key, view.origin, published)
+        # A log written before derived state existed gets it now, once (later starts find it
+        # current). Each chunk is its own transaction: a crash keeps what was written.
+        backfill_derived(store, view.origin)
         sequencer.warm_up()
         sequencer.start()
     else:
@@ -152,7 +161,7 @@ def build_service(settings: Settings) -> LedgerService:
         metrics=metrics,
         heads=heads,
         proofs=Proofs(view),
-        reader=ProtocolReader(store, heads, view.origin),
+        reader=ProtocolReader(store, heads, view.origin, facts=facts),
         cosigner=build_cosigner(settings, view) if sequencer is not None else None,
     )
     if sequencer is not None:
@@ -218,6 +227,28 @@ def build_cosigner(settings: Settings, view: LogView) -> Cosigner | None:
     )
 
 
+def _integrity_sweep(service: LedgerService) -> None:
+    """Check every entry up to the latest checkpoint against its stored level-0 tile
+    (:func:`~ledger.server.integrity.sweep_entries`); on damage, stop writing and say why
+    (``integrity_failure``: submissions 503 ``halted``, health and readiness fail). A storage
+    error ends the sweep with a warning (the next start sweeps again)."""
+    started = time.perf_counter()
+    try:
+        size = service.heads.latest().size
+        sweep_entries(service.store.read_tile, service.store.read_entries, size)
+    except FatalError as exc:
+        service.stop_writing(exc)
+        return
+    except LedgerError as exc:
+        log.warning("the integrity sweep stopped early: %s", exc)
+        return
+    log.info(
+        "integrity sweep: every entry up to size %d matches its tile (%.1f s)",
+        size,
+        time.perf_counter() - started,
+    )
+
+
 def _warm_up(service: LedgerService, warmed: threading.Event) -> None:
     """Replay the log into the read side in the background, so the first query is fast; set
     ``warmed`` once it has caught up (``/readyz`` waits for it)."""
@@ -275,6 +306,13 @@ def create_app(settings: Settings) -> FastAPI:
             target=_warm_up, args=(service, warmed), name="warm-up", daemon=True
         )
         warm.start()
+        # Every stored entry against its tile, in the background: start-up reads the protocol
+        # state from the derived state and replays nothing, so this is where an old entry's
+        # damage (a flipped bit on disk) is found; writing stops at once if it is.
+        sweep = threading.Thread(
+            target=_integrity_sweep, args=(service,), name="integrity-sweep", daemon=True
+        )
+        sweep.start()
         try:
             yield
         finally:

@@ -251,8 +251,11 @@ class _CountingTransaction:
         new_size: int,
         entries: Sequence[StoredEntry],
         tiles: Sequence[tuple[TileID, bytes]],
+        derived: Sequence[tuple[str, bytes, bytes]] | None = None,
     ) -> None:
-        self._tx.commit_batch(previous_checkpoint, new_checkpoint, new_size, entries, tiles)
+        self._tx.commit_batch(
+            previous_checkpoint, new_checkpoint, new_size, entries, tiles, derived=derived
+        )
         self.entries = len(entries)
 
 

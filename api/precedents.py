@@ -24,6 +24,13 @@ from ledger.protocol.audit import render_precedent_text
 
 PRECEDENT_FRESH_S = 60.0
 """How long the latest default precedent report (and summary) is reused at the same size."""
+SYNC_BUDGET_S = 0.5
+"""An answer judged "now" whose last computation took longer than this is served from the
+last computation (naming its checkpoint) while the next one runs in the background."""
+HEAVY_AT_ONCE = 1
+"""How many computations that scan the derived state (reports, summaries) run at once."""
+HEAVY_WAIT_S = 10.0
+"""How long a request waits for its turn to compute before a 503 ``busy``."""
 
 
 # -- precedent ------------------------------------------------------------------------------------

@@ -1,20 +1,25 @@
-"""The read side's protocol state: caught up with the store, and replays of prefixes.
+"""The read side's protocol state: at the latest checkpoint or any earlier size, from the
+derived state stored in the database.
 
-:class:`ProtocolReader` keeps a :class:`~ledger.protocol.state.ProtocolState` that catches up
-incrementally with the store (entries appended by this process or any other) under a lock, so
-queries see the protocol at the latest checkpoint; ``at(size)`` replays a prefix for history
-(a few are cached). :func:`replay_into` does the catching up: it checks every entry's leaf hash
-against the stored level-0 tiles, so a flipped bit in a stored entry stops the read side
-instead of being served as state, and — through :attr:`ProtocolReader.on_damage` — stops the
-process from writing on top of the damage.
+:class:`ProtocolReader` gives each query a :class:`~ledger.protocol.stored.StoredProtocolState`
+pinned at the store's largest flush point at or below the size asked for, with the few entries
+after it (at most one batch, or one backfill chunk) replayed on top
+(:func:`~ledger.server.derived.replay_into`, which checks each against its stored level-0 tile):
+no replay from entry 0, nothing held between queries but a fixed-size cache of per-entry facts,
+and the same answer from every process reading the same database.
 
-Invariants: the latest state is only read or advanced with the reader's lock held (it is
-mutable and not thread-safe); a historical state, once cached, is never mutated; a state only
-ever holds a prefix of the log that the stored tiles vouch for.
+A log without derived state (written by an older release, and no writer has started since to
+backfill it) is served as before, from an in-memory state replayed from entry 0 under a lock,
+and the log says so once.
+
+Invariants: a state is built for one query and never shared; the derived state it reads is
+never written by a reader; a replayed entry that does not hash to its tile stops the process
+from writing (:attr:`ProtocolReader.on_damage`) and fails the query.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
@@ -22,83 +27,49 @@ from contextlib import contextmanager
 
 from api.heads import Heads
 from api.problems import ProblemError
-from ledger.errors import FatalError, LedgerError, MalformedError, StorageError
+from ledger.errors import FatalError
 from ledger.protocol.state import ProtocolState
+from ledger.protocol.stored import FactCache, StoredProtocolState
+from ledger.server.derived import replay_into
 from ledger.server.logview import SignedCheckpoint
-from ledger.statements.entry import LogEntry
-from ledger.statements.logged import logged_statement
-from ledger.statements.statement import parse_statement, present_signers
-from ledger.storage.base import LogStore
-from ledger.tlog.merkle import leaf_hash
-from ledger.tlog.tiles import TILE_WIDTH
+from ledger.storage.sql import SqlLogStore
 
-HASH_SIZE = 32
-REPLAY_CHUNK = 4096
+log = logging.getLogger("api.reader")
+
 STATE_WAIT_S = 15.0
-"""How long a query waits for the read-side protocol state before answering 503."""
+"""How long a query waits for the in-memory fallback state before answering 503."""
+LAG_WARN = 65_536
+"""Entries past the latest flush point beyond which the log warns (no writer keeps the
+derived state current: start one, or run ``amnesty check-derived --backfill``)."""
 
-
-# -- protocol state -------------------------------------------------------------------------------
-
-
-def replay_into(state: ProtocolState, store: LogStore, origin: str, end: int) -> None:
-    """Apply entries ``[state.size, end)`` of ``store`` to ``state``, in order.
-
-    Entries were admitted when they were appended, so signatures are not checked again
-    (:func:`~ledger.statements.statement.present_signers`), but each entry must hash to the leaf
-    hash in the stored level-0 tile (tiles whose root the sequencer checks against the signed
-    one). Raises :class:`StorageError` naming the first entry that is missing, does not decode,
-    does not hash to its tile, or that the protocol refuses; ``state`` then holds every entry
-    before it. Damage — an entry that does not hash to its tile, does not decode, or that the
-    protocol refuses (the sequencer admitted it) — is a :class:`~ledger.errors.FatalError`.
-    """
-    position = state.size
-    while position < end:
-        stop = min(end, position + REPLAY_CHUNK)
-        datas = store.read_entries(position, stop)
-        if len(datas) != stop - position:
-            raise StorageError(
-                f"couldn't replay entries [{position}, {stop}): the store returned {len(datas)}"
-            )
-        tiles: dict[int, bytes] = {}
-        for offset, data in enumerate(datas):
-            index = position + offset
-            leaf = leaf_hash(data)
-            tile_index = index // TILE_WIDTH
-            tile = tiles.get(tile_index)
-            if tile is None:
-                tile = tiles[tile_index] = store.read_tile(0, tile_index)
-            at = (index % TILE_WIDTH) * HASH_SIZE
-            if tile[at : at + HASH_SIZE] != leaf:
-                raise FatalError(
-                    f"couldn't replay entry {index}: it does not hash to the leaf hash in the "
-                    "stored level-0 tile (a corrupted store?)"
-                )
-            try:
-                entry = LogEntry.decode(data)
-                if entry.index != index:
-                    raise MalformedError(f"it says it is entry {entry.index}")
-                signed = parse_statement(entry.statement.encode("utf-8"), origin=origin)
-                state.apply(logged_statement(signed, present_signers(signed), entry, leaf))
-            except LedgerError as exc:
-                raise FatalError(
-                    f"couldn't replay entry {index}: {exc} (a corrupted store?)"
-                ) from exc
-        position = stop
+__all__ = ["ProtocolReader", "replay_into"]
 
 
 class ProtocolReader:
-    """The read side's protocol state at the latest checkpoint, and replays of prefixes."""
+    """The protocol state for queries, read from the stored derived state (see the module)."""
 
-    def __init__(self, store: LogStore, heads: Heads, origin: str, history: int = 3) -> None:
+    def __init__(
+        self,
+        store: SqlLogStore,
+        heads: Heads,
+        origin: str,
+        history: int = 3,
+        *,
+        facts: FactCache | None = None,
+    ) -> None:
         self._store = store
+        self._source = store.derived_source()
         self._heads = heads
         self._origin = origin
+        self._facts = facts if facts is not None else FactCache()
+        self._size = 0
+        # The fallback for a log without derived state: an in-memory state and a few replays.
         self._state = ProtocolState()
         self._lock = threading.Lock()
         self._history: OrderedDict[int, ProtocolState] = OrderedDict()
         self._history_size = history
         self._history_lock = threading.Lock()
+        self._warned = False
         self.on_damage: Callable[[FatalError], None] | None = None
         """Called with the error when a replay finds damage in the store (the service stops
         writing); the error is raised to the caller regardless."""
@@ -107,24 +78,65 @@ class ProtocolReader:
         try:
             replay_into(state, self._store, self._origin, end)
         except FatalError as exc:
-            if self.on_damage is not None:
-                self.on_damage(exc)
+            self._damaged(exc)
             raise
+
+    def _damaged(self, exc: FatalError) -> None:
+        if self.on_damage is not None:
+            self.on_damage(exc)
 
     @property
     def size(self) -> int:
-        """Entries replayed into the latest state so far (no lock: a hint for /healthz)."""
-        return self._state.size
+        """The size of the latest state a query was given (a hint for /healthz)."""
+        return self._size
+
+    def _stored_at(self, size: int) -> StoredProtocolState | None:
+        """A read-only stored state at ``size``, or ``None`` if no derived state is stored
+        at or below it."""
+        point = self._source.flush_point(size)
+        if point is None:
+            return None
+        state = StoredProtocolState(self._source, point, facts=self._facts)
+        if size - point > LAG_WARN and not self._warned:
+            self._warned = True
+            log.warning(
+                "the derived state is %d entries behind size %d: start a writer or run "
+                "`amnesty check-derived --backfill` (queries replay the gap meanwhile)",
+                size - point,
+                size,
+            )
+        if point < size:
+            self._replay(state, size)
+        state.writable = False
+        return state
+
+    def _fallback(self, size: int) -> None:
+        if not self._warned:
+            self._warned = True
+            log.warning(
+                "this log has no derived state: queries replay it from entry 0; start a "
+                "writer (it backfills) or run `amnesty check-derived --backfill`"
+            )
 
     @contextmanager
     def latest(self) -> Iterator[tuple[ProtocolState, SignedCheckpoint]]:
-        """Hold the lock, catch up with the latest checkpoint, and yield the state and it.
+        """The state at the latest checkpoint, and that checkpoint.
 
-        Everything read from the state must be read inside the ``with`` block: the state is
-        mutable and not thread-safe. Waits at most :data:`STATE_WAIT_S` for the lock (held for
-        minutes only while a large log is first replayed), then answers 503 with
-        ``Retry-After`` and the progress made.
+        From the stored derived state: built for this call, never shared. On a log without
+        derived state, the in-memory fallback, caught up under a lock: waits at most
+        :data:`STATE_WAIT_S`, then answers 503 with ``Retry-After`` and the progress made.
         """
+        head = self._heads.latest()
+        stored = self._stored_at(head.size)
+        if stored is not None:
+            self._size = max(self._size, head.size)
+            try:
+                yield stored, head
+            except FatalError as exc:  # an entry read for the query is damaged
+                self._damaged(exc)
+                raise
+            return
+        self._fallback(head.size)
         if not self._lock.acquire(timeout=STATE_WAIT_S):
             raise ProblemError(
                 503,
@@ -138,17 +150,23 @@ class ProtocolReader:
             head = self._heads.latest()
             if self._state.size < head.size:
                 self._replay(self._state, head.size)
+            self._size = self._state.size
             yield self._state, head
         finally:
             self._lock.release()
 
     def at(self, size: int) -> ProtocolState:
-        """A state replayed from entry 0 to ``size`` (cached; never mutated afterwards).
+        """The state at tree size ``size`` (never mutated afterwards).
 
-        ``size`` must not exceed the latest checkpoint (the caller checks). O(size), so one
-        replay runs at a time: while one runs, another size is refused at once with a 503 and
-        ``Retry-After`` rather than tying up a worker thread per request.
+        ``size`` must not exceed the latest checkpoint (the caller checks). From the stored
+        derived state: the flush point at or below ``size`` and at most a batch of replay. On
+        a log without derived state, a replay from entry 0 (cached; one at a time: while one
+        runs, another size is refused at once with a 503 and ``Retry-After``).
         """
+        stored = self._stored_at(size)
+        if stored is not None:
+            return stored
+        self._fallback(size)
         state = self._history.get(size)
         if state is not None:
             return state
@@ -174,6 +192,7 @@ class ProtocolReader:
             self._history_lock.release()
 
     def warm_up(self) -> None:
-        """Catch up now (called in a background thread at startup)."""
+        """Read the state at the latest checkpoint once (at startup: on a log without derived
+        state, this is the replay from entry 0)."""
         with self.latest():
             pass

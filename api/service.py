@@ -28,11 +28,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import bisect
+import ctypes
 import logging
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, TypeVar, cast
 
@@ -40,7 +42,14 @@ from api.clock import now_ms
 from api.heads import Heads, Proofs, TreeHeadInfo
 from api.limits import RateLimiter
 from api.observability import Metrics
-from api.precedents import PRECEDENT_FRESH_S, Precedent, PrecedentCache
+from api.precedents import (
+    HEAVY_AT_ONCE,
+    HEAVY_WAIT_S,
+    PRECEDENT_FRESH_S,
+    SYNC_BUDGET_S,
+    Precedent,
+    PrecedentCache,
+)
 from api.problems import ProblemError
 from api.reader import ProtocolReader
 from api.settings import Settings
@@ -116,8 +125,12 @@ class LedgerService:
     Set only through :meth:`stop_writing`; cleared only by a restart (which checks again)."""
     precedents: PrecedentCache = field(default_factory=PrecedentCache)
     waiting: Waiting = field(default_factory=Waiting)
-    _fresh: dict[str, tuple[float, int, object]] = field(default_factory=dict)
+    _fresh: dict[str, tuple[float, int, object, float]] = field(default_factory=dict)
     _fresh_lock: threading.Lock = field(default_factory=threading.Lock)
+    _refreshing: set[str] = field(default_factory=set)
+    _heavy_turns: threading.BoundedSemaphore = field(
+        default_factory=lambda: threading.BoundedSemaphore(HEAVY_AT_ONCE)
+    )
 
     @property
     def read_only(self) -> bool:
@@ -291,64 +304,137 @@ class LedgerService:
     def precedent(self, at: int | None, audit_time_ms: int | None) -> Precedent:
         """The precedent report at the latest checkpoint, or at tree size ``at``.
 
-        The audit time defaults to now (to the second) at the latest checkpoint — a report of
-        the same size computed less than :data:`PRECEDENT_FRESH_S` ago is reused, as it names
-        its own audit time — and to the last entry's log time for a past size (the report as it
-        stood then); it may never precede the last entry's log time
-        (:class:`~ledger.errors.RefusedError`). O(state) to compute: on a large log, seconds.
+        The audit time defaults to now (to the second) at the latest checkpoint — the report is
+        the latest one computed (:meth:`fresh_at_latest`: it names its own checkpoint and audit
+        time) — and to the last entry's log time for a past size (the report as it stood then);
+        it may never precede the last entry's log time (:class:`~ledger.errors.RefusedError`).
+        A report not computed yet costs a scan of the derived state (seconds on a log of a
+        million entries); at most :data:`HEAVY_AT_ONCE` run at once, and a request that would
+        wait longer than :data:`HEAVY_WAIT_S` for its turn gets a 503 with ``Retry-After``.
         """
         latest = self.heads.latest()
-        if at is None or at == latest.size:
-            if audit_time_ms is None:
-                recent = self.precedents.recent(latest.size)
-                if recent is not None:
-                    return recent
+        if (at is None or at == latest.size) and audit_time_ms is None:
+            return self.fresh_at_latest("precedent", self._default_precedent)
+        if (at is None or at == latest.size) and audit_time_ms is not None:
             with self.reader.latest() as (state, head):
-                audit = audit_time_ms
-                if audit is None:
-                    last = state.log_time_ms_at(state.size - 1) if state.size else 0
-                    audit = max(last, now_ms() // 1000 * 1000)
-                cached = self.precedents.get(head.size, audit)
+                info = self.head_of(head)
+                cached = self.precedents.get(info.size, audit_time_ms)
                 if cached is not None:
                     return cached
-                info = self.head_of(head)
-                report = precedent_report(state, checkpoint=_summary(info), audit_time_ms=audit)
+                with self.heavy("the precedent report"):
+                    report = precedent_report(
+                        state, checkpoint=_summary(info), audit_time_ms=audit_time_ms
+                    )
             precedent = Precedent(report, info)
-            self.precedents.put(info.size, audit, precedent, latest=audit_time_ms is None)
+            self.precedents.put(info.size, audit_time_ms, precedent)
             return precedent
+        assert at is not None
         info = self.tree_head_under(latest, at)
-        state = self.reader.at(at)
-        audit = audit_time_ms
-        if audit is None:
-            audit = state.log_time_ms_at(at - 1) if at else 0
-        cached = self.precedents.get(at, audit)
-        if cached is not None:
-            return cached
-        precedent = Precedent(
-            precedent_report(state, checkpoint=_summary(info), audit_time_ms=audit), info
-        )
+        with self.heavy(f"the precedent report at size {at}"):
+            state = self.reader.at(at)
+            audit = audit_time_ms
+            if audit is None:
+                audit = state.log_time_ms_at(at - 1) if at else 0
+            cached = self.precedents.get(at, audit)
+            if cached is not None:
+                return cached
+            precedent = Precedent(
+                precedent_report(state, checkpoint=_summary(info), audit_time_ms=audit), info
+            )
         self.precedents.put(at, audit, precedent)
         return precedent
 
+    def _default_precedent(self, state: ProtocolState, info: TreeHeadInfo) -> Precedent:
+        """The report judged now (to the second, never before the last entry's log time)."""
+        last = state.log_time_ms_at(state.size - 1) if state.size else 0
+        audit = max(last, now_ms() // 1000 * 1000)
+        report = precedent_report(state, checkpoint=_summary(info), audit_time_ms=audit)
+        precedent = Precedent(report, info)
+        self.precedents.put(info.size, audit, precedent)
+        return precedent
+
+    @contextmanager
+    def heavy(self, what: str) -> Iterator[None]:
+        """Hold one of the :data:`HEAVY_AT_ONCE` turns for a computation that scans the
+        derived state, so that such requests cannot starve the cheap ones (checkpoints, tiles,
+        entries, proofs) of the interpreter; 503 ``busy`` with ``Retry-After`` after
+        :data:`HEAVY_WAIT_S`."""
+        if not self._heavy_turns.acquire(timeout=HEAVY_WAIT_S):
+            raise ProblemError(
+                503,
+                "Busy",
+                f"couldn't compute {what} now: {HEAVY_AT_ONCE} audit computation(s) are "
+                "running; retry shortly",
+                kind="busy",
+                headers={"Retry-After": "5"},
+            )
+        try:
+            yield
+        except FatalError as exc:  # an entry read for the computation is damaged
+            self.stop_writing(exc)
+            raise
+        finally:
+            self._heavy_turns.release()
+            # A scan builds and drops a great many small objects: hand the freed heap back to
+            # the system, so the process's memory returns to its resting size after a burst.
+            release_free_memory()
+
     def fresh_at_latest(self, name: str, compute: Callable[[ProtocolState, TreeHeadInfo], T]) -> T:
-        """``compute(state, head)`` at the latest checkpoint, under the read side's lock; the
-        result is reused for :data:`PRECEDENT_FRESH_S` while the log keeps the same size (for
-        answers judged "now" that cost O(state) to compute: the summary, /llms.txt)."""
+        """``compute(state, head)`` at the latest checkpoint, for answers judged "now" that
+        scan the derived state (the summary, the full report, what is due, /llms.txt), each
+        naming the checkpoint it was computed at.
+
+        Reused for :data:`PRECEDENT_FRESH_S` while the log keeps the same size. When the log
+        has grown: recomputed now if the last computation took at most
+        :data:`SYNC_BUDGET_S` (a small log: always the latest checkpoint); otherwise the last
+        answer is returned at once and one computation of the new one starts in the background
+        (per ``name``), so a large log answers in milliseconds with the checkpoint of the
+        answer at most one computation behind the latest, and a request never waits for a
+        scan but the very first."""
         latest = self.heads.latest()
         with self._fresh_lock:
             cached = self._fresh.get(name)
-        if (
-            cached is not None
-            and cached[1] == latest.size
-            and time.monotonic() - cached[0] < PRECEDENT_FRESH_S
-        ):
-            return cast(T, cached[2])
-        with self.reader.latest() as (state, head):
-            value = compute(state, self.head_of(head))
-            size = head.size
+        if cached is not None:
+            computed, size, value, cost = cached
+            if size == latest.size and time.monotonic() - computed < PRECEDENT_FRESH_S:
+                return cast(T, value)
+            if cost > SYNC_BUDGET_S:
+                self._refresh_later(name, compute)
+                return cast(T, value)
+        return self._compute_fresh(name, compute)
+
+    def _compute_fresh(self, name: str, compute: Callable[[ProtocolState, TreeHeadInfo], T]) -> T:
+        with self.heavy(name):
+            started = time.perf_counter()
+            with self.reader.latest() as (state, head):
+                value = compute(state, self.head_of(head))
+                size = head.size
+            cost = time.perf_counter() - started
         with self._fresh_lock:
-            self._fresh[name] = (time.monotonic(), size, value)
+            self._fresh[name] = (time.monotonic(), size, value, cost)
         return value
+
+    def _refresh_later(
+        self, name: str, compute: Callable[[ProtocolState, TreeHeadInfo], T]
+    ) -> None:
+        """Recompute ``name`` in a background thread, unless that is already under way."""
+        with self._fresh_lock:
+            if name in self._refreshing:
+                return
+            self._refreshing.add(name)
+
+        def run() -> None:
+            try:
+                self._compute_fresh(name, compute)
+            except (LedgerError, ProblemError) as exc:
+                log.warning("couldn't refresh %s: %s", name, exc)
+            except Exception:
+                log.exception("couldn't refresh %s", name)
+            finally:
+                with self._fresh_lock:
+                    self._refreshing.discard(name)
+
+        threading.Thread(target=run, name=f"refresh-{name}", daemon=True).start()
 
     # -- health -------------------------------------------------------------------------------
 
@@ -432,6 +518,25 @@ class LedgerService:
             m.clock_steps.set(self.sequencer.clock_steps)
             if self.sequencer.last_signed_ms:
                 m.checkpoint_age.set((now_ms() - self.sequencer.last_signed_ms) / 1000)
+
+
+def release_free_memory() -> None:
+    """Return freed heap pages to the system (glibc ``malloc_trim``); nothing elsewhere."""
+    trim = _MALLOC_TRIM
+    if trim is not None:
+        trim(0)
+
+
+def _malloc_trim() -> Callable[[int], int] | None:
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        function: Callable[[int], int] = libc.malloc_trim
+        return function
+    except (OSError, AttributeError):
+        return None
+
+
+_MALLOC_TRIM = _malloc_trim()
 
 
 def _summary(head: TreeHeadInfo) -> dict[str, Any]:

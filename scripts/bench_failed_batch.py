@@ -14,7 +14,10 @@ The log is the one ``scripts/bench_verify.py`` builds (cached in ``--data``). In
    lock — the replay that rebuilds the forgotten protocol state runs before it, without the lock,
    so other writers are not held up — and its whole time, replay included.
 
-Printed as times and as ratios to the baseline.
+Printed as times and as ratios to the baseline, twice in the same run: with the protocol state
+kept in the database (derived state, what ``amnesty serve`` runs: a failed commit is undone by
+forgetting the batch) and with it in memory (what a tool without derived state runs: a failed
+commit costs a replay from entry 0).
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from bench_verify import ORIGIN, build
 
 from ledger.errors import StorageError
 from ledger.server.admission import StatementPolicy
+from ledger.server.derived import backfill_derived
 from ledger.server.sequencer import Receipt, Sequencer
 from ledger.statements.demo import DemoAuthor, DemoKeys, Ref
 from ledger.storage.sql import SqlLogStore
@@ -49,6 +53,7 @@ class TimedStore:
 
     def __init__(self, store: SqlLogStore) -> None:
         self._store = store
+        self.store = store
         self.held: list[float] = []
         self.fail_next = False
         self.refuse_next = False
@@ -79,12 +84,25 @@ def main() -> None:
     args = parser.parse_args()
     path = args.data / f"log-{args.entries}.db"
     build(path, args.entries, 1000)
+    for derived in (True, False):
+        print(
+            "== protocol state " + ("in the database (derived state)" if derived else "in memory")
+        )
+        measure(path, derived)
+
+
+def measure(path: Path, derived: bool) -> None:
+    """Run the three cases on a fresh copy of the log at ``path``."""
     # The batches below append: work on a copy, never on the cached log other benchmarks share.
     work = Path(tempfile.mkdtemp()) / path.name
     shutil.copy2(path, work)
     store = TimedStore(SqlLogStore(f"sqlite:///{work}"))
     signer = Signer.from_seed(ORIGIN, b"\x07" * 32)
-    policy = StatementPolicy(ORIGIN)
+    if derived:
+        backfill_derived(store.store, ORIGIN)
+        policy = StatementPolicy(ORIGIN, store.store.derived_source())
+    else:
+        policy = StatementPolicy(ORIGIN)
     sequencer = Sequencer(store, signer, policy)
     started = time.perf_counter()
     sequencer.warm_up()

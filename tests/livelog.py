@@ -50,9 +50,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def make_demo_log(folder: Path) -> str:
-    """Create the demo log in ``folder``; return its database URL."""
-    url = f"sqlite:///{folder / 'ledger.db'}"
+def make_demo_log(folder: Path, url: str | None = None) -> str:
+    """Create the demo log in ``folder`` (or at database ``url``); return its database URL."""
+    url = url or f"sqlite:///{folder / 'ledger.db'}"
     subprocess.run(
         [sys.executable, "-m", "ledger", "demo", "--db", url, "--keys", str(folder / "keys")],
         check=True,
@@ -66,11 +66,18 @@ class Server:
     """An ``amnesty serve`` process on a loopback port."""
 
     def __init__(
-        self, db: str, log_path: Path, *, read_only: bool = False, extra: Sequence[str] = ()
+        self,
+        db: str,
+        log_path: Path,
+        *,
+        read_only: bool = False,
+        extra: Sequence[str] = (),
+        env: dict[str, str] | None = None,
     ) -> None:
         self.db = db
         self.read_only = read_only
         self.extra = tuple(extra)
+        self.env = dict(env or {})
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_path
@@ -80,6 +87,7 @@ class Server:
         env = dict(
             os.environ, AMNESTY_WRITE_RATE_PER_MINUTE="1000000", AMNESTY_WRITE_BURST="100000"
         )
+        env.update(self.env)
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 [

@@ -70,6 +70,16 @@ class OpaquePolicy:
         assert entry.index == self._size
         self._size += 1
 
+    def advance(self, size: int) -> None:
+        """No derived state in the store: nothing to adopt."""
+
+    def derived_rows(self) -> None:
+        """No derived state in the store."""
+        return None
+
+    def committed(self) -> None:
+        """No derived state in the store."""
+
 
 def make_signer(origin: str = ORIGIN) -> Signer:
     return Signer.from_seed(origin, hashlib.sha256(origin.encode()).digest())

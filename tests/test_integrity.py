@@ -21,6 +21,7 @@ from api.app import create_app
 from api.service import LedgerService
 from api.settings import Settings
 from ledger.server.admission import StatementPolicy
+from ledger.server.derived import delete_derived
 from ledger.server.logview import LogView
 from ledger.server.sequencer import Receipt, Sequencer
 from ledger.storage.sql import SqlLogStore
@@ -40,7 +41,8 @@ def pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
     view = LogView(store)
     attester = Attester(url, view.origin)
     signers = LogSigners.parse((folder / "keys" / "log.key").read_text())
-    policy = StatementPolicy(view.origin)
+    # As a server appends: the derived state is written with every batch.
+    policy = StatementPolicy(view.origin, store.derived_source())
     sequencer = Sequencer(store, signers.ed25519, policy, extra_signers=signers.extra())
     size = int(store.checkpoint().split(b"\n")[1])
     batch = [policy.prepare(attester.next(f"fill-{n}")) for n in range(SIZE - size)]
@@ -80,18 +82,45 @@ def refuses_to_start(db_file: Path, key: Path) -> str:
     return " ".join(result.stderr.split())
 
 
-def test_an_interior_entry_with_one_changed_digit_is_refused_at_start(
+def stops_writing_after_start(db_file: Path, key: Path) -> str:
+    """Start a writer on ``db_file`` (it starts: its protocol state is the derived state, and
+    nothing is replayed); its background sweep must find the damage, stop writing and say so
+    in health; nothing is signed on top. Returns the reason it gives."""
+    db = f"sqlite:///{db_file}"
+    store = SqlLogStore(db)
+    before = store.checkpoint()
+    attester = Attester(db, LogView(store).origin)
+    store.close()
+    settings = Settings(db=db, key_path=key, write_rate_per_minute=100_000, write_burst=10_000)
+    with TestClient(create_app(settings)) as client:
+        service: LedgerService = client.app.state.service  # type: ignore[attr-defined]
+        deadline = time.monotonic() + 30
+        while service.integrity_failure is None and time.monotonic() < deadline:
+            time.sleep(0.02)
+        reason = service.integrity_failure
+        assert reason is not None, "the integrity sweep found nothing"
+        refused = client.post("/v1/statements", content=attester.next("on-top"))
+        assert refused.status_code == 503 and "writing stopped" in refused.text
+        assert client.get("/healthz").status_code == 503
+        assert client.get("/readyz").status_code == 503
+    assert SqlLogStore(db).checkpoint() == before, "something was signed on top of damage"
+    return reason
+
+
+def test_an_interior_entry_with_one_changed_digit_stops_writing_once_swept(
     pristine: Path, tmp_path: Path
 ) -> None:
     db_file, key = copy_of(pristine, tmp_path)
     with sqlite3.connect(db_file) as conn:
         (data,) = conn.execute("SELECT data FROM entries WHERE idx = 100").fetchone()
     damage(db_file, "UPDATE entries SET data = ? WHERE idx = 100", changed_digit(bytes(data)))
-    message = refuses_to_start(db_file, key)
-    assert "couldn't start: couldn't trust the store: entry 100 does not hash" in message
+    reason = stops_writing_after_start(db_file, key)
+    assert "entry 100 does not hash to the leaf hash" in reason
 
 
-def test_a_flipped_byte_in_full_tile_0_is_refused_at_start(pristine: Path, tmp_path: Path) -> None:
+def test_a_flipped_byte_in_full_tile_0_stops_writing_once_swept(
+    pristine: Path, tmp_path: Path
+) -> None:
     db_file, key = copy_of(pristine, tmp_path)
     with sqlite3.connect(db_file) as conn:
         (data,) = conn.execute("SELECT data FROM tiles WHERE level = 0 AND idx = 0").fetchone()
@@ -99,8 +128,22 @@ def test_a_flipped_byte_in_full_tile_0_is_refused_at_start(pristine: Path, tmp_p
     assert len(tile) == 256 * 32
     tile[40 * 32 + 7] ^= 0x01
     damage(db_file, "UPDATE tiles SET data = ? WHERE level = 0 AND idx = 0", bytes(tile))
+    reason = stops_writing_after_start(db_file, key)
+    assert "entry 40 does not hash to the leaf hash" in reason
+
+
+def test_damage_in_entries_the_backfill_replays_is_refused_at_start(
+    pristine: Path, tmp_path: Path
+) -> None:
+    """A log without derived state (an older release's) is replayed once at start to write
+    it: an entry that does not hash to its tile is refused there, exit 3, one line."""
+    db_file, key = copy_of(pristine, tmp_path)
+    delete_derived(SqlLogStore(f"sqlite:///{db_file}"))
+    with sqlite3.connect(db_file) as conn:
+        (data,) = conn.execute("SELECT data FROM entries WHERE idx = 100").fetchone()
+    damage(db_file, "UPDATE entries SET data = ? WHERE idx = 100", changed_digit(bytes(data)))
     message = refuses_to_start(db_file, key)
-    assert "entry 40 does not hash to the leaf hash" in message
+    assert "couldn't start: couldn't trust the store: couldn't replay entry 100" in message
 
 
 def test_a_changed_latest_checkpoint_is_refused_at_start(pristine: Path, tmp_path: Path) -> None:
@@ -202,3 +245,10 @@ def test_fsck_names_a_changed_interior_entry(pristine: Path, tmp_path: Path) -> 
     result = amnesty("fsck", f"sqlite:///{db_file}", "-q", "--json", check=False)
     report = json.loads(result.stdout)
     assert result.returncode == 1 and report["ok"] is False and report["index"] == 100, report
+
+
+def test_fsck_names_a_missing_statement_key_row(pristine: Path, tmp_path: Path) -> None:
+    db_file, _ = copy_of(pristine, tmp_path)
+    damage(db_file, "DELETE FROM statement_keys WHERE idx = 120")
+    code, out = fsck(db_file)
+    assert code == 1 and "statement_keys has 0 rows for entry 120, not 1" in out, out

@@ -17,12 +17,12 @@ from fastapi.testclient import TestClient
 
 from api import wire
 from api.app import create_app
-from api.reader import replay_into
 from ledger.client.answers import PrecedentPage
 from ledger.client.json_api import LedgerClient
 from ledger.errors import MalformedError, ProofError, SignatureError, VerificationError
 from ledger.protocol.audit import applications_after, precedent_report, subjects_after
 from ledger.protocol.state import ProtocolState
+from ledger.server.derived import replay_into
 from ledger.storage.sql import SqlLogStore
 from ledger.tlog.note import Signer, sign_note
 from tests.api_support import TestLog, make_log

@@ -43,6 +43,7 @@ def demo(
     consent-backed goal modification, a pause and resume), or with ``--scale N`` add N further
     valid statements to an existing demo log."""
     from ledger.server.admission import StatementPolicy
+    from ledger.server.derived import backfill_derived
     from ledger.server.logview import LogView
     from ledger.server.sequencer import Receipt, Sequencer
     from ledger.statements.demo import DemoAuthor, DemoKeys, Ref, build_demo, scale_statements
@@ -77,7 +78,8 @@ def demo(
             created = True
         signers = read_log_signers(Path(view.identity.key_path or log_key_path))
         signers.check_identity(view.identity.log_vkey, view.identity.mldsa_vkey)
-        policy = StatementPolicy(view.origin)
+        backfill_derived(store, view.origin)
+        policy = StatementPolicy(view.origin, store.derived_source())
         sequencer = Sequencer(
             store, signers.ed25519, policy, max_batch=4096, extra_signers=signers.extra()
         )

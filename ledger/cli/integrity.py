@@ -13,9 +13,17 @@ of damage (exit 1; 0 when all is sound):
    verified tree's root at that size;
 3. every entry's index columns (``statement_id``, ``statement_type``, ``log_time_ms``), derived
    from the entry: a wrong ``statement_id`` would let a duplicate in, a wrong type or time would
-   answer queries wrongly;
+   answer queries wrongly; and the statement-id index (``statement_keys``: one row per entry,
+   with its id's key, :mod:`ledger.storage.statement_keys`);
 4. if the signer's remembered checkpoint (``<key file>.published``) is found, that the database
-   extends it (a restored older backup fails here).
+   extends it (a restored older backup fails here);
+5. the derived state (the protocol's tables the service reads instead of replaying the log,
+   :mod:`ledger.protocol.stored`), where it exists: the records at its latest flush point equal
+   the protocol state the verifier replayed to that size, record by record.
+
+``amnesty check-derived DB`` runs step 5 on its own (a replay of the protocol, without the
+signature and tile checks), and with ``--backfill`` first writes the derived state of entries
+that have none (a log made by an older release; a writing server does it when it starts).
 
 ``amnesty recover --db DB --from SOURCE`` is the way back from a database that lost what was
 published (a restored older backup): SOURCE (a mirror folder, a service URL or another database of
@@ -48,6 +56,7 @@ from ledger.cli.common import (
 from ledger.errors import LedgerError, VerificationError
 
 if TYPE_CHECKING:  # imported lazily at run time: the CLI starts fast
+    from ledger.protocol.state import ProtocolState
     from ledger.server.logview import LogView
     from ledger.storage.sql import SqlLogStore
 
@@ -194,6 +203,14 @@ def fsck(
                 store, size, lambda n: bar.update(columns, completed=n)
             )
             bar.update(columns, completed=size)
+            problem = store.check_statement_index(size)
+            if problem is not None:
+                raise DamageError(problem, "statement_keys")
+            derived = bar.add_task("derived state", total=None)
+            report["derived_flush_point"] = _check_derived_at(
+                store, view.origin, size, result.protocol
+            )
+            bar.update(derived, completed=1, total=1)
         path = _published_file(view, key)
         if path is not None and path.exists():
             check_stored_state(
@@ -221,8 +238,120 @@ def fsck(
         f"OK: {view.origin} size {report['size']}: {report['entries']} entries, "
         f"{report['tiles']} tiles, {report['checkpoint_rows']} checkpoint rows and "
         f"{report['entry_rows']} entry rows re-derived"
+        + (
+            f"; the derived state at size {report['derived_flush_point']} equals the replay"
+            if report.get("derived_flush_point") is not None
+            else "; no derived state stored"
+        )
         + (f"; it extends {report['published_file']}" if "published_file" in report else ""),
     )
+
+
+class DerivedStateError(VerificationError):
+    """The stored derived state differs from a replay of the log."""
+
+
+def _check_derived_at(
+    store: SqlLogStore, origin: str, size: int, replayed: ProtocolState | None
+) -> int | None:
+    """Compare the derived state at its latest flush point with the protocol replayed by the
+    verifier (at ``size``; replayed again here when the flush point is below it). Returns the
+    flush point checked, ``None`` when no derived state is stored; raises
+    :class:`DerivedStateError` naming the first record that differs."""
+    from ledger.protocol.stored_compare import first_difference
+    from ledger.server.derived import check_derived
+
+    source = store.derived_source()
+    point = source.flush_point(size)
+    if point is None:
+        return None
+    if replayed is not None and replayed.size == point:
+        difference = first_difference(source, point, replayed)
+    else:
+        point, difference = check_derived(store, origin, at=size)
+    if difference is not None:
+        raise DerivedStateError(
+            f"couldn't trust the derived state at size {point}: {difference} (rebuild it: "
+            "`amnesty check-derived DB --rebuild`)"
+        )
+    return point
+
+
+def check_derived_command(
+    db: Annotated[
+        str, typer.Argument(help="database URL (sqlite:///f.db, postgresql://…) or path")
+    ],
+    backfill: Annotated[
+        bool,
+        typer.Option("--backfill", help="first write the derived state of entries that have none"),
+    ] = False,
+    rebuild: Annotated[
+        bool,
+        typer.Option(
+            "--rebuild", help="first delete the derived state and write it again from the log"
+        ),
+    ] = False,
+    as_json: JsonOption = False,
+    quiet: QuietOption = False,
+) -> None:
+    """Replay the log and compare the stored derived state with it (exit 1 on a difference).
+
+    The derived state is the protocol's tables the service reads at startup and for every
+    query instead of replaying the log: a cache it trusts, that a verifier never reads. This
+    names the first record that differs from a replay. `--backfill` writes what is missing
+    (what a starting writer does); `--rebuild` deletes it all and writes it again (after a
+    difference was found). Both take the log's write lock one chunk at a time: safe beside
+    running servers."""
+    from ledger.server.derived import backfill_derived, check_derived, delete_derived
+
+    view, _ = open_source(db, None)
+    store = view.store
+    report: dict[str, Any] = {"ok": False, "db": db}
+    try:
+        with progress_bar(quiet) as bar:
+            if rebuild:
+                report["deleted_rows"] = delete_derived(store)
+            if backfill or rebuild:
+                task = bar.add_task("writing derived state", total=None)
+                report["backfilled"] = backfill_derived(
+                    store,
+                    view.origin,
+                    progress=lambda done, total: bar.update(task, completed=done, total=total),
+                )
+            replay = bar.add_task("replaying the log", total=None)
+            point, difference = check_derived(
+                store, view.origin, progress=lambda n: bar.update(replay, completed=n)
+            )
+    except LedgerError as exc:
+        report["error"] = error_object(str(exc), error_code(exc), 1)
+        emit(report, as_json, f"FAILED: {exc}")
+        raise typer.Exit(1) from None
+    report["flush_point"] = point
+    if point is None:
+        report["ok"] = True
+        emit(
+            report,
+            as_json,
+            f"NO DERIVED STATE: {view.origin} has none stored (a writing server, or "
+            "`amnesty check-derived --backfill`, writes it)",
+        )
+        return
+    if difference is not None:
+        report["difference"] = difference
+        report["error"] = error_object(
+            f"the derived state at size {point} differs from the replay: {difference}",
+            "derived-state-differs",
+            1,
+        )
+        emit(
+            report,
+            as_json,
+            f"DIFFERS at size {point}: {difference}\n(rebuild it: `amnesty check-derived "
+            "DB --rebuild`)",
+        )
+        raise typer.Exit(1)
+    report["ok"] = True
+    emit(report, as_json, f"OK: the derived state at size {point} equals a replay of the log")
 
 
 # -- recover --------------------------------------------------------------------------------------
@@ -370,3 +499,4 @@ def register(app: typer.Typer) -> None:
     """Add ``fsck`` and ``recover`` to ``app``."""
     app.command()(fsck)
     app.command()(recover)
+    app.command("check-derived")(check_derived_command)

@@ -167,11 +167,14 @@ def serve(
 
     configure_json_logging(log_level.upper())
     try:
-        # --public-url only when given, so that AMNESTY_PUBLIC_URL still applies without it.
+        # Flags only when given, so that AMNESTY_PUBLIC_URL, AMNESTY_KEY_PATH and
+        # AMNESTY_READ_ONLY still apply without them (docs/API.md, Settings).
         extra: dict[str, Any] = {} if public_url is None else {"public_url": public_url}
-        settings = Settings(
-            db=db, key_path=key, read_only=read_only, witness_policy=witness_policy, **extra
-        )
+        if key is not None:
+            extra["key_path"] = key
+        if read_only:
+            extra["read_only"] = True
+        settings = Settings(db=db, witness_policy=witness_policy, **extra)
     except ValidationError as exc:
         problems = "; ".join(
             f"AMNESTY_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}"
@@ -216,9 +219,9 @@ def serve(
         os.environ[SUPERVISOR_ENV] = str(os.getpid())
         # Several processes: each builds the app from the same settings, passed by environment.
         os.environ["AMNESTY_DB"] = settings.db
-        os.environ["AMNESTY_READ_ONLY"] = "true" if read_only else "false"
-        if key is not None:
-            os.environ["AMNESTY_KEY_PATH"] = str(key.resolve())
+        os.environ["AMNESTY_READ_ONLY"] = "true" if settings.read_only else "false"
+        if settings.key_path is not None:
+            os.environ["AMNESTY_KEY_PATH"] = str(settings.key_path.resolve())
         if witness_policy is not None:
             os.environ["AMNESTY_WITNESS_POLICY"] = str(witness_policy.resolve())
         if settings.public_url is not None:
@@ -293,6 +296,7 @@ def append(
 
     from ledger.protocol.quoting import quote
     from ledger.server.admission import StatementPolicy
+    from ledger.server.derived import backfill_derived
     from ledger.server.logview import LogView
     from ledger.server.published import (
         PublishedCheckpoint,
@@ -329,7 +333,10 @@ def append(
     signers = read_log_signers(key_path)
     try:
         signers.check_identity(view.identity.log_vkey, view.identity.mldsa_vkey)
-        policy = StatementPolicy(view.origin)
+        # The protocol state in the store's derived state, kept current with what is appended
+        # (a log without it gets it first, as a starting server would give it).
+        backfill_derived(store, view.origin)
+        policy = StatementPolicy(view.origin, store.derived_source())
         # The signer's memory of what it published, beside its key (as for `amnesty serve`):
         # a restored older database is refused before anything is signed.
         published = PublishedCheckpoint(published_path_for(key_path), view.log_key, view.origin)

@@ -480,6 +480,10 @@ def _after(keys: Mapping[int, Any], after: int | None, limit: int) -> tuple[list
     are keyed by entry index and filled in log order."""
     if limit < 1:
         raise ValueError(f"couldn't page: limit {limit} is below 1")
+    paged = getattr(keys, "keys_after", None)
+    if paged is not None:  # a stored table (ledger.protocol.stored): one range read
+        chosen, more = paged(after, limit)
+        return chosen, (chosen[-1] if more else None)
     ordered = list(keys)
     start = 0 if after is None else bisect_right(ordered, after)
     chosen = ordered[start : start + limit]

@@ -112,7 +112,7 @@ class BodyRules(StateTables):
         def effect() -> None:
             self._keyset = record
             self._keysets.append(record)
-            self._body_keys.update(member_keys)
+            self._body_keys |= member_keys
 
         return effect
 

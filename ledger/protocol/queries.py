@@ -33,7 +33,7 @@ from ledger.protocol.records import (
     TimelineEvent,
 )
 from ledger.protocol.statements import Restriction
-from ledger.protocol.tables import HASH_SIZE, TYPE_NAMES, StateTables
+from ledger.protocol.tables import TYPE_NAMES, StateTables
 
 
 class StateQueries(StateTables):
@@ -41,16 +41,16 @@ class StateQueries(StateTables):
 
     def log_time_ms_at(self, index: int) -> int:
         """The log time of entry ``index`` (which must have been applied)."""
-        return self._log_times[index]
+        return self._log_time_at(index)
 
     def leaf_hash_at(self, index: int) -> bytes:
         """The leaf hash of entry ``index`` (which must have been applied): what a reference
         to it carries."""
-        return bytes(self._leaf_hashes[index * HASH_SIZE : (index + 1) * HASH_SIZE])
+        return self._leaf_at(index)
 
     def type_at(self, index: int) -> str:
         """The statement type of entry ``index`` (which must have been applied)."""
-        return TYPE_NAMES[self._types[index]]
+        return TYPE_NAMES[self._type_code_at(index)]
 
     def detail_at(self, index: int) -> str | None:
         """What entry ``index`` did, for timelines: a decision's or a batch decision's outcome
@@ -164,7 +164,7 @@ class StateQueries(StateTables):
             terminated_by=tuple(subject.terminated_by),
             goals_modified_by=tuple(subject.goals_modified_by),
             timeline=tuple(
-                TimelineEvent(i, self._log_times[i], self.type_at(i), self.detail_at(i))
+                TimelineEvent(i, self._log_time_at(i), self.type_at(i), self.detail_at(i))
                 for i in subject.timeline
             ),
         )

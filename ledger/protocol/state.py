@@ -71,7 +71,7 @@ from ledger.protocol.statements import (
     parse_body,
 )
 from ledger.protocol.subject_rules import SubjectRules
-from ledger.protocol.tables import HASH_SIZE, TYPE_CODE, Effect, refuse
+from ledger.protocol.tables import HASH_SIZE, Effect, refuse
 
 MAX_CLOCK_SKEW_MS = 300_000
 """A statement's ``time_ms`` may be at most five minutes after its entry's ``log_time_ms``.
@@ -105,11 +105,7 @@ class ProtocolState(BodyRules, SubjectRules, StateQueries):
         admitted = self._admitted
         self._admitted = None
         effect = admitted[1] if admitted is not None and admitted[0] is s else self._plan(s)
-        self._leaf_hashes += s.leaf_hash
-        self._statement_ids.add(s.statement_id)
-        self._types.append(TYPE_CODE[s.type])
-        self._log_times.append(s.log_time_ms)
-        self._type_counts[s.type] = self._type_counts.get(s.type, 0) + 1
+        self._record_entry(s)
         effect()
 
     def admit_and_apply(self, s: LoggedStatement) -> None:
@@ -126,7 +122,7 @@ class ProtocolState(BodyRules, SubjectRules, StateQueries):
                 f"bytes and statement_id {len(s.statement_id)} bytes, not {HASH_SIZE} "
                 "(PROTOCOL.md P2.2)"
             )
-        if s.statement_id in self._statement_ids:
+        if self._statement_logged(s.statement_id):
             # FORMAT.md rule F5.5: a log never holds one statement twice. Without this a log
             # could replay a signed statement (a body's pause, a subject's grievance) and make
             # its signer appear to act twice.
@@ -136,10 +132,11 @@ class ProtocolState(BodyRules, SubjectRules, StateQueries):
                 "logged once",
                 "FORMAT.md F5.5",
             )
-        if self._log_times and s.log_time_ms < self._log_times[-1]:
+        last_log_time = self._last_log_time()
+        if last_log_time is not None and s.log_time_ms < last_log_time:
             refuse(
                 s,
-                f"log time {s.log_time_ms} is before the previous entry's {self._log_times[-1]}",
+                f"log time {s.log_time_ms} is before the previous entry's {last_log_time}",
                 "PROTOCOL.md P2.3",
             )
         if s.time_ms > s.log_time_ms + MAX_CLOCK_SKEW_MS:

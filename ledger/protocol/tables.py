@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import base64
 from array import array
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping, MutableSequence, MutableSet
 from typing import NoReturn
 
 from ledger.errors import AuthorityError, RefusedError
@@ -88,33 +88,69 @@ class StateTables:
     and the authority and reference checks the admission rules share."""
 
     def __init__(self) -> None:
+        self._init_tables()
+
+    def _init_tables(self) -> None:
+        """Create the tables, empty and in memory. :class:`~ledger.protocol.stored.
+        StoredProtocolState` overrides this (and the per-entry accessors below) to keep them in
+        a database instead."""
         self._leaf_hashes = bytearray()
-        self._statement_ids: set[bytes] = set()
+        self._statement_ids: MutableSet[bytes] = set()
         self._types = bytearray()
         self._log_times = array("q")
         self._type_counts: dict[str, int] = {}
         self._keyset: KeysetRecord | None = None
-        self._keysets: list[KeysetRecord] = []
-        self._body_keys: set[PublicKey] = set()
-        self._offers: dict[int, OfferVersion] = {}
+        self._keysets: MutableSequence[KeysetRecord] = []
+        self._body_keys: MutableSet[PublicKey] = set()
+        self._offers: MutableMapping[int, OfferVersion] = {}
         self._offer_in_force: int | None = None
         self._latest_version = 0
-        self._subjects: dict[int, SubjectRecord] = {}
-        self._key_owner: dict[PublicKey, int] = {}
-        self._applications: dict[int, ApplicationRecord] = {}
-        self._decisions: dict[int, ApplicationRecord] = {}
-        self._consents: dict[int, ConsentRecord] = {}
-        self._findings: dict[int, FindingRecord] = {}
-        self._revocations: dict[int, RevocationRecord] = {}
-        self._enforcement: dict[int, EnforcementRecord] = {}
-        self._grievances: dict[int, GrievanceRecord] = {}
-        self._pause_periods: list[PausePeriod] = []
-        self._details: dict[int, str] = {}
+        self._subjects: MutableMapping[int, SubjectRecord] = {}
+        self._key_owner: MutableMapping[PublicKey, int] = {}
+        self._applications: MutableMapping[int, ApplicationRecord] = {}
+        self._decisions: MutableMapping[int, ApplicationRecord] = {}
+        self._consents: MutableMapping[int, ConsentRecord] = {}
+        self._findings: MutableMapping[int, FindingRecord] = {}
+        self._revocations: MutableMapping[int, RevocationRecord] = {}
+        self._enforcement: MutableMapping[int, EnforcementRecord] = {}
+        self._grievances: MutableMapping[int, GrievanceRecord] = {}
+        self._pause_periods: MutableSequence[PausePeriod] = []
+        self._details: MutableMapping[int, str] = {}
 
     @property
     def size(self) -> int:
         """How many entries have been applied."""
         return len(self._types)
+
+    # -- per-entry facts (in memory: flat arrays; overridden by the stored state) ------------
+
+    def _type_code_at(self, index: int) -> int:
+        """The type code of applied entry ``index``."""
+        return self._types[index]
+
+    def _leaf_at(self, index: int) -> bytes:
+        """The leaf hash of applied entry ``index``."""
+        return bytes(self._leaf_hashes[index * HASH_SIZE : (index + 1) * HASH_SIZE])
+
+    def _log_time_at(self, index: int) -> int:
+        """The log time of applied entry ``index``."""
+        return self._log_times[index]
+
+    def _last_log_time(self) -> int | None:
+        """The log time of the last applied entry, or ``None`` before the first."""
+        return self._log_times[-1] if self._log_times else None
+
+    def _statement_logged(self, statement_id: bytes) -> bool:
+        """Whether an applied entry holds the statement ``statement_id``."""
+        return statement_id in self._statement_ids
+
+    def _record_entry(self, s: LoggedStatement) -> None:
+        """Record the per-entry facts of ``s``, the next entry (``apply`` calls this)."""
+        self._leaf_hashes += s.leaf_hash
+        self._statement_ids.add(s.statement_id)
+        self._types.append(TYPE_CODE[s.type])
+        self._log_times.append(s.log_time_ms)
+        self._type_counts[s.type] = self._type_counts.get(s.type, 0) + 1
 
     # ------------------------------------------------------------------ authority and refs
 
@@ -137,13 +173,13 @@ class StateTables:
         index = ref.index
         if index >= self.size:
             refuse(s, f"{field} refers to index {index}, but only {self.size} entries precede it")
-        code = self._types[index]
+        code = self._type_code_at(index)
         if code not in codes:
             expected = " or ".join(sorted(TYPE_NAMES[c] for c in codes))
             refuse(s, f"{field} refers to index {index}, a {TYPE_NAMES[code]}, not {expected}")
-        start = index * HASH_SIZE
-        if self._leaf_hashes[start : start + HASH_SIZE] != base64.b64decode(ref.leaf_hash):
-            actual = base64.b64encode(self._leaf_hashes[start : start + HASH_SIZE]).decode()
+        leaf = self._leaf_at(index)
+        if leaf != base64.b64decode(ref.leaf_hash):
+            actual = base64.b64encode(leaf).decode()
             refuse(
                 s,
                 f"{field} leaf hash {ref.leaf_hash} does not match entry {index}'s {actual}",

@@ -13,6 +13,7 @@ from __future__ import annotations
 from ledger.errors import MalformedError
 from ledger.protocol.state import ProtocolState
 from ledger.protocol.statements import LoggedStatement
+from ledger.protocol.stored import DerivedRow, DerivedSource, FactCache, StoredProtocolState
 from ledger.server.sequencer import Prepared
 from ledger.statements.entry import LogEntry
 from ledger.statements.logged import (
@@ -26,20 +27,65 @@ from ledger.statements.statement import parse_statement, present_signers
 
 
 class StatementPolicy:
-    """The sequencer's policy for an amnesty log (see the module docstring)."""
+    """The sequencer's policy for an amnesty log (see the module docstring).
 
-    def __init__(self, origin: str) -> None:
+    With ``derived`` (the store's derived state, :mod:`ledger.protocol.stored`), the protocol
+    state is a :class:`~ledger.protocol.stored.StoredProtocolState`: it starts from the stored
+    flush point instead of replaying the log, holds in memory only a bounded cache and the
+    current batch, hands the batch's changes to the append transaction (:meth:`derived_rows`)
+    and undoes a failed batch by forgetting them (:meth:`reset`). Without it (tools, tests), the
+    state is in memory and a reset replays from entry 0.
+    """
+
+    def __init__(
+        self,
+        origin: str,
+        derived: DerivedSource | None = None,
+        *,
+        facts: FactCache | None = None,
+        cache_records: int = 50_000,
+    ) -> None:
         self.origin = origin
-        self.state = ProtocolState()
-        self._size = 0
+        self._derived = derived
+        self.state: ProtocolState = (
+            ProtocolState()
+            if derived is None
+            else StoredProtocolState(derived, 0, facts=facts, cache_records=cache_records)
+        )
 
     @property
     def size(self) -> int:
-        return self._size
+        return self.state.size
 
     def reset(self) -> None:
-        self.state = ProtocolState()
-        self._size = 0
+        state = self.state
+        if isinstance(state, StoredProtocolState):
+            # The stored state at the flush point is exactly the committed log's: forgetting
+            # the overlay undoes everything applied since, with no replay.
+            state.rolled_back()
+        else:
+            self.state = ProtocolState()
+
+    def advance(self, size: int) -> None:
+        """Adopt the stored derived state at the largest flush point ``<= size`` if it is ahead
+        of this state (another writer, or a backfill, moved the log on); in memory: nothing."""
+        state = self.state
+        if not isinstance(state, StoredProtocolState) or self._derived is None:
+            return
+        point = self._derived.flush_point(size)
+        if point is not None and point > state.size:
+            state.repin(point)
+
+    def derived_rows(self) -> list[DerivedRow] | None:
+        """The changes since the flush point, to commit with the batch (``None`` in memory)."""
+        state = self.state
+        return state.derived_rows() if isinstance(state, StoredProtocolState) else None
+
+    def committed(self) -> None:
+        """The rows of :meth:`derived_rows` were committed with the batch."""
+        state = self.state
+        if isinstance(state, StoredProtocolState):
+            state.committed()
 
     def prepare(self, submission: bytes) -> Prepared:
         checked = check_statement(submission, self.origin)
@@ -57,7 +103,6 @@ class StatementPolicy:
         signed = parse_statement(entry.statement.encode("utf-8"), origin=self.origin)
         logged = logged_statement(signed, present_signers(signed), entry, leaf)
         self.state.apply(logged)
-        self._size = entry.index + 1
 
     def admit(self, prepared: Prepared, entry: LogEntry, leaf: bytes) -> object:
         checked = prepared.context
@@ -70,4 +115,3 @@ class StatementPolicy:
     def apply(self, admitted: object, entry: LogEntry, leaf: bytes) -> None:
         assert isinstance(admitted, LoggedStatement)
         self.state.apply(admitted)
-        self._size = entry.index + 1

@@ -6,8 +6,10 @@ extends what the signer published.
   entry hashes to the leaf in its level-0 tile. O(log n) tile reads and one entry read.
 - :func:`check_stored_state`: that, plus the stored tree extends the checkpoint the signer
   remembers publishing (:mod:`ledger.server.published`). What ``amnesty serve`` runs before
-  starting, and every server process at start (the sequencer's load adds a check of every
-  entry against its tile while it replays the log into the protocol state).
+  starting, and every server process at start.
+- :func:`sweep_entries`: every stored entry against the leaf hash in its level-0 tile. O(n):
+  a server runs it in the background after it starts (it reads its protocol state from the
+  derived state, not by replaying the log), and stops writing if it finds damage.
 - :func:`prefix_roots`: the roots of a tree's prefixes, for consistency with a remembered
   checkpoint, computed from the stored tiles.
 
@@ -124,3 +126,40 @@ def prefix_roots(tree: Checkpoint, stored: Checkpoint, read_tile: TileReader) ->
         return root_at(size, reader)
 
     return at
+
+
+def sweep_entries(
+    read_tile: Callable[[int, int], bytes],
+    read_entries: Callable[[int, int], list[bytes]],
+    size: int,
+    *,
+    chunk: int = 4096,
+    progress: Callable[[int], None] | None = None,
+) -> None:
+    """Check that each of entries ``[0, size)`` is stored and hashes to the leaf hash in its
+    stored level-0 tile (whose tree :func:`verify_stored_head` checked against the signed root:
+    so each entry is the one the log signed). Raises
+    :class:`~ledger.server.published.UntrustedStoreError` naming the first that does not.
+    Reads only, ``chunk`` entries at a time: safe beside running writers."""
+    for start in range(0, size, chunk):
+        end = min(size, start + chunk)
+        datas = read_entries(start, end)
+        if len(datas) != end - start:
+            raise UntrustedStoreError(
+                f"couldn't trust the store: entries [{start}, {end}) are missing under a "
+                f"checkpoint of size {size}"
+            )
+        tiles: dict[int, bytes] = {}
+        for offset, data in enumerate(datas):
+            index = start + offset
+            tile = tiles.get(index // 256)
+            if tile is None:
+                tile = tiles[index // 256] = read_tile(0, index // 256)
+            at = (index % 256) * 32
+            if tile[at : at + 32] != leaf_hash(data):
+                raise UntrustedStoreError(
+                    f"couldn't trust the store: entry {index} does not hash to the leaf hash "
+                    "in the stored level-0 tile"
+                )
+        if progress is not None:
+            progress(end)

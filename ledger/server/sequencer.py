@@ -28,6 +28,9 @@ before each signature (:meth:`Sequencer._append`: the tree about to be signed mu
 again, the file being re-read under the write lock), and by remembering each new checkpoint
 before its commit (:meth:`~ledger.server.published.PublishedCheckpoint.record_pending`).
 
+Kept whole: one batch's life, from the queue to the receipts, with the invariant each step
+protects, reads best in one place.
+
 Time never halts the log: entry times never decrease, so a clock behind the last entry's log time
 (stepped back, or another writer's clock a little ahead) makes the batch use the last entry's
 time, and a step larger than :data:`CLOCK_STEP_WARN_MS` is logged loudly and counted
@@ -94,8 +97,9 @@ class EntryPolicy(Protocol):
     Contract: ``prepare`` is pure and thread-safe. ``admit`` must not change state; ``apply``
     records an admitted entry. ``catch_up`` applies an entry that is already in the log (written
     by this or another process) without admission checks beyond its own consistency. ``reset``
-    forgets all state (after a failed batch the sequencer resets and replays from entry 0,
-    without holding the store's write lock).
+    forgets what is not committed (after a failed batch): a policy whose state is the store's
+    derived state is then at its last flush point at once; an in-memory one forgets everything
+    and the sequencer replays from entry 0, without holding the store's write lock.
     """
 
     @property
@@ -119,6 +123,17 @@ class EntryPolicy(Protocol):
 
     def apply(self, admitted: object, entry: LogEntry, leaf: bytes) -> None:
         """Record an admitted entry in the state."""
+
+    def advance(self, size: int) -> None:
+        """Adopt state stored for a log size ``<= size`` if it is ahead of this state (derived
+        state in the database, written by another writer or a backfill); else nothing."""
+
+    def derived_rows(self) -> Sequence[tuple[str, bytes, bytes]] | None:
+        """The derived state's changes since the last commit, to write with the batch at the
+        new size (``None``: the policy keeps no derived state in the store)."""
+
+    def committed(self) -> None:
+        """The rows of :meth:`derived_rows` were committed with the batch."""
 
 
 class StoredLog(Protocol):
@@ -195,6 +210,7 @@ class Sequencer:
         self._head: bytes | None = None  # the checkpoint our tree and policy state match
         self._head_checkpoint: Checkpoint | None = None  # ``_head``, opened
         self._ahead = False  # the tree and policy hold entries of a batch not (yet) committed
+        self._flushed = False  # the batch being committed carries the policy's derived rows
         self._last_log_time_ms = 0
         self._fatal: FatalError | None = None
         self._thread: threading.Thread | None = None
@@ -334,9 +350,12 @@ class Sequencer:
                 # not held up by the replay; the transaction then catches up only with what
                 # they appended meanwhile.
                 self._load(self._store, self._store.checkpoint(), locked=False)
+            self._flushed = False
             with self._store.append_transaction() as tx:
                 settled, tiles = self._append(tx, batch)
             self._ahead = False
+            if self._flushed:
+                self._policy.committed()
             # Committed: the batch is durable. Only now may anyone learn their index, and only
             # now may its tiles be handed on (a rolled-back batch's tiles must never be served).
         except FatalError as exc:
@@ -464,7 +483,13 @@ class Sequencer:
                 # Remembered before the commit, so before anyone can be served it.
                 self._published.record_pending(head, new_head)
             tiles = tree.changed_tiles()
-            tx.commit_batch(head, new_head, tree.size, stored, tiles)
+            # The policy's derived state at the new size commits with the batch or not at all.
+            derived = self._policy.derived_rows()
+            if derived is None:
+                tx.commit_batch(head, new_head, tree.size, stored, tiles)
+            else:
+                tx.commit_batch(head, new_head, tree.size, stored, tiles, derived=derived)
+            self._flushed = derived is not None
             self._head_checkpoint = checkpoint
             self._last_log_time_ms = now
             self.last_signed_ms = now
@@ -515,6 +540,8 @@ class Sequencer:
             self._published.confirm(head)
         if self._policy.size > checkpoint.size:
             self._policy.reset()
+        # Derived state stored with the batches (ours or another writer's) spares the replay.
+        self._policy.advance(checkpoint.size)
         start = self._policy.size
         chunk = 4096
         for chunk_start in range(start, checkpoint.size, chunk):

@@ -35,6 +35,7 @@ from ledger.errors import LedgerError
 from ledger.protocol.commitments import CommitmentCheck, Status, check_commitments
 from ledger.protocol.state import ProtocolState
 from ledger.protocol.statements import parse_body
+from ledger.protocol.stored import StoredProtocolState
 from ledger.statements.entry import LogEntry
 from ledger.statements.logged import statement_at
 from ledger.statements.statement import (
@@ -178,7 +179,7 @@ def preview_batch(
     the state after the whole batch.
     """
     audit = log_time_ms if audit_time_ms is None else audit_time_ms
-    after = copy.deepcopy(state) if datas else state
+    after = _copy(state) if datas else state
     previews: list[tuple[int, str | None, bool, tuple[AdmissionStep, ...], bool]] = []
     for data in datas:
         index = after.size
@@ -232,6 +233,14 @@ def preview_batch(
             )
         )
     return out
+
+
+def _copy(state: ProtocolState) -> ProtocolState:
+    """A state equal to ``state`` sharing nothing mutable with it: a stored state forks
+    (O(its overlay): its tables are in the database), an in-memory one is copied (O(state))."""
+    if isinstance(state, StoredProtocolState):
+        return state.fork()
+    return copy.deepcopy(state)
 
 
 def _admit(

@@ -84,7 +84,7 @@ from typing import Any, Final
 from pydantic import BaseModel
 
 from ledger.errors import MalformedError
-from ledger.protocol import records, statements, terms
+from ledger.protocol.codec import record_classes
 from ledger.protocol.state import ProtocolState
 
 SNAPSHOT_FORMAT: Final = "amnesty-ledger.protocol-snapshot/v3"
@@ -96,23 +96,9 @@ _INT_SET: Final = frozenset({int})
 
 
 def _registry() -> tuple[dict[str, type[Any]], dict[str, type[BaseModel]]]:
-    """The record dataclasses and body models a snapshot may name, by class name."""
-    dataclass_types = {
-        name: obj
-        for name, obj in vars(records).items()
-        if isinstance(obj, type)
-        and dataclasses.is_dataclass(obj)
-        and obj.__module__ == records.__name__
-    }
-    models = {
-        name: obj
-        for module in (statements, terms)
-        for name, obj in vars(module).items()
-        if isinstance(obj, type)
-        and issubclass(obj, BaseModel)
-        and obj.__module__ == module.__name__
-    }
-    return dataclass_types, models
+    """The record dataclasses and body models a snapshot may name, by class name (the same
+    classes the derived state's codec may build)."""
+    return record_classes()
 
 
 def snapshot_protocol(state: ProtocolState) -> dict[str, Any]:

@@ -1,0 +1,179 @@
+"""Keeping the derived state in the store: replaying entries into a state, backfilling a log
+written before derived state existed, and checking the stored state against a replay.
+
+The derived state (:mod:`ledger.protocol.stored`, :mod:`ledger.storage.derived`) is a cache the
+service trusts and a verifier never does. A writing server keeps it current with every batch;
+:func:`backfill_derived` fills it in for entries that have none (a log made by an older release)
+in chunks, each in its own short write transaction; :func:`check_derived` replays the log from
+entry 0 in memory and names the first record where the stored state differs.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from ledger.errors import ConflictError, FatalError, LedgerError, MalformedError, StorageError
+from ledger.protocol.state import ProtocolState
+from ledger.protocol.stored import FactCache, StoredProtocolState
+from ledger.protocol.stored_compare import first_difference
+from ledger.server.published import UntrustedStoreError
+from ledger.statements.entry import LogEntry
+from ledger.statements.logged import logged_statement
+from ledger.statements.statement import parse_statement, present_signers
+from ledger.storage.sql import SqlLogStore
+from ledger.tlog.checkpoint import Checkpoint
+from ledger.tlog.merkle import leaf_hash
+from ledger.tlog.note import parse_note
+from ledger.tlog.tiles import TILE_WIDTH
+
+log = logging.getLogger("ledger.server.derived")
+
+HASH_SIZE = 32
+REPLAY_CHUNK = 4096
+BACKFILL_CHUNK = 4096
+"""Entries per flush point written by a backfill: a historical state is at most this many
+entries of replay away from a flush point."""
+
+
+def replay_into(
+    state: ProtocolState,
+    store: SqlLogStore,
+    origin: str,
+    end: int,
+    progress: Callable[[int], None] | None = None,
+) -> None:
+    """Apply entries ``[state.size, end)`` of ``store`` to ``state``, in order.
+
+    Entries were admitted when they were appended, so signatures are not checked again
+    (:func:`~ledger.statements.statement.present_signers`), but each entry must hash to the leaf
+    hash in the stored level-0 tile (tiles whose root the sequencer checks against the signed
+    one). Raises :class:`StorageError` naming the first entry that is missing, and
+    :class:`~ledger.errors.FatalError` for damage — an entry that does not hash to its tile,
+    does not decode, or that the protocol refuses (the sequencer admitted it); ``state`` then
+    holds every entry before it.
+    """
+    position = state.size
+    while position < end:
+        stop = min(end, position + REPLAY_CHUNK)
+        datas = store.read_entries(position, stop)
+        if len(datas) != stop - position:
+            raise StorageError(
+                f"couldn't replay entries [{position}, {stop}): the store returned {len(datas)}"
+            )
+        tiles: dict[int, bytes] = {}
+        for offset, data in enumerate(datas):
+            index = position + offset
+            leaf = leaf_hash(data)
+            tile_index = index // TILE_WIDTH
+            tile = tiles.get(tile_index)
+            if tile is None:
+                tile = tiles[tile_index] = store.read_tile(0, tile_index)
+            at = (index % TILE_WIDTH) * HASH_SIZE
+            if tile[at : at + HASH_SIZE] != leaf:
+                raise FatalError(
+                    f"couldn't replay entry {index}: it does not hash to the leaf hash in the "
+                    "stored level-0 tile (a corrupted store?)"
+                )
+            try:
+                entry = LogEntry.decode(data)
+                if entry.index != index:
+                    raise MalformedError(f"it says it is entry {entry.index}")
+                signed = parse_statement(entry.statement.encode("utf-8"), origin=origin)
+                state.apply(logged_statement(signed, present_signers(signed), entry, leaf))
+            except LedgerError as exc:
+                raise FatalError(
+                    f"couldn't replay entry {index}: {exc} (a corrupted store?)"
+                ) from exc
+        position = stop
+        if progress is not None:
+            progress(position)
+
+
+def stored_size(store: SqlLogStore) -> int:
+    """The size of the store's latest checkpoint (its signature is checked by whoever serves
+    or signs; here it only bounds the replay)."""
+    return Checkpoint.parse(parse_note(store.checkpoint()).text).size
+
+
+def backfill_derived(
+    store: SqlLogStore,
+    origin: str,
+    *,
+    chunk: int = BACKFILL_CHUNK,
+    progress: Callable[[int, int], None] | None = None,
+) -> int:
+    """Write the derived state of every entry up to the stored checkpoint that has none,
+    replaying from the latest flush point and writing a flush point every ``chunk`` entries,
+    each under the store's write lock in its own transaction. Returns the entries replayed.
+
+    Safe against other writers and other backfills: under the lock, a flush point is written
+    only if the latest one is still the one this replay started from; otherwise someone else
+    moved the derived state on, and the backfill continues from theirs. A crash leaves every
+    chunk committed before it (each is a complete flush point) and nothing of the one after.
+    """
+    source = store.derived_source()
+    facts = FactCache(chunks=64)
+    target = stored_size(store)
+    start = source.flush_point(target) or 0
+    state = StoredProtocolState(source, start, facts=facts, cache_records=20_000)
+    replayed = 0
+    while state.size < target:
+        end = min(target, state.size + chunk)
+        try:
+            replay_into(state, store, origin, end)
+        except FatalError as exc:
+            # Damage in an entry nothing has checked since it was written: refuse (a server
+            # does not start on it), never write derived state from it.
+            raise UntrustedStoreError(f"couldn't trust the store: {exc}") from exc
+        replayed += end - state.pinned
+        moved: int | None = None
+        try:
+            with store.append_transaction() as tx:
+                current = tx.derived_flush_point()
+                if (current or 0) != state.pinned:
+                    moved = current
+                else:
+                    tx.write_derived(end, state.derived_rows())
+        except (StorageError, ConflictError):
+            state.rolled_back()
+            raise
+        if moved is None:
+            state.committed()
+            log.info("derived state written up to size %d of %d", end, target)
+        else:
+            state.repin(moved)
+            target = max(target, stored_size(store))
+        if progress is not None:
+            progress(state.size, target)
+    return replayed
+
+
+def check_derived(
+    store: SqlLogStore,
+    origin: str,
+    *,
+    at: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[int | None, str | None]:
+    """Replay the log from entry 0 in memory up to the latest flush point (or the largest one
+    ``<= at``) and compare the stored derived state there with it.
+
+    Returns ``(flush point, None)`` when they agree, ``(flush point, difference)`` naming the
+    first record that differs, and ``(None, None)`` when no derived state is stored.
+    """
+    source = store.derived_source()
+    point = source.flush_point(stored_size(store) if at is None else at)
+    if point is None:
+        return None, None
+    replayed = ProtocolState()
+    replay_into(replayed, store, origin, point, progress)
+    return point, first_difference(source, point, replayed)
+
+
+def delete_derived(store: SqlLogStore) -> int:
+    """Delete all of the store's derived state (to rebuild it with :func:`backfill_derived`),
+    under the write lock, in one transaction. Returns the record rows deleted. Servers reading
+    meanwhile fall back to replaying (they find no flush point) until it is rebuilt."""
+    with store.append_transaction() as tx:
+        return tx.delete_derived()
