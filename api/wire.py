@@ -332,6 +332,49 @@ class DueResponse(_Wire):
     due: DueReport
 
 
+class AdmissionStepView(_Wire):
+    """One numbered admission step of a preview and whether the statement passed it."""
+
+    number: int
+    rule: str
+    passed: bool | None
+    detail: str
+
+
+class CommitmentEffectView(_Wire):
+    """A commitment's status before and after the previewed statement, and the acts the
+    statement would newly make broken (with the audit's reasons)."""
+
+    id: str
+    before: str
+    after: str
+    newly_broken: list[int]
+    reasons: list[str]
+
+
+class StatementPreview(_Wire):
+    """A dry run of one statement as the next entry (``amnesty statement check --json``)."""
+
+    index: int
+    log_time_ms: int
+    type: str | None
+    signed: bool
+    admitted: bool
+    admission: list[AdmissionStepView]
+    commitments: list[CommitmentEffectView]
+    breaks: list[str]
+
+
+class StatementPreviewResponse(_Wire):
+    """``POST /v1/statements/preview``: the preview at ``checkpoint``, computed by this server
+    (``computed_by`` says so: a client that must not trust the server runs ``amnesty statement
+    check --log URL``, which verifies the log and previews locally)."""
+
+    checkpoint: TreeHead
+    computed_by: Literal["server"]
+    preview: StatementPreview
+
+
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI ``responses`` entries for the problem documents a route may answer with."""
     return {

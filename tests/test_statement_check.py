@@ -249,3 +249,46 @@ def test_submit_with_the_log_key_previews_and_refuses_a_breach_unless_acknowledg
             "--i-know-this-breaks", "no_termination_without_consent",
         )  # fmt: skip
     assert "logged at index 4, Ref {" in done.stdout
+
+
+# ------------------------------------------------------------------------------ over HTTP
+
+
+def test_the_http_preview_names_a_breach_and_logs_nothing(granted: tuple[TestLog, Path]) -> None:
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+
+    log, note = granted
+    with TestClient(create_app(log.settings())) as client:
+        before = client.get("/checkpoint").text
+        answer = client.post("/v1/statements/preview", content=note.read_bytes())
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        assert body["computed_by"] == "server"
+        assert body["checkpoint"]["size"] == 4
+        preview = body["preview"]
+        assert preview["admitted"] and preview["index"] == 4
+        assert preview["breaks"] == ["no_termination_without_consent"]
+        assert [s["number"] for s in preview["admission"]] == [1, 2, 3, 4, 5]
+        effect = next(c for c in preview["commitments"] if c["id"] == preview["breaks"][0])
+        assert (effect["before"], effect["after"], effect["newly_broken"]) == (
+            "honoured",
+            "broken",
+            [4],
+        )
+        # The same answer as `amnesty statement check` (its JSON), apart from the log time.
+        checked = json.loads(
+            amnesty(
+                "statement", "check", str(note), "--log", log.url, "-q", "--json", check=False
+            ).stdout
+        )
+        ours = {k: v for k, v in preview.items() if k != "log_time_ms"}
+        assert ours == {k: v for k, v in checked.items() if k in ours}
+        # A bad statement is a preview that fails its first step, not an error; nothing logged.
+        bad = client.post("/v1/statements/preview", content=b"not a statement")
+        assert bad.status_code == 200 and not bad.json()["preview"]["admitted"]
+        assert bad.json()["preview"]["admission"][0]["passed"] is False
+        too_big = client.post("/v1/statements/preview", content=b"x" * 10_000_000)
+        assert too_big.status_code == 413
+        assert client.get("/checkpoint").text == before

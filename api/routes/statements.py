@@ -11,12 +11,17 @@ from fastapi import APIRouter, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
+from api.clock import now_ms
 from api.deps import Service
+from api.heads import TreeHeadInfo
 from api.limits import RateLimiter, rate_limited, signature_accounts, signature_lines
+from api.present import json_response, tree_head
 from api.problems import ProblemError, problem_document, status_for
 from api.service import LedgerService
+from api.wire import StatementPreview, StatementPreviewResponse, problem_responses
 from ledger.errors import LedgerError, MalformedError
 from ledger.server.sequencer import Prepared, Receipt
+from ledger.statements.preview import preview_statement
 from ledger.tlog.merkle import leaf_hash
 
 router = APIRouter(tags=["statements"])
@@ -274,3 +279,49 @@ async def submit_statements(request: Request, service: Service) -> Response:
                 {"status": 200 if receipt.duplicate else 201, "receipt": orjson.Fragment(data)}
             )
     return Response(orjson.dumps({"results": results}), media_type="application/json")
+
+
+@router.post(
+    "/v1/statements/preview",
+    response_model=StatementPreviewResponse,
+    summary="Dry run: would this statement be admitted, and what would it do to the audit?",
+    responses=problem_responses(413, 429, 503),
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"text/plain": {"schema": {"type": "string"}, "example": _EXAMPLE_NOTE}},
+        }
+    },
+)
+async def preview_statement_route(request: Request, service: Service) -> Response:
+    """The body is a statement note, signed or not yet (members preview before they sign).
+    Nothing is logged. The answer says, for the statement as the next entry at the latest
+    checkpoint and logged now: each numbered admission step and whether it passes, and each
+    commitment's verdict before and after it, naming the acts it would newly make broken —
+    the same preview as ``amnesty statement check``, computed here (``computed_by``). A bad
+    statement is not an error: its failing step says why. Costs a scan of the protocol state,
+    so at most one such computation runs at a time (503 ``busy`` with ``Retry-After``); like
+    a submission, each takes a token of the client's write rate (429)."""
+    body = await request.body()  # a write: capped, and one token of the client's write rate
+    preview, head = await run_in_threadpool(_preview, service, body)
+    answer = StatementPreviewResponse(
+        checkpoint=tree_head(head),
+        computed_by="server",
+        preview=StatementPreview.model_validate(preview.to_json()),
+    )
+    return json_response(answer)
+
+
+def _preview(service: LedgerService, body: bytes) -> tuple[Any, TreeHeadInfo]:
+    with service.heavy("a statement preview"), service.reader.latest() as (state, signed):
+        head = service.head_of(signed)
+        last = state.log_time_ms_at(state.size - 1) if state.size else 0
+        at = max(now_ms(), last)
+        preview = preview_statement(
+            state,
+            body,
+            origin=service.origin,
+            prev_root=signed.checkpoint.root_hash,
+            log_time_ms=at,
+        )
+    return preview, head
