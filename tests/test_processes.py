@@ -134,3 +134,17 @@ def test_demo_initialises_an_empty_postgresql_database(pg_url: str, tmp_path: Pa
     finally:
         store.close()
     assert os.path.exists(tmp_path / "keys" / "log.key")
+
+
+def test_amnesty_read_only_in_the_environment_makes_serve_read_only(tmp_path: Path) -> None:
+    """``AMNESTY_READ_ONLY=true`` applies without ``--read-only`` (docs/API.md, Settings),
+    even when the log records a key file that could sign."""
+    db = make_demo_log(tmp_path)
+    server = Server(db, tmp_path / "server.log", env={"AMNESTY_READ_ONLY": "true"})
+    server.start()
+    try:
+        attester = Attester(db, SqlLogStore(db).identity().origin)
+        answer = httpx.post(server.url + "/v1/statements", content=attester.next("x"), timeout=10)
+        assert answer.status_code == 503 and "read-only" in answer.json()["type"], answer.text
+    finally:
+        server.stop()
