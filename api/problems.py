@@ -60,6 +60,12 @@ class ProblemError(Exception):
         self.extra = extra or {}
 
 
+def retry_later(title: str, detail: str, *, kind: str, retry_after_s: int) -> ProblemError:
+    """A 503 problem that tells the client when to come back (``Retry-After``, in seconds):
+    for a server that is busy or catching up, never for one that is broken."""
+    return ProblemError(503, title, detail, kind=kind, headers={"Retry-After": str(retry_after_s)})
+
+
 class ProblemJSONResponse(JSONResponse):
     """``application/problem+json``, rendered as ASCII: a detail that quotes the client's input
     (which may hold lone surrogates, not encodable as UTF-8) can never turn a 4xx into a 500."""

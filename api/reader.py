@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from api.heads import Heads
-from api.problems import ProblemError
+from api.problems import retry_later
 from ledger.errors import FatalError
 from ledger.protocol.state import ProtocolState
 from ledger.protocol.stored import FactCache, StoredProtocolState
@@ -69,7 +69,8 @@ class ProtocolReader:
         self._history: OrderedDict[int, ProtocolState] = OrderedDict()
         self._history_size = history
         self._history_lock = threading.Lock()
-        self._warned = False
+        self._warned_lag = False
+        self._warned_no_derived_state = False
         self.on_damage: Callable[[FatalError], None] | None = None
         """Called with the error when a replay finds damage in the store (the service stops
         writing); the error is raised to the caller regardless."""
@@ -97,8 +98,8 @@ class ProtocolReader:
         if point is None:
             return None
         state = StoredProtocolState(self._source, point, facts=self._facts)
-        if size - point > LAG_WARN and not self._warned:
-            self._warned = True
+        if size - point > LAG_WARN and not self._warned_lag:
+            self._warned_lag = True
             log.warning(
                 "the derived state is %d entries behind size %d: start a writer or run "
                 "`amnesty check-derived --backfill` (queries replay the gap meanwhile)",
@@ -111,8 +112,8 @@ class ProtocolReader:
         return state
 
     def _fallback(self, size: int) -> None:
-        if not self._warned:
-            self._warned = True
+        if not self._warned_no_derived_state:
+            self._warned_no_derived_state = True
             log.warning(
                 "this log has no derived state: queries replay it from entry 0; start a "
                 "writer (it backfills) or run `amnesty check-derived --backfill`"
@@ -138,13 +139,12 @@ class ProtocolReader:
             return
         self._fallback(head.size)
         if not self._lock.acquire(timeout=STATE_WAIT_S):
-            raise ProblemError(
-                503,
+            raise retry_later(
                 "Catching up",
                 f"couldn't read the protocol state now: it is replaying the log "
                 f"({self._state.size} entries so far); retry shortly",
                 kind="catching-up",
-                headers={"Retry-After": "10"},
+                retry_after_s=10,
             )
         try:
             head = self._heads.latest()
@@ -171,13 +171,12 @@ class ProtocolReader:
         if state is not None:
             return state
         if not self._history_lock.acquire(blocking=False):
-            raise ProblemError(
-                503,
+            raise retry_later(
                 "Busy replaying",
                 f"couldn't replay the log to size {size} now: another historical replay is "
                 "running; retry shortly",
                 kind="busy",
-                headers={"Retry-After": "5"},
+                retry_after_s=5,
             )
         try:
             state = self._history.get(size)

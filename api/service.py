@@ -50,7 +50,7 @@ from api.precedents import (
     Precedent,
     PrecedentCache,
 )
-from api.problems import ProblemError
+from api.problems import ProblemError, retry_later
 from api.reader import ProtocolReader
 from api.settings import Settings
 from api.writer import Waiting, settler
@@ -360,13 +360,12 @@ class LedgerService:
         entries, proofs) of the interpreter; 503 ``busy`` with ``Retry-After`` after
         :data:`HEAVY_WAIT_S`."""
         if not self._heavy_turns.acquire(timeout=HEAVY_WAIT_S):
-            raise ProblemError(
-                503,
+            raise retry_later(
                 "Busy",
                 f"couldn't compute {what} now: {HEAVY_AT_ONCE} audit computation(s) are "
                 "running; retry shortly",
                 kind="busy",
-                headers={"Retry-After": "5"},
+                retry_after_s=5,
             )
         try:
             yield

@@ -52,14 +52,14 @@ class TimedStore:
     next commit when asked."""
 
     def __init__(self, store: SqlLogStore) -> None:
-        self._store = store
         self.store = store
+        """The real store, for what must not be timed or failed (the backfill, the policy)."""
         self.held: list[float] = []
         self.fail_next = False
         self.refuse_next = False
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self._store, name)
+        return getattr(self.store, name)
 
     @contextmanager
     def append_transaction(self) -> Iterator[Any]:
@@ -68,7 +68,7 @@ class TimedStore:
             raise StorageError("couldn't begin the append: lock timeout (injected)")
         started = time.perf_counter()
         try:
-            with self._store.append_transaction() as tx:
+            with self.store.append_transaction() as tx:
                 yield tx
                 if self.fail_next:
                     self.fail_next = False

@@ -115,7 +115,7 @@ def test_an_interior_entry_with_one_changed_digit_stops_writing_once_swept(
         (data,) = conn.execute("SELECT data FROM entries WHERE idx = 100").fetchone()
     damage(db_file, "UPDATE entries SET data = ? WHERE idx = 100", changed_digit(bytes(data)))
     reason = stops_writing_after_start(db_file, key)
-    assert "entry 100 does not hash to the leaf hash" in reason
+    assert "entry 100: it does not hash to the leaf hash" in reason
 
 
 def test_a_flipped_byte_in_full_tile_0_stops_writing_once_swept(
@@ -129,7 +129,7 @@ def test_a_flipped_byte_in_full_tile_0_stops_writing_once_swept(
     tile[40 * 32 + 7] ^= 0x01
     damage(db_file, "UPDATE tiles SET data = ? WHERE level = 0 AND idx = 0", bytes(tile))
     reason = stops_writing_after_start(db_file, key)
-    assert "entry 40 does not hash to the leaf hash" in reason
+    assert "entry 40: it does not hash to the leaf hash" in reason
 
 
 def test_damage_in_entries_the_backfill_replays_is_refused_at_start(

@@ -167,8 +167,6 @@ def _decode(value: Any, resolve: Resolve) -> Any:
         if model is None:
             raise MalformedError(f"couldn't decode a derived-state model {value['c']!r}")
         data = value["v"]
-        if type(data) is str:  # a model written as its JSON text (the first rows of 0005)
-            return model.model_validate_json(data)
         if type(data) is not dict:
             raise MalformedError("couldn't decode a derived-state model: its value is no object")
         return model.model_validate(data)

@@ -17,19 +17,17 @@ from ledger.errors import ConflictError, FatalError, LedgerError, MalformedError
 from ledger.protocol.state import ProtocolState
 from ledger.protocol.stored import FactCache, StoredProtocolState
 from ledger.protocol.stored_compare import first_difference
+from ledger.server.integrity import entries_matching_tiles
 from ledger.server.published import UntrustedStoreError
 from ledger.statements.entry import LogEntry
 from ledger.statements.logged import logged_statement
 from ledger.statements.statement import parse_statement, present_signers
 from ledger.storage.sql import SqlLogStore
 from ledger.tlog.checkpoint import Checkpoint
-from ledger.tlog.merkle import leaf_hash
 from ledger.tlog.note import parse_note
-from ledger.tlog.tiles import TILE_WIDTH
 
 log = logging.getLogger("ledger.server.derived")
 
-HASH_SIZE = 32
 REPLAY_CHUNK = 4096
 BACKFILL_CHUNK = 4096
 """Entries per flush point written by a backfill: a historical state is at most this many
@@ -48,46 +46,24 @@ def replay_into(
     Entries were admitted when they were appended, so signatures are not checked again
     (:func:`~ledger.statements.statement.present_signers`), but each entry must hash to the leaf
     hash in the stored level-0 tile (tiles whose root the sequencer checks against the signed
-    one). Raises :class:`StorageError` naming the first entry that is missing, and
-    :class:`~ledger.errors.FatalError` for damage — an entry that does not hash to its tile,
-    does not decode, or that the protocol refuses (the sequencer admitted it); ``state`` then
-    holds every entry before it.
+    one: :func:`~ledger.server.integrity.entries_matching_tiles`). Raises
+    :class:`~ledger.errors.FatalError` naming the first entry that is missing, does not hash to
+    its tile, does not decode, or that the protocol refuses (the sequencer admitted it);
+    ``state`` then holds every entry before it.
     """
-    position = state.size
-    while position < end:
-        stop = min(end, position + REPLAY_CHUNK)
-        datas = store.read_entries(position, stop)
-        if len(datas) != stop - position:
-            raise StorageError(
-                f"couldn't replay entries [{position}, {stop}): the store returned {len(datas)}"
-            )
-        tiles: dict[int, bytes] = {}
-        for offset, data in enumerate(datas):
-            index = position + offset
-            leaf = leaf_hash(data)
-            tile_index = index // TILE_WIDTH
-            tile = tiles.get(tile_index)
-            if tile is None:
-                tile = tiles[tile_index] = store.read_tile(0, tile_index)
-            at = (index % TILE_WIDTH) * HASH_SIZE
-            if tile[at : at + HASH_SIZE] != leaf:
-                raise FatalError(
-                    f"couldn't replay entry {index}: it does not hash to the leaf hash in the "
-                    "stored level-0 tile (a corrupted store?)"
-                )
-            try:
-                entry = LogEntry.decode(data)
-                if entry.index != index:
-                    raise MalformedError(f"it says it is entry {entry.index}")
-                signed = parse_statement(entry.statement.encode("utf-8"), origin=origin)
-                state.apply(logged_statement(signed, present_signers(signed), entry, leaf))
-            except LedgerError as exc:
-                raise FatalError(
-                    f"couldn't replay entry {index}: {exc} (a corrupted store?)"
-                ) from exc
-        position = stop
-        if progress is not None:
-            progress(position)
+    for index, data, leaf in entries_matching_tiles(
+        store.read_tile, store.read_entries, state.size, end, doing="replay", chunk=REPLAY_CHUNK
+    ):
+        try:
+            entry = LogEntry.decode(data)
+            if entry.index != index:
+                raise MalformedError(f"it says it is entry {entry.index}")
+            signed = parse_statement(entry.statement.encode("utf-8"), origin=origin)
+            state.apply(logged_statement(signed, present_signers(signed), entry, leaf))
+        except LedgerError as exc:
+            raise FatalError(f"couldn't replay entry {index}: {exc} (a corrupted store?)") from exc
+        if progress is not None and (index + 1 == end or (index + 1) % REPLAY_CHUNK == 0):
+            progress(index + 1)
 
 
 def stored_size(store: SqlLogStore) -> int:

@@ -19,16 +19,16 @@ reason: never guess, never sign on top of damage.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from ledger.errors import FatalError, LedgerError
 from ledger.server.published import PublishedCheckpoint, RootAt, UntrustedStoreError
 from ledger.statements.entry import LogEntry
 from ledger.storage.base import LogStore
 from ledger.tlog.checkpoint import Checkpoint, open_checkpoint
-from ledger.tlog.merkle import leaf_hash, root_at
+from ledger.tlog.merkle import HASH_SIZE, leaf_hash, root_at
 from ledger.tlog.note import VerifierKey
-from ledger.tlog.tiles import TiledTree, TileNodeReader, TileReader
+from ledger.tlog.tiles import TILE_WIDTH, TiledTree, TileNodeReader, TileReader
 
 
 def verify_stored_head(
@@ -128,6 +128,50 @@ def prefix_roots(tree: Checkpoint, stored: Checkpoint, read_tile: TileReader) ->
     return at
 
 
+def entries_matching_tiles(
+    read_tile: Callable[[int, int], bytes],
+    read_entries: Callable[[int, int], list[bytes]],
+    start: int,
+    end: int,
+    *,
+    doing: str,
+    chunk: int = 4096,
+) -> Iterator[tuple[int, bytes, bytes]]:
+    """Yield ``(index, data, leaf_hash)`` for each of entries ``[start, end)``, in order, after
+    checking that it is stored and hashes to the leaf hash in its stored level-0 tile (whose
+    tree :func:`verify_stored_head` checked against the signed root: so each entry yielded is
+    the one the log signed). The one check of entries against tiles, for the start-up catch-up,
+    the background sweep and every replay.
+
+    Raises :class:`~ledger.server.published.UntrustedStoreError` naming the first missing
+    range or damaged entry, worded ``couldn't <doing> entry N: ...``; entries before it were
+    yielded. Reads only, ``chunk`` entries and their tiles at a time: safe beside running
+    writers, and memory stays bounded.
+    """
+    for first in range(start, end, chunk):
+        last = min(end, first + chunk)
+        datas = read_entries(first, last)
+        if len(datas) != last - first:
+            raise UntrustedStoreError(
+                f"couldn't {doing} entries [{first}, {last}): {last - first - len(datas)} of "
+                f"them are missing under a checkpoint of size {end} or more (a corrupted store?)"
+            )
+        tiles: dict[int, bytes] = {}
+        for offset, data in enumerate(datas):
+            index = first + offset
+            tile = tiles.get(index // TILE_WIDTH)
+            if tile is None:
+                tile = tiles[index // TILE_WIDTH] = read_tile(0, index // TILE_WIDTH)
+            leaf = leaf_hash(data)
+            at = (index % TILE_WIDTH) * HASH_SIZE
+            if tile[at : at + HASH_SIZE] != leaf:
+                raise UntrustedStoreError(
+                    f"couldn't {doing} entry {index}: it does not hash to the leaf hash in the "
+                    "stored level-0 tile (a corrupted store?)"
+                )
+            yield index, data, leaf
+
+
 def sweep_entries(
     read_tile: Callable[[int, int], bytes],
     read_entries: Callable[[int, int], list[bytes]],
@@ -137,29 +181,11 @@ def sweep_entries(
     progress: Callable[[int], None] | None = None,
 ) -> None:
     """Check that each of entries ``[0, size)`` is stored and hashes to the leaf hash in its
-    stored level-0 tile (whose tree :func:`verify_stored_head` checked against the signed root:
-    so each entry is the one the log signed). Raises
+    stored level-0 tile (:func:`entries_matching_tiles`). Raises
     :class:`~ledger.server.published.UntrustedStoreError` naming the first that does not.
-    Reads only, ``chunk`` entries at a time: safe beside running writers."""
-    for start in range(0, size, chunk):
-        end = min(size, start + chunk)
-        datas = read_entries(start, end)
-        if len(datas) != end - start:
-            raise UntrustedStoreError(
-                f"couldn't trust the store: entries [{start}, {end}) are missing under a "
-                f"checkpoint of size {size}"
-            )
-        tiles: dict[int, bytes] = {}
-        for offset, data in enumerate(datas):
-            index = start + offset
-            tile = tiles.get(index // 256)
-            if tile is None:
-                tile = tiles[index // 256] = read_tile(0, index // 256)
-            at = (index % 256) * 32
-            if tile[at : at + 32] != leaf_hash(data):
-                raise UntrustedStoreError(
-                    f"couldn't trust the store: entry {index} does not hash to the leaf hash "
-                    "in the stored level-0 tile"
-                )
-        if progress is not None:
-            progress(end)
+    Reads only: safe beside running writers."""
+    for index, _, _ in entries_matching_tiles(
+        read_tile, read_entries, 0, size, doing="trust the store's", chunk=chunk
+    ):
+        if progress is not None and (index + 1 == size or (index + 1) % chunk == 0):
+            progress(index + 1)

@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from ledger.errors import FatalError, LedgerError, StorageError
-from ledger.server.integrity import prefix_roots, verify_stored_head
+from ledger.server.integrity import entries_matching_tiles, prefix_roots, verify_stored_head
 from ledger.server.published import PublishedCheckpoint, UntrustedStoreError
 from ledger.statements.entry import LogEntry
 from ledger.storage.base import AppendTransaction, LogStore, StoredEntry
@@ -542,44 +542,25 @@ class Sequencer:
             self._policy.reset()
         # Derived state stored with the batches (ours or another writer's) spares the replay.
         self._policy.advance(checkpoint.size)
-        start = self._policy.size
-        chunk = 4096
-        for chunk_start in range(start, checkpoint.size, chunk):
-            chunk_end = min(checkpoint.size, chunk_start + chunk)
-            datas = tx.read_entries(chunk_start, chunk_end)
-            if len(datas) != chunk_end - chunk_start:
-                raise UntrustedStoreError(
-                    f"couldn't trust the store: entries [{chunk_start}, {chunk_end}) are "
-                    f"missing under a checkpoint of size {checkpoint.size}"
-                )
-            tiles: dict[int, bytes] = {}
-            for offset, data in enumerate(datas):
-                index = chunk_start + offset
-                leaf = leaf_hash(data)
-                # Every replayed entry must hash to its leaf in the stored level-0 tile, whose
-                # tree hashes to the signed root: damage is refused, never appended on.
-                tile = tiles.get(index // 256)
-                if tile is None:
-                    tile = tiles[index // 256] = tx.read_tile(0, index // 256)
-                if tile[(index % 256) * 32 : (index % 256) * 32 + 32] != leaf:
+        # Every replayed entry must hash to its leaf in the stored level-0 tile, whose tree
+        # hashes to the signed root: damage is refused, never appended on.
+        for index, data, leaf in entries_matching_tiles(
+            tx.read_tile, tx.read_entries, self._policy.size, checkpoint.size, doing="replay"
+        ):
+            try:
+                entry = LogEntry.decode(data)
+                if entry.index != index:
                     raise UntrustedStoreError(
-                        f"couldn't trust the store: entry {index} does not hash to the leaf "
-                        "hash in the stored level-0 tile"
+                        f"couldn't trust the store: entry stored at {index} says it is "
+                        f"entry {entry.index}"
                     )
-                try:
-                    entry = LogEntry.decode(data)
-                    if entry.index != index:
-                        raise UntrustedStoreError(
-                            f"couldn't trust the store: entry stored at {index} says it is "
-                            f"entry {entry.index}"
-                        )
-                    self._policy.catch_up(entry, leaf)
-                except UntrustedStoreError:
-                    raise
-                except LedgerError as exc:
-                    raise UntrustedStoreError(
-                        f"couldn't trust the store: entry {index} does not replay: {exc}"
-                    ) from exc
+                self._policy.catch_up(entry, leaf)
+            except UntrustedStoreError:
+                raise
+            except LedgerError as exc:
+                raise UntrustedStoreError(
+                    f"couldn't trust the store: entry {index} does not replay: {exc}"
+                ) from exc
         self._last_log_time_ms = last.log_time_ms if last is not None else 0
         self._tree = tree
         self._head = head
