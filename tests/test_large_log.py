@@ -124,7 +124,7 @@ def test_verify_names_the_entry_after_one_byte_changes(
             while (health := httpx.get(writer.url + "/healthz", timeout=60)).status_code != 503:
                 assert time.monotonic() < deadline, "the integrity sweep never found the entry"
                 time.sleep(0.5)
-            assert f"entry {victim} does not hash" in health.text, health.text
+            assert f"entry {victim}: it does not hash" in health.text, health.text
     # A read-only server (a replica, a mirror) serves what it holds; the verifier catches it.
     with running(url, tmp_path / "server.log", read_only=True) as server:
         result = amnesty("verify", server.url, "--vkey", vkey, "--json", "-q")
