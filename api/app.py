@@ -64,20 +64,26 @@ from api.routes import (
 from api.service import LedgerService
 from api.settings import Settings
 from api.wire import problem_responses
-from api.writer import load_log_signers, load_signer, published_for
+from api.writer import (
+    load_log_signers,
+    load_signer,
+    published_for,
+    recall_witnessed,
+    witness_endpoints,
+)
 from ledger.errors import FatalError, LedgerError
 from ledger.protocol.stored import FactCache
 from ledger.server.admission import StatementPolicy
 from ledger.server.derived import backfill_derived
 from ledger.server.integrity import check_stored_state, sweep_entries
+from ledger.server.log_key import LogKeyPolicy
 from ledger.server.logview import LogView
-from ledger.server.published import UntrustedStoreError
+from ledger.server.published import PublishedCheckpoint, UntrustedStoreError
 from ledger.server.sequencer import Sequencer
 from ledger.storage.sql import SqlLogStore
-from ledger.tlog.checkpoint import parse_policy
 from ledger.tlog.note import NoteSignature, VerifierKey
 from ledger.witness.client import request_cosignatures
-from ledger.witness.cosigner import Cosigner, Pacing, ProveFunction, group_endpoints
+from ledger.witness.cosigner import Cosigner, Pacing, ProveFunction
 
 log = logging.getLogger("api")
 
@@ -120,16 +126,26 @@ def build_service(settings: Settings) -> LedgerService:
     facts = FactCache()
     # The protocol state lives in the store's derived state (ledger.protocol.stored): the
     # sequencer starts from its latest flush point instead of replaying the log.
-    policy = StatementPolicy(view.origin, store.derived_source(), facts=facts)
     signers = load_log_signers(settings, view)
+    policy = StatementPolicy(view.origin, store.derived_source(), facts=facts)
     published = published_for(settings, view) if signers is not None else None
+    recall_witnessed(settings, view, published)  # what the witnesses cosigned, into the memory
     sequencer: Sequencer | None = None
     if signers is not None:
+        # A writer's policy knows the key file: the ML-DSA-44 key signs from the creation of
+        # a hybrid log, or from the log_key entry that anchors it (ledger.server.log_key).
+        policy = LogKeyPolicy(
+            view.origin,
+            store.derived_source(),
+            signers=signers,
+            identity=view.identity,
+            facts=facts,
+        )
         sequencer = Sequencer(
             InstrumentedStore(store, metrics).as_store(),
             signers.ed25519,
             policy,
-            extra_signers=signers.extra(),  # the ML-DSA-44 key of a hybrid log
+            checkpoint_signers=policy.checkpoint_signers,
             max_batch=settings.batch_max_entries,
             max_delay_ms=settings.batch_max_delay_ms,
             max_pending=settings.max_pending,
@@ -162,7 +178,7 @@ def build_service(settings: Settings) -> LedgerService:
         heads=heads,
         proofs=Proofs(view),
         reader=ProtocolReader(store, heads, view.origin, facts=facts),
-        cosigner=build_cosigner(settings, view) if sequencer is not None else None,
+        cosigner=build_cosigner(settings, view, published) if sequencer is not None else None,
     )
     if sequencer is not None:
         sequencer.on_fatal = service.stop_writing
@@ -183,28 +199,21 @@ def preflight(settings: Settings) -> None:
         view = LogView(store)
         signer = load_signer(settings, view)
         published = published_for(settings, view) if signer is not None else None
+        recall_witnessed(settings, view, published)
         check_stored_state(store, view.log_key, view.origin, published)
     finally:
         store.close()
 
 
-def build_cosigner(settings: Settings, view: LogView) -> Cosigner | None:
+def build_cosigner(
+    settings: Settings, view: LogView, published: PublishedCheckpoint | None = None
+) -> Cosigner | None:
     """The witnesses of the log's tlog-policy file that have URLs, asked by a background thread;
-    None without a policy. Only a writing server asks (it signs the checkpoints)."""
-    if settings.witness_policy is None:
-        return None
-    try:
-        policy = parse_policy(settings.witness_policy.read_bytes())
-    except OSError as exc:
-        raise FatalError(
-            f"couldn't read the witness policy {settings.witness_policy}: {exc}"
-        ) from exc
-    # A witness listed with its 0x04 and 0x06 keys at one URL is asked once, for both lines.
-    endpoints = group_endpoints([(w.url, w.key) for w in policy.witnesses if w.url])
+    None without a policy. Only a writing server asks (it signs the checkpoints). Each new
+    cosignature is also kept in the signer's memory (``published``), outside the database."""
+    endpoints = witness_endpoints(settings)
     if not endpoints:
-        raise FatalError(
-            f"couldn't use the witness policy {settings.witness_policy}: no witness line has a URL"
-        )
+        return None
 
     def request(
         url: str,
@@ -224,6 +233,7 @@ def build_cosigner(settings: Settings, view: LogView) -> Cosigner | None:
         request,
         interval_s=settings.witness_interval_s,
         pacing=Pacing(min_interval_s=settings.witness_min_interval_s),
+        remember=published.remember_cosigned if published is not None else None,
     )
 
 

@@ -4,7 +4,8 @@ derived state stored in the database.
 :class:`ProtocolReader` gives each query a :class:`~ledger.protocol.stored.StoredProtocolState`
 pinned at the store's largest flush point at or below the size asked for, with the few entries
 after it (at most one batch, or one backfill chunk) replayed on top
-(:func:`~ledger.server.derived.replay_into`, which checks each against its stored level-0 tile):
+(:func:`~ledger.server.derived.replay_into`, which checks each against its stored level-0 tile,
+and the precedent's aggregates settled for them: :func:`~ledger.protocol.aggregates.settle`):
 no replay from entry 0, nothing held between queries but a fixed-size cache of per-entry facts,
 and the same answer from every process reading the same database.
 
@@ -28,6 +29,7 @@ from contextlib import contextmanager
 from api.heads import Heads
 from api.problems import retry_later
 from ledger.errors import FatalError
+from ledger.protocol.aggregates import settle
 from ledger.protocol.state import ProtocolState
 from ledger.protocol.stored import FactCache, StoredProtocolState
 from ledger.server.derived import replay_into
@@ -108,6 +110,7 @@ class ProtocolReader:
             )
         if point < size:
             self._replay(state, size)
+            settle(state, build=False)  # the precedent's aggregates of the replayed entries
         state.writable = False
         return state
 

@@ -1,7 +1,8 @@
 """A tlog-witness HTTP server: ``create_witness_app(settings)``; nothing is built at import time.
 
-One route, ``POST <prefix>/add-checkpoint`` (https://c2sp.org/tlog-witness, with C2SP PR #280 of
-July 2026), over the rules in :mod:`ledger.witness.witness`. Answers:
+Two routes over the rules in :mod:`ledger.witness.witness`, following https://c2sp.org/tlog-witness
+at C2SP/C2SP commit 95978ca8 (July 2026: PR #273's read endpoint, PR #277's origin hash, PR
+#280's 409/422). ``POST <prefix>/add-checkpoint`` answers:
 
 - 200, ``text/plain; charset=utf-8``: the cosignature lines, each ``— <name> <base64>\\n``: one
   per key of the witness (Ed25519 cosignature/v1, and ML-DSA-44 subtree/v1 if it has one);
@@ -10,9 +11,19 @@ July 2026), over the rules in :mod:`ledger.witness.witness`. Answers:
 - 422: the proof does not verify, or a same-size checkpoint has another root (a split view);
 - 400, 403, 404, 413, 503: RFC 9457 problem documents (``api.problems``).
 
-A witness serves no reads and keeps no database: its whole state is one JSON file
+``GET <monitoring prefix>/<origin hash>/checkpoint`` (the spec's optional read endpoint for
+monitors; ``<origin hash>`` is the lower-case hex SHA-256 of the log's origin) answers:
+
+- 200, ``text/plain; charset=utf-8``, ``Cache-Control: no-cache``: the latest checkpoint the
+  witness cosigned for that log, with the log's verified signature lines and the witness's
+  cosignature lines as ``add-checkpoint`` returned them;
+- 404 (a problem document): no configured log has that origin hash, or the witness never
+  cosigned a checkpoint of it. The monitoring prefix is the submission prefix unless set.
+
+A witness keeps no database: its whole state is one JSON file
 (:class:`ledger.witness.witness.JsonFileWitnessState`). Requests are decided one at a time under a lock,
 with the clock read inside it, so cosignature timestamps follow the order of the state's writes.
+Reads take no such lock: the state file's own lock gives them a complete record.
 """
 
 from __future__ import annotations
@@ -41,10 +52,11 @@ from ledger.errors import (
     SignatureError,
     StorageError,
 )
-from ledger.tlog.note import VerifierKey
+from ledger.tlog.note import VerifierKey, excerpt
 from ledger.verifier.evidence import SplitView, format_evidence
 from ledger.witness.witness import (
     ADD_CHECKPOINT_PATH,
+    CHECKPOINT_PATH_SUFFIX,
     SIZE_CONTENT_TYPE,
     ConflictingRootError,
     JsonFileWitnessState,
@@ -77,6 +89,7 @@ class WitnessSettings:
     ``log_vkeys``: the vkeys of the logs it witnesses (type 0x01 or 0x06, named after their
     origin).
     ``prefix``: the submission prefix, ``""`` or ``/path`` without a trailing slash.
+    ``monitoring_prefix``: the read endpoint's prefix, same form; ``None``: the submission prefix.
     ``evidence_dir``: where split views it refuses are written as evidence files, if set.
     ``clock``: POSIX seconds for cosignature timestamps.
     """
@@ -85,19 +98,26 @@ class WitnessSettings:
     state_path: Path
     log_vkeys: tuple[str, ...]
     prefix: str = ""
+    monitoring_prefix: str | None = None
     create_state: bool = False
     evidence_dir: Path | None = None
     max_body_bytes: int = 64 * 1024
     clock: Callable[[], int] = posix_seconds
 
 
+def monitoring(settings: WitnessSettings) -> str:
+    """The monitoring prefix in effect: the setting, else the submission prefix."""
+    return settings.prefix if settings.monitoring_prefix is None else settings.monitoring_prefix
+
+
 def build_witness(settings: WitnessSettings) -> Witness:
     """Load the key, parse the log keys, open the state; raise a LedgerError on any problem."""
-    if settings.prefix and (not settings.prefix.startswith("/") or settings.prefix.endswith("/")):
-        raise MalformedError(
-            f"couldn't use witness prefix {settings.prefix!r}: want '' or '/path' without a "
-            "trailing slash"
-        )
+    for what, prefix in (("prefix", settings.prefix), ("monitoring prefix", monitoring(settings))):
+        if prefix and (not prefix.startswith("/") or prefix.endswith("/")):
+            raise MalformedError(
+                f"couldn't use witness {what} {prefix!r}: want '' or '/path' without a "
+                "trailing slash"
+            )
     if not settings.log_vkeys:
         raise MalformedError("couldn't start witness: no log keys configured")
     try:
@@ -163,11 +183,13 @@ def create_witness_app(settings: WitnessSettings) -> FastAPI:
         witness = build_witness(settings)
         app.state.witness = witness
         log.info(
-            "witness %s serving %s on %s%s",
+            "witness %s serving %s on %s%s; reads on %s/<origin hash>%s",
             witness.signer.vkey,
             ", ".join(witness.origins),
             settings.prefix,
             ADD_CHECKPOINT_PATH,
+            monitoring(settings),
+            CHECKPOINT_PATH_SUFFIX,
         )
         yield
 
@@ -223,5 +245,47 @@ def create_witness_app(settings: WitnessSettings) -> FastAPI:
         return Response(content=lines, headers={"Content-Type": COSIGNATURE_CONTENT_TYPE})
 
     app.include_router(router)
+    reads = APIRouter(prefix=monitoring(settings))
+
+    @reads.get(
+        "/{hashed}" + CHECKPOINT_PATH_SUFFIX,
+        summary="The latest checkpoint this witness cosigned for a log, with its cosignatures",
+        response_class=Response,
+        responses={
+            200: {"content": {"text/plain": {}}, "description": "the cosigned checkpoint"},
+            404: {"description": "no such log, or never cosigned"},
+        },
+    )
+    async def cosigned_checkpoint(hashed: str, request: Request) -> Response:
+        """``hashed``: the lower-case hex SHA-256 of the log's origin."""
+        witness: Witness = request.app.state.witness
+        path = request.url.path
+        origin = witness.log_for_hash(hashed)
+        try:
+            note = (
+                None
+                if origin is None
+                else await run_in_threadpool(witness.cosigned_checkpoint, origin)
+            )
+        except LedgerError as exc:
+            log.error("couldn't serve a cosigned checkpoint: %s", exc)
+            return _error_response(exc, path)
+        if note is None:
+            return _problem(
+                404,
+                "No cosigned checkpoint",
+                UnknownLogError(
+                    f"couldn't find a cosigned checkpoint for origin hash {excerpt(hashed)}: no "
+                    "log this witness knows has it, or the witness never cosigned its checkpoint"
+                ),
+                "unknown-log",
+                path,
+            )
+        return Response(
+            content=note,
+            headers={"Content-Type": COSIGNATURE_CONTENT_TYPE, "Cache-Control": "no-cache"},
+        )
+
+    app.include_router(reads)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     return app

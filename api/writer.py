@@ -3,7 +3,9 @@
 - :func:`load_signer` reads the log's private key at startup and checks it against the log's
   vkey (a key that is not the log's is fatal); a read-only server has none.
 - :func:`published_for` is the signer's memory of the largest checkpoint it published
-  (:mod:`ledger.server.published`), a file beside the key unless ``published_path`` says where.
+  (:mod:`ledger.server.published`), a file beside the key unless ``published_path`` says where;
+  :func:`recall_witnessed` adds to it, at start, what each witness of the policy says it last
+  cosigned (its read endpoint), and :func:`witness_endpoints` reads those witnesses.
 - :class:`Waiting` counts the submissions this process is waiting on, and since when (the
   health rule's input).
 - :func:`settler` bridges a sequencer future (settled in the sequencer's thread) to an asyncio
@@ -26,11 +28,14 @@ from typing import Any, TypeVar
 from api.clock import now_ms
 from api.settings import Settings
 from ledger.errors import FatalError, RefusedError
+from ledger.server.log_key import check_key_file
 from ledger.server.logview import LogView
 from ledger.server.published import PublishedCheckpoint, published_path_for
 from ledger.server.sequencer import Receipt
-from ledger.tlog.checkpoint import LogSigners
+from ledger.tlog.checkpoint import LogSigners, parse_policy
 from ledger.tlog.note import Signer
+from ledger.witness.client import fetch_cosigned_checkpoint
+from ledger.witness.cosigner import WitnessEndpoint, group_endpoints, recall_cosigned
 
 T = TypeVar("T")
 
@@ -121,8 +126,10 @@ def published_for(settings: Settings, view: LogView) -> PublishedCheckpoint | No
 
 def load_log_signers(settings: Settings, view: LogView) -> LogSigners | None:
     """The log's keys from its key file (Ed25519, and ML-DSA-44 for a hybrid log), checked
-    against the log's identity: a key that is not the log's, or a hybrid log's key file without
-    its ML-DSA-44 line, is fatal. None if read-only."""
+    against the log's identity (:func:`~ledger.server.log_key.check_key_file`): a key that is
+    not the log's, or the key file of a log that signs with ML-DSA-44 (from its creation, or
+    since a ``log_key`` entry) without that key, is fatal. An ML-DSA-44 key the log does not
+    name yet waits for its ``log_key`` statement. None if read-only."""
     key_path = _key_path(settings, view)
     if key_path is None:
         return None
@@ -132,7 +139,9 @@ def load_log_signers(settings: Settings, view: LogView) -> LogSigners | None:
         raise FatalError(f"couldn't read the log key {key_path}: {exc}") from exc
     signers = LogSigners.parse(text)
     try:
-        signers.check_identity(view.identity.log_vkey, view.identity.mldsa_vkey)
+        # The identity as stored now: a log_key entry logged since this process started
+        # names the key the key file must hold (/readyz asks again while running).
+        check_key_file(signers, view.store.identity())
     except RefusedError as exc:
         raise FatalError(f"{exc} (key file {key_path})") from exc
     return signers
@@ -142,3 +151,41 @@ def load_signer(settings: Settings, view: LogView) -> Signer | None:
     """The log's Ed25519 signer (see :func:`load_log_signers`); None if read-only."""
     signers = load_log_signers(settings, view)
     return signers.ed25519 if signers is not None else None
+
+
+def witness_endpoints(settings: Settings) -> list[WitnessEndpoint]:
+    """The witnesses of the log's tlog-policy file that have URLs, one per URL (a witness
+    listed with its 0x04 and 0x06 keys at one URL is asked once, for both lines); empty
+    without a policy. A policy that cannot be read, or has no URL at all, is fatal."""
+    if settings.witness_policy is None:
+        return []
+    try:
+        policy = parse_policy(settings.witness_policy.read_bytes())
+    except OSError as exc:
+        raise FatalError(
+            f"couldn't read the witness policy {settings.witness_policy}: {exc}"
+        ) from exc
+    endpoints = group_endpoints([(w.url, w.key) for w in policy.witnesses if w.url])
+    if not endpoints:
+        raise FatalError(
+            f"couldn't use the witness policy {settings.witness_policy}: no witness line has a URL"
+        )
+    return endpoints
+
+
+def recall_witnessed(
+    settings: Settings, view: LogView, published: PublishedCheckpoint | None
+) -> dict[str, int]:
+    """Before the startup check: ask each witness of the policy for the latest checkpoint of
+    this log it cosigned (``GET <url>/<origin hash>/checkpoint``, the URL taken as its
+    monitoring prefix) and add it to the signer's memory, so a database behind what a witness
+    cosigned is refused even if the memory file was lost. One request per witness, best effort
+    (see :func:`~ledger.witness.cosigner.recall_cosigned`); nothing for a read-only server."""
+    if published is None:
+        return {}
+    return recall_cosigned(
+        witness_endpoints(settings),
+        view.origin,
+        lambda url, origin: fetch_cosigned_checkpoint(url, origin, timeout=5.0),
+        published.remember_cosigned,
+    )

@@ -21,6 +21,7 @@ from ledger.statements.statement import (
     MAX_SIGNERS,
     STATEMENT_HEADER,
 )
+from ledger.tlog.statement_mldsa import STATEMENT_MLDSA44_VKEY_PATTERN
 
 SCHEMA_DIR = Path(__file__).resolve().parent
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
@@ -89,9 +90,16 @@ def _statement_schema(type_name: str, version: int, body: dict[str, Any]) -> dic
                 "uniqueItems": True,
                 "description": (
                     "strictly ascending by code point, no two sharing a public key or a (name, "
-                    "key ID) pair, each a real Ed25519 key (FORMAT.md F4.8)"
+                    "key ID) pair, each a real Ed25519 key or a real ML-DSA-44 statement key "
+                    "(FORMAT.md F4.8, F2.9)"
                 ),
-                "items": {"type": "string", "pattern": VKEY_PATTERN},
+                "items": {
+                    "type": "string",
+                    "anyOf": [
+                        {"pattern": VKEY_PATTERN},
+                        {"pattern": STATEMENT_MLDSA44_VKEY_PATTERN},
+                    ],
+                },
             },
             "time_ms": _INT53,
             "body": body,

@@ -1,6 +1,6 @@
-"""Benchmark ML-DSA-44 beside Ed25519: sign and verify rates, and what hybrid checkpoints (and,
-for comparison, hybrid statements) cost in throughput and bytes. One run, one core, ratios
-against the Ed25519 baseline of the same run.
+"""Benchmark ML-DSA-44 beside Ed25519: sign and verify rates, and what hybrid checkpoints and
+hybrid statements cost in throughput and bytes. One run, one core, ratios against the Ed25519
+baseline of the same run.
 
     .venv/bin/python scripts/bench_signatures.py              # about 2 s per measurement
     .venv/bin/python scripts/bench_signatures.py --seconds 0.5
@@ -8,19 +8,31 @@ against the Ed25519 baseline of the same run.
 Everything goes through the project's own code paths: ``Signer.sign`` /
 ``VerifierKey.verify_signature`` (libsodium for Ed25519, pyca/cryptography's OpenSSL for
 ML-DSA-44, pure, empty context), ``sign_checkpoint`` and ``open_checkpoint`` under each key
-policy. Statements are signed with Ed25519 only in this edition of the format; the "hybrid
-statement" rows give the bytes an ML-DSA-44 line per signer would add (a 2,420-byte signature,
-as C2SP's timestamped structure would carry it), measured on a real 5-member body statement.
+policy. Statements: a 5-member body's 3-of-5 statement signed with Ed25519 only, against the
+same statement listing each member's ML-DSA-44 statement key too and signed by three members
+with both keys (``ledger.tlog.statement_mldsa``; what a keyset with ``signatures: hybrid``
+requires): their bytes (note and log entry), and the rate at which ``verified_signers`` (parse,
+then every listed signer's line) checks each.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import functools
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
+from ledger.statements.canonical import JSONValue
+from ledger.statements.entry import entry_size
+from ledger.statements.statement import (
+    MAX_HYBRID_SIGNERS,
+    new_statement,
+    parse_statement,
+    sign_statement,
+    verified_signers,
+)
 from ledger.tlog.checkpoint import (
     Checkpoint,
     KeyPolicy,
@@ -28,15 +40,9 @@ from ledger.tlog.checkpoint import (
     open_checkpoint,
     sign_checkpoint,
 )
-from ledger.tlog.note import (
-    ALG_MLDSA44,
-    MLDSA44_SIGNATURE_SIZE,
-    NoteSignature,
-    Signer,
-    encode_base64,
-    parse_note,
-    sign_note,
-)
+from ledger.tlog.note import ALG_MLDSA44, Signer
+from ledger.tlog.statement_mldsa import StatementMLDSA44Signer
+from ledger.tlog.tiles import MAX_ENTRY_SIZE
 
 ORIGIN = "bench.example.org/log"
 MESSAGE = hashlib.sha256(b"message").digest() * 4  # 128 bytes, about a checkpoint's text
@@ -125,26 +131,70 @@ def main() -> None:
         f"{sign_hybrid:,.0f} batches/s on one core, each of up to thousands of entries"
     )
 
-    # Statements: a 5-member body's decision-sized statement, Ed25519 lines as logged today,
-    # and the bytes one ML-DSA-44 line per member would add.
+    bench_statements(seconds)
+
+
+def bench_statements(seconds: float) -> None:
+    """A 3-of-5 body statement, Ed25519 only and hybrid: bytes and verify rate."""
     members = [
         Signer.from_seed(f"member{i}.body.example", hashlib.sha256(f"m{i}".encode()).digest())
         for i in range(1, 6)
     ]
-    text = "amnesty-ledger.statement/v1\n" + '{"body":{' + '"x":"' + "a" * 600 + '"}}\n'
-    note = sign_note(text, members)
-    pq_line = NoteSignature(
-        "member1.body.example", bytes(4), bytes(8 + MLDSA44_SIGNATURE_SIZE)
-    ).line()
-    added = 5 * len(pq_line.encode())
-    ed_lines = len(note) - len(text) - 1
-    print(
-        f"\n5-member statement ({len(text)} bytes of text): Ed25519 lines {ed_lines:,} bytes, "
-        f"note {len(note):,}; with an ML-DSA-44 line per member +{added:,} bytes "
-        f"(note {len(note) + added:,}, {(len(note) + added) / len(note):.1f}x; the entry limit "
-        "is 65,535 bytes)"
+    pq_members = [
+        StatementMLDSA44Signer(m.name, hashlib.sha256(f"pq{m.name}".encode()).digest())
+        for m in members
+    ]
+    body: dict[str, JSONValue] = {
+        "offer": {"index": 1, "leaf_hash": encode_digest()},
+        "reasons": "a" * 600,
+    }
+
+    def signed(listed: list[str], signing: Sequence[Signer | StatementMLDSA44Signer]) -> bytes:
+        data = new_statement(
+            type="offer_withdrawal",
+            v=1,
+            origin=ORIGIN,
+            signers=listed,
+            time_ms=1_767_225_600_000,
+            body=body,
+        ).text.encode()
+        for signer in signing:
+            data = sign_statement(data, signer)
+        return data
+
+    ed_only = signed([m.vkey for m in members], members[:3])
+    hybrid = signed(
+        [m.vkey for m in members] + [p.vkey for p in pq_members], [*members[:3], *pq_members[:3]]
     )
-    assert parse_note(note).text == text and encode_base64(b"") == ""
+    assert len(verified_signers(parse_statement(hybrid))) == 6
+    measured = rates(
+        {
+            "Ed25519 3-of-5": lambda: verified_signers(parse_statement(ed_only)),
+            "hybrid 3-of-5": lambda: verified_signers(parse_statement(hybrid)),
+        },
+        seconds,
+    )
+    base = measured["Ed25519 3-of-5"]
+    print(f"\n{'statement (parse + verify)':<34}{'per second':>12}{'vs Ed25519':>12}")
+    for name, value in measured.items():
+        print(f"{name:<34}{value:>12,.0f}{value / base:>11.2f}x")
+    sizes = {
+        name: (len(data), entry_size(data.decode()))
+        for name, data in (("Ed25519 3-of-5", ed_only), ("hybrid 3-of-5", hybrid))
+    }
+    print(f"\n{'statement bytes':<34}{'note':>12}{'entry (max)':>12}")
+    for name, (note, entry) in sizes.items():
+        print(f"{name:<34}{note:>12,}{entry:>12,}")
+    ratio = sizes["hybrid 3-of-5"][1] / sizes["Ed25519 3-of-5"][1]
+    print(
+        f"the hybrid entry is {ratio:.1f}x the Ed25519 one; the limit is {MAX_ENTRY_SIZE:,} "
+        f"bytes, and at most {MAX_HYBRID_SIGNERS} hybrid signers fit in one statement"
+    )
+
+
+def encode_digest() -> str:
+    """A canonical base64 digest for the benchmark body."""
+    return base64.b64encode(hashlib.sha256(b"leaf").digest()).decode()
 
 
 if __name__ == "__main__":

@@ -907,6 +907,23 @@ def positive_vectors(keys: Keys) -> list[Vector]:
         )
     )
 
+    log = base(k)
+    log.body("log_key", {"vkey": _log_mldsa44().vkey}, day=2)
+    out.append(
+        Vector(
+            "accept/log-key",
+            "The body (2 of 3) adds the log's ML-DSA-44 key, named after the origin; the "
+            "checkpoint, which includes that entry, carries its subtree/v1 line beside the "
+            "Ed25519 one (a verifier pinned to the Ed25519 key learns the key from the log).",
+            ["P4.log_key"],
+            log_input(log, checkpoint=_hybrid_checkpoint(log), audits=[log.at(3)]),
+            {
+                "result": "accept",
+                "audits": [audit(log.at(3), decision_within_promised_time="pending")],
+            },
+        )
+    )
+
     log = granted(k)
     log.grievance(k.stranger, 2, day=6)
     out.append(
@@ -1166,6 +1183,46 @@ def positive_vectors(keys: Keys) -> list[Vector]:
         )
     )
     return out
+
+
+def _log_mldsa44() -> Any:
+    """The log's ML-DSA-44 key of ``accept/log-key`` (from a fixed seed)."""
+    from ledger.tlog.note import ALG_MLDSA44, Signer
+
+    return Signer.from_seed(ORIGIN, _seed("log mldsa44"), ALG_MLDSA44)
+
+
+def _hybrid_checkpoint(log: Log) -> str:
+    """``log``'s checkpoint with the log's ML-DSA-44 line (:func:`_log_mldsa44`) too.
+
+    ML-DSA-44 signing is hedged (two signatures of one message differ), so that ``generate``
+    writes the same bytes every time the line of the published vector is kept while it still
+    verifies over this checkpoint; otherwise (a new vector, or one whose checkpoint changed)
+    the line is signed afresh."""
+    from ledger.errors import LedgerError
+    from ledger.tlog.checkpoint import (
+        Checkpoint,
+        CosignatureSigner,
+        LogKeys,
+        open_checkpoint,
+        sign_checkpoint,
+    )
+    from ledger.tlog.note import format_note, parse_note
+
+    key = _log_mldsa44()
+    checkpoint = Checkpoint(ORIGIN, len(log.entries), log.tree.root())
+    plain = parse_note(sign_checkpoint(checkpoint, log.keys.log))
+    keys = LogKeys(log.keys.log.verifier_key, key.verifier_key)
+    published = VECTOR_DIR / "accept" / "log-key.json"
+    if published.exists():
+        kept = json.loads(published.read_text(encoding="utf-8"))["input"]["checkpoint"]
+        try:
+            if open_checkpoint(kept.encode("utf-8"), keys) == checkpoint:
+                return str(kept)
+        except LedgerError:
+            pass  # the checkpoint changed: sign it again
+    line = CosignatureSigner(key).cosign(checkpoint, 0)
+    return format_note(plain.with_signature(line)).decode("utf-8")
 
 
 def _terms() -> dict[str, Any]:

@@ -1,5 +1,5 @@
-"""The public page's HTTP side (``api/routes/web.py``): the page carries this log's key in its
-source, its files come from an allowlist, its icon exists, and its Content-Security-Policy lets
+"""The public page's HTTP side (``api/routes/web.py``): the page carries this log's keys in its
+source, its files come from an allowlist (the vendored verifiers pinned by their SHA-256), its icon exists, and its Content-Security-Policy lets
 nothing but this origin's own files run, style or load. What the page does in a browser is
 tested in a real Chromium: tests/test_page_browser.py."""
 
@@ -33,6 +33,10 @@ def test_the_page_pins_this_log_s_key_in_its_source(http: TestClient, log: TestL
     page = http.get("/")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     assert f'<meta name="amnesty-log-vkey" content="{log.log_signer.vkey}">' in page.text
+    # An Ed25519-only log: its one vkey, and no log_key entry (a hybrid log's page, and one that
+    # added its ML-DSA-44 key, are in tests/test_page_browser.py).
+    assert f'<meta name="amnesty-log-vkeys" content="{log.log_signer.vkey}">' in page.text
+    assert '<meta name="amnesty-log-mldsa-key-entry" content="">' in page.text
     assert "{{" not in page.text
 
 
@@ -70,6 +74,7 @@ def test_the_page_loads_nothing_from_elsewhere_and_runs_no_inline_code(http: Tes
         ("verify.js", "text/javascript"),
         ("quote.js", "text/javascript"),
         ("noble-ed25519.js", "text/javascript"),
+        ("noble-post-quantum-mldsa44.js", "text/javascript"),
         ("style.css", "text/css"),
         ("favicon.svg", "image/svg+xml"),
     ],
@@ -107,3 +112,29 @@ def test_the_vendored_ed25519_is_the_pinned_release() -> None:
     assert hashlib.sha256(data).hexdigest() == NOBLE_ED25519_SHA256
     licence = (STATIC / "noble-ed25519.LICENSE").read_text(encoding="utf-8")
     assert "MIT License" in licence and "Paul Miller" in licence
+
+
+NOBLE_POST_QUANTUM_MLDSA44_SHA256 = (
+    "15ab7a91c14b3e6acadad8db74949ef1330a2be4d847e7f535f27e4c9919b223"
+)
+"""SHA-256 of ``api/static/noble-post-quantum-mldsa44.js``: @noble/post-quantum 0.7.1's ML-DSA-44
+verify, with @noble/hashes 2.4.0 and @noble/curves 2.4.0, bundled by esbuild 0.28.2 as
+``scripts/vendor-mldsa44`` does (docs/API.md, "The web page"). Rebuilding needs the npm registry,
+so the build is not run here; the recipe reproduces these bytes."""
+
+
+def test_the_vendored_mldsa44_bundle_is_the_pinned_build() -> None:
+    import hashlib
+
+    data = (STATIC / "noble-post-quantum-mldsa44.js").read_bytes()
+    assert hashlib.sha256(data).hexdigest() == NOBLE_POST_QUANTUM_MLDSA44_SHA256
+    licence = (STATIC / "noble-post-quantum-mldsa44.LICENSE").read_text(encoding="utf-8")
+    for package in ("@noble/post-quantum 0.7.1", "@noble/hashes 2.4.0", "@noble/curves 2.4.0"):
+        assert f"== {package} (LICENSE as npm ships it) ==" in licence
+    assert licence.count("The MIT License (MIT)") == 3 and "Paul Miller" in licence
+    # One self-contained module: it imports nothing, fetches nothing, and exports verify only.
+    text = data.decode("utf-8")
+    for banned in ("import(", "fetch(", "XMLHttpRequest", "http://", "https://", "eval("):
+        assert banned not in text, banned
+    assert not re.search(r"^import ", text, re.MULTILINE)
+    assert text.rstrip().endswith("*/") and "export {\n  verify\n};" in text

@@ -5,7 +5,10 @@ page error and every commitment shown by the name and text the signed offer give
 ``failed`` — showing nothing from the log — through a lying proxy (an edited entry, edited JSON,
 a corrupted or forged checkpoint signature, a dropped entry, an edited proof), or when the
 server shows a second history under the same key after a first visit (with both signed
-checkpoints offered as evidence). The proxy is Chromium's own request interception
+checkpoints offered as evidence). On a hybrid log (Ed25519 and ML-DSA-44) the page verifies the
+ML-DSA-44 line under its key policy: a changed or missing line fails the policy ``both``, a
+swapped ML-DSA-44 key after a first visit is refused, and a log that added its key by a
+``log_key`` entry still verifies the checkpoints from before it. The proxy is Chromium's own request interception
 (``page.route``): the page gets the server's real answer, edited.
 """
 
@@ -14,7 +17,8 @@ from __future__ import annotations
 import base64
 import json
 import re
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,16 +29,38 @@ from playwright.sync_api import Browser, BrowserContext, Route
 
 from ledger.errors import LedgerError
 from ledger.protocol.quoting import quote
+from ledger.protocol.statements import STATEMENT_TYPES
 from ledger.protocol.terms import default_offer
 from ledger.server.admission import StatementPolicy
-from ledger.server.sequencer import Sequencer
+from ledger.server.sequencer import Receipt, Sequencer
+from ledger.statements.statement import new_statement, sign_statement
+from ledger.storage.base import LogIdentity
 from ledger.storage.sql import SqlLogStore
-from ledger.tlog.checkpoint import Checkpoint, sign_checkpoint
-from ledger.tlog.note import ALG_MLDSA44, Signer, key_id, parse_note, sign_note, verify_note
+from ledger.tlog.checkpoint import (
+    Checkpoint,
+    CosignatureSigner,
+    KeyPolicy,
+    LogKey,
+    LogKeys,
+    LogSigners,
+    open_checkpoint,
+    sign_checkpoint,
+)
+from ledger.tlog.merkle import EMPTY_ROOT
+from ledger.tlog.note import (
+    ALG_MLDSA44,
+    Signer,
+    format_note,
+    key_id,
+    parse_note,
+    sign_note,
+    verify_note,
+)
+from ledger.tlog.statement_mldsa import StatementMLDSA44Signer
 from tests.api_support import TestLog, live_server, make_log
 from tests.browser_support import RouteHandler, chromium, dom_tree, edit_response, nodes, visit
 from tests.merkle_reference import ReferenceTree, ref_leaf_hash
-from tests.support import ORIGIN
+from tests.support import ORIGIN, body_members, make_signer
 
 FIRST_NAME = "<img src=x onerror=alert(1)>"
 
@@ -130,9 +156,13 @@ def test_the_honest_page_verifies_what_it_shows(context: BrowserContext, served:
     assert page.locator("#vkey").inner_text() == served.log.log_signer.vkey
 
 
+@pytest.mark.parametrize("log", ["served", "hybrid"])
 def test_the_verdicts_are_near_the_top_and_nothing_overflows_at_390_px(
-    context: BrowserContext, served: Served
+    context: BrowserContext, request: pytest.FixtureRequest, log: str
 ) -> None:
+    """At 390 px, on an Ed25519 log and on a hybrid one (whose ML-DSA-44 vkey, about 1,780
+    characters, is shown in full)."""
+    served: Served = request.getfixturevalue(log)
     shown = visit(context, served.base + "/", width=390)
     assert shown.state == "verified", shown.sentence
     page = shown.page
@@ -383,11 +413,12 @@ def test_an_unknown_signature_line_on_the_checkpoint_is_ignored(
     assert "1 other signature line(s)" in shown.page.locator("#cosignatures").inner_text()
 
 
-def test_a_hybrid_checkpoint_verifies_by_its_ed25519_line(
+def test_an_mldsa_line_of_a_key_not_pinned_is_ignored(
     context: BrowserContext, served: Served
 ) -> None:
-    """A checkpoint with the log's ML-DSA-44 line beside its Ed25519 one (DESIGN §6): the page
-    pins the Ed25519 key and ignores the line of a key type it does not know."""
+    """A checkpoint of an Ed25519-only log with an ML-DSA-44 line under the log's name: the page
+    pins only the Ed25519 key the page states, so it ignores that line and counts it (the
+    hybrid log's own line is checked in the tests further below)."""
     post_quantum = Signer(ORIGIN, b"post-quantum".ljust(32, b"\0"), alg=ALG_MLDSA44)
 
     def hybrid(note: bytes) -> bytes:
@@ -793,3 +824,433 @@ def test_without_webcrypto_ed25519_the_vendored_library_verifies(
             assert seen.sentence.startswith(f"Verification failed: {LIES[lie][2]}")
     finally:
         fresh.close()
+
+
+# -- a hybrid log: the ML-DSA-44 line under the page's key policy ---------------------------------
+
+LOG_MLDSA44 = Signer(ORIGIN, b"log ml-dsa-44".ljust(32, b"\0"), alg=ALG_MLDSA44)
+OTHER_MLDSA44 = Signer(ORIGIN, b"another ml-dsa-44".ljust(32, b"\0"), alg=ALG_MLDSA44)
+MLDSA_LINE_BYTES = 4 + 8 + 2420
+
+
+@dataclass
+class HybridLog(TestLog):
+    """A log created with an ML-DSA-44 key beside its Ed25519 one: every checkpoint carries both
+    lines (the Ed25519 one first)."""
+
+    __test__ = False
+
+    mldsa_signer: Signer = LOG_MLDSA44
+
+    def append(self, label: str, note: bytes) -> tuple[int, bytes]:
+        store = SqlLogStore(self.url)
+        try:
+            policy = StatementPolicy(ORIGIN)
+            sequencer = Sequencer(store, self.log_signer, policy, extra_signers=[self.mldsa_signer])
+            (result,) = sequencer.sequence_now([policy.prepare(note)])
+        finally:
+            store.close()
+        assert isinstance(result, Receipt), result
+        self.entries[label] = (result.index, result.entry)
+        return result.index, result.entry
+
+
+def hybrid_demo_log(folder: Path) -> HybridLog:
+    """:func:`demo_log`'s 4 entries, in a log created hybrid."""
+    folder.mkdir(parents=True, exist_ok=True)
+    signers = LogSigners(make_signer(), LOG_MLDSA44)
+    key_path = folder / "log.key"
+    key_path.write_text(signers.text())
+    url = f"sqlite:///{folder / 'log.db'}"
+    store = SqlLogStore(url, create=True)
+    try:
+        store.create_log(
+            LogIdentity(
+                origin=ORIGIN,
+                log_vkey=signers.ed25519.vkey,
+                created_ms=int(time.time() * 1000),
+                key_path=None,
+                mldsa_vkey=LOG_MLDSA44.vkey,
+            ),
+            signers.sign(Checkpoint(ORIGIN, 0, EMPTY_ROOT)),
+        )
+    finally:
+        store.close()
+    members = body_members()
+    log = HybridLog(folder, url, signers.ed25519, key_path, members)
+    log.append(
+        "keyset",
+        log.by_body("keyset", {"members": sorted(m.vkey for m in members), "threshold": 3}),
+    )
+    log.append("offer", log.by_body("offer", default_offer()))
+    log.append("first", log.application(Signer.from_seed("first.ai.example", b"1" * 32), "First"))
+    log.append("grant", log.decision("first"))
+    return log
+
+
+@pytest.fixture(scope="module")
+def hybrid(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    log = hybrid_demo_log(tmp_path_factory.mktemp("hybrid-page"))
+    with live_server(log.settings()) as base:
+        yield Served(log, base)
+
+
+def _edit_signature_lines(note: bytes, edit: Callable[[list[str]], list[str]]) -> bytes:
+    """``note`` with its signature lines passed through ``edit``."""
+    text, _, block = note.decode().rpartition("\n\n")
+    lines = edit(block.rstrip("\n").split("\n"))
+    return (text + "\n\n" + "\n".join(lines) + "\n").encode()
+
+
+def _is_mldsa_line(line: str) -> bool:
+    return len(base64.b64decode(line.rsplit(" ", 1)[1])) == MLDSA_LINE_BYTES
+
+
+def _flip_mldsa_signature(note: bytes) -> bytes:
+    """One byte of the ML-DSA-44 signature changed (not of its key ID or timestamp)."""
+
+    def flip(lines: list[str]) -> list[str]:
+        out = []
+        for line in lines:
+            if not _is_mldsa_line(line):
+                out.append(line)
+                continue
+            name, blob = line.rsplit(" ", 1)
+            raw = bytearray(base64.b64decode(blob))
+            raw[4 + 8 + 1000] ^= 0x01
+            out.append(f"{name} {base64.b64encode(bytes(raw)).decode()}")
+        return out
+
+    return _edit_signature_lines(note, flip)
+
+
+def _strip_mldsa_line(note: bytes) -> bytes:
+    return _edit_signature_lines(note, lambda lines: [x for x in lines if not _is_mldsa_line(x)])
+
+
+def _strip_ed25519_line(note: bytes) -> bytes:
+    return _edit_signature_lines(note, lambda lines: [x for x in lines if _is_mldsa_line(x)])
+
+
+def _set_policy(context: BrowserContext, base: str, policy: str) -> None:
+    page = context.new_page()
+    page.goto(base + "/")
+    page.evaluate("(p) => localStorage.setItem('amnesty-ledger.key-policy', p)", policy)
+    page.close()
+
+
+def test_a_hybrid_checkpoint_verifies_under_both_keys(
+    context: BrowserContext, hybrid: Served
+) -> None:
+    """The honest hybrid log: the page pins both vkeys its source states, verifies the
+    Ed25519 line and the ML-DSA-44 line (with the vendored bundle) and says so."""
+    source = httpx.get(hybrid.base + "/").text
+    vkeys = f"{hybrid.log.log_signer.vkey} {LOG_MLDSA44.vkey}"
+    assert f'<meta name="amnesty-log-vkeys" content="{vkeys}">' in source
+    assert '<meta name="amnesty-log-mldsa-key-entry" content="">' in source  # created hybrid
+    shown = visit(context, hybrid.base + "/")
+    assert shown.state == "verified", shown.sentence
+    assert shown.sentence.startswith(
+        "Verified in this browser: the checkpoint of 4 entries is signed by the log keys this "
+        "server states (its own claim: compare them with ones published elsewhere) — verified: "
+        "Ed25519 and ML-DSA-44 signatures of the log (key policy both); the 4 entries shown"
+    ), shown.sentence
+    assert shown.console_errors == [] and shown.page_errors == [] and shown.failed_requests == []
+    page = shown.page
+    assert page.get_attribute("#verification", "data-signatures") == "Ed25519 ML-DSA-44"
+    assert page.inner_text("#vkey").split() == [hybrid.log.log_signer.vkey, LOG_MLDSA44.vkey]
+    assert "Key policy (the default): both" in page.inner_text("#key-policy")
+    assert "The checkpoint carries no signature but the log's." in page.inner_text("#cosignatures")
+    assert page.evaluate(
+        "performance.getEntriesByType('resource')"
+        ".some(r => r.name.endsWith('/static/noble-post-quantum-mldsa44.js'))"
+    )
+
+
+@pytest.mark.parametrize("policy", ["both", "ed25519"])
+def test_a_changed_mldsa_signature_fails_both_and_is_ignored_under_ed25519(
+    context: BrowserContext, hybrid: Served, policy: str
+) -> None:
+    if policy != "both":
+        _set_policy(context, hybrid.base, policy)
+    lie = {"**/checkpoint": edit_response(_flip_mldsa_signature)}
+    shown = visit(context, hybrid.base + "/", lie)
+    if policy == "both":
+        assert shown.state == "failed", shown.sentence
+        assert shown.sentence.startswith(
+            "Verification failed: couldn't verify the checkpoint: the ML-DSA-44 signature of key "
+            f"{LOG_MLDSA44.vkey.split('+')[1]} does not verify."
+        ), shown.sentence
+        assert shown.page.locator("#content").is_hidden()
+    else:
+        assert shown.state == "verified", shown.sentence
+        assert (
+            "— verified: Ed25519 only (key policy ed25519: its ML-DSA-44 line is not checked)"
+            in (shown.sentence)
+        )
+        assert "1 other signature line(s)" in shown.page.inner_text("#cosignatures")
+        assert shown.page.get_attribute("#verification", "data-signatures") == "Ed25519"
+
+
+def test_a_checkpoint_without_its_mldsa_line_fails_both(
+    context: BrowserContext, hybrid: Served
+) -> None:
+    shown = visit(context, hybrid.base + "/", {"**/checkpoint": edit_response(_strip_mldsa_line)})
+    assert shown.state == "failed", shown.sentence
+    assert shown.sentence.startswith(
+        "Verification failed: couldn't verify the checkpoint: it has no ML-DSA-44 signature by the "
+        f"pinned log key {LOG_MLDSA44.vkey.split('+')[1]}, which key policy both requires."
+    ), shown.sentence
+
+
+def test_under_mldsa44_the_ed25519_line_may_be_missing(
+    context: BrowserContext, hybrid: Served
+) -> None:
+    _set_policy(context, hybrid.base, "mldsa44")
+    stripped = {"**/checkpoint": edit_response(_strip_ed25519_line)}
+    shown = visit(context, hybrid.base + "/", stripped)
+    assert shown.state == "verified", shown.sentence
+    assert "— verified: ML-DSA-44 signature of the log (key policy mldsa44; it carries no " in (
+        shown.sentence
+    )
+    flipped = {"**/checkpoint": edit_response(_flip_mldsa_signature)}
+    assert visit(context, hybrid.base + "/", flipped).state == "failed"
+
+
+def test_a_policy_that_needs_an_mldsa_key_fails_on_an_ed25519_log(
+    context: BrowserContext, served: Served
+) -> None:
+    _set_policy(context, served.base, "both")
+    shown = visit(context, served.base + "/")
+    assert shown.state == "failed"
+    assert shown.sentence.startswith(
+        "Verification failed: couldn't apply key policy both: it requires an ML-DSA-44 key, and "
+        "none is pinned (the key in the page's source)."
+    ), shown.sentence
+
+
+@pytest.mark.parametrize("change", ["swapped", "dropped"])
+def test_an_mldsa_key_swapped_or_dropped_after_a_first_visit_is_refused(
+    context: BrowserContext, hybrid: Served, change: str
+) -> None:
+    """Trust on first use covers the ML-DSA-44 key: a page that later states another one (a
+    proxy signing its own ML-DSA-44 lines), or none (to fall back on Ed25519 alone), fails."""
+    first = visit(context, hybrid.base + "/")
+    assert first.state == "verified", first.sentence
+    replacement = b" " + OTHER_MLDSA44.vkey.encode() if change == "swapped" else b""
+    swap = edit_response(lambda page: page.replace(b" " + LOG_MLDSA44.vkey.encode(), replacement))
+    shown = visit(context, hybrid.base + "/", {hybrid.base + "/": swap})
+    assert shown.state == "failed", shown.sentence
+    key_id_hex = LOG_MLDSA44.vkey.split("+")[1]
+    if change == "swapped":
+        assert shown.sentence.startswith(
+            "Verification failed: couldn't trust the log's ML-DSA-44 key: the page now states "
+            "another ML-DSA-44 key than the one it stated on an earlier visit this browser "
+            f"verified (key ID {key_id_hex})"
+        ), shown.sentence
+    else:
+        assert shown.sentence.startswith(
+            "Verification failed: couldn't trust the log keys: the page now states no ML-DSA-44 "
+            f"key, and it stated one on an earlier visit this browser verified (key ID {key_id_hex})"
+        ), shown.sentence
+
+
+def test_a_visitor_pins_both_keys_and_chooses_a_policy(
+    context: BrowserContext, hybrid: Served
+) -> None:
+    """The pin field takes both vkeys, separated by a new line (as the demo's log.vkeys file
+    has them); the policy chosen is kept beside them."""
+    page = visit(context, hybrid.base + "/").page
+    page.fill("#pin-input", f"{hybrid.log.log_signer.vkey}\n{LOG_MLDSA44.vkey}\n")
+    with page.expect_navigation():
+        page.click("text=Pin this key")
+    page.wait_for_selector("#verification:not([data-verification='checking'])", state="attached")
+    sentence = page.inner_text("#verification-sentence")
+    assert page.get_attribute("#verification", "data-verification") == "verified", sentence
+    assert "signed by the log keys you pinned — verified: Ed25519 and ML-DSA-44" in sentence
+    page.select_option("#policy-select", "ed25519")
+    with page.expect_navigation():
+        page.click("text=Use this policy")
+    page.wait_for_selector("#verification:not([data-verification='checking'])", state="attached")
+    sentence = page.inner_text("#verification-sentence")
+    assert "signed by the log key you pinned — verified: Ed25519 only (key policy ed25519" in (
+        sentence
+    )
+    assert page.input_value("#policy-select") == "ed25519"
+    assert "Key policy you chose: ed25519" in page.inner_text("#key-policy")
+    # A pinned ML-DSA-44 key that is not the log's: its line names another key ID, so under
+    # the policy both the checkpoint has no line of the pinned key.
+    page.select_option("#policy-select", "")
+    with page.expect_navigation():
+        page.click("text=Use this policy")
+    page.fill("#pin-input", f"{hybrid.log.log_signer.vkey} {OTHER_MLDSA44.vkey}")
+    with page.expect_navigation():
+        page.click("text=Pin this key")
+    page.wait_for_selector("#verification[data-verification='failed']", state="attached")
+    assert "it has no ML-DSA-44 signature by the pinned log key" in page.inner_text(
+        "#verification-sentence"
+    )
+
+
+def test_a_log_that_adds_its_mldsa_key_verifies_before_and_after(
+    context: BrowserContext, tmp_path: Path
+) -> None:
+    """F7.4: a first visit to an Ed25519-only log; the log adds its ML-DSA-44 key by a
+    ``log_key`` entry (index 4); the next visit pins both keys the page now states, requires
+    both lines on the new checkpoint and still opens the earlier one (size 4, from before the
+    key) to prove consistency with it."""
+    log = demo_log(tmp_path)
+    # The key file one key ahead of the log: checkpoints stay Ed25519-only until the statement.
+    log.key_path.write_text(LogSigners(log.log_signer, LOG_MLDSA44).text())
+    with live_server(log.settings()) as base:
+        first = visit(context, base + "/")
+        assert first.state == "verified", first.sentence
+        assert "(no ML-DSA-44 key is pinned)" in first.sentence
+        statement = log.by_body("log_key", {"vkey": LOG_MLDSA44.vkey})
+        answer = httpx.post(base + "/v1/statements", content=statement, timeout=30)
+        assert answer.status_code == 201, answer.text
+        assert answer.json()["index"] == 4
+        page = httpx.get(base + "/").text
+        assert '<meta name="amnesty-log-mldsa-key-entry" content="4">' in page
+        assert (
+            f'<meta name="amnesty-log-vkeys" content="{log.log_signer.vkey} {LOG_MLDSA44.vkey}">'
+            in page
+        )
+        # (Another URL than the first visit's: the browser may keep the page a minute.)
+        again = visit(context, base + "/?after-the-key")
+    assert again.state == "verified", again.sentence
+    assert "the checkpoint of 5 entries" in again.sentence
+    assert "Ed25519 and ML-DSA-44 signatures of the log (key policy both)" in again.sentence
+    assert "consistent with the checkpoint of 4 entries this browser verified" in again.sentence
+    assert again.page.locator("#entry-4 h3").inner_text() == "Entry 4: the log's ML-DSA-44 key"
+
+
+HYBRID_CHECKS = """async ({ vkeys, cases }) => {
+  const v = await import("/static/verify.js");
+  const results = [];
+  for (const c of cases) {
+    try {
+      const keys = await v.parseLogKeys(c.policy === "ed25519" ? vkeys[0] : vkeys.join(" "), c.policy);
+      const opened = await v.openCheckpoint(c.note, keys);
+      results.push(`${opened.size} ${opened.signedBy.join("+")}`);
+    } catch (error) {
+      results.push(error instanceof v.VerificationFailure ? "refused" : String(error));
+    }
+  }
+  return results;
+}"""
+
+
+def _hybrid_notes(ed: Signer) -> dict[str, bytes]:
+    """Checkpoint notes of a hybrid log's keys, honest and altered, for every rule of F7.2."""
+    tree = Checkpoint(ORIGIN, 7, bytes(range(32)))
+    honest = LogSigners(ed, LOG_MLDSA44).sign(tree)
+    note = parse_note(sign_note(tree.body(), [ed]))
+    at_time = format_note(
+        note.with_signature(CosignatureSigner(LOG_MLDSA44).cosign(tree, 1_700_000))
+    )
+    signature_lines = honest.decode().rpartition("\n\n")[2].rstrip("\n").split("\n")
+    (pq_line,) = [line for line in signature_lines if _is_mldsa_line(line)]
+    name, blob = pq_line.rsplit(" ", 1)
+    raw = base64.b64decode(blob)
+
+    def with_pq_blob(data: bytes) -> bytes:
+        line = f"{name} {base64.b64encode(data).decode()}"
+        return _edit_signature_lines(honest, lambda ls: [line if x == pq_line else x for x in ls])
+
+    extended = Checkpoint(ORIGIN, 7, bytes(range(32)), ("an extension line",))
+    with_extension = parse_note(sign_note(extended.body(), [ed])).with_signature(
+        CosignatureSigner(LOG_MLDSA44).cosign(tree, 0)
+    )
+    other = format_note(note.with_signature(CosignatureSigner(OTHER_MLDSA44).cosign(tree, 0)))
+    return {
+        "honest": honest,
+        "at a non-zero time": at_time,
+        "its time changed": with_pq_blob(raw[:4] + (1).to_bytes(8, "big") + raw[12:]),
+        "its time above 2**63 - 1": with_pq_blob(raw[:4] + b"\x80" + raw[5:]),
+        "a signature byte changed": _flip_mldsa_signature(honest),
+        "a byte short": with_pq_blob(raw[:-1]),
+        "no ML-DSA-44 line": _strip_mldsa_line(honest),
+        "no Ed25519 line": _strip_ed25519_line(honest),
+        "the Ed25519 line changed": _tamper_line(honest, 0),
+        "an extension line": format_note(with_extension),
+        "another ML-DSA-44 key's line": other,
+        "another size": honest.replace(b"\n7\n", b"\n8\n", 1),
+    }
+
+
+def test_the_page_s_hybrid_checkpoints_agree_with_the_ledger_s(
+    context: BrowserContext, hybrid: Served
+) -> None:
+    """verify.js's openCheckpoint under each key policy against ledger.tlog.checkpoint's
+    open_checkpoint, on a hybrid checkpoint honest and altered in every part F7.2 signs. Under
+    ``ed25519`` the page pins the Ed25519 key alone (the ML-DSA-44 line is not checked), so it
+    is compared with open_checkpoint under that key alone."""
+    ed = hybrid.log.log_signer
+    notes = _hybrid_notes(ed)
+    cases, expected = [], []
+    for note in notes.values():
+        for policy in ("both", "mldsa44", "ed25519"):
+            cases.append({"note": note.decode(), "policy": policy})
+            keys: LogKey = (
+                ed.verifier_key
+                if policy == "ed25519"
+                else LogKeys(ed.verifier_key, LOG_MLDSA44.verifier_key, KeyPolicy(policy))
+            )
+            try:
+                expected.append(f"{open_checkpoint(note, keys).size}")
+            except LedgerError:
+                expected.append("refused")
+    page = visit(context, hybrid.base + "/").page
+    results = page.evaluate(HYBRID_CHECKS, {"vkeys": [ed.vkey, LOG_MLDSA44.vkey], "cases": cases})
+    got = [r.split(" ")[0] for r in results]
+    wrong = [
+        (name, case["policy"], want, result)
+        for (name, case, want, result) in zip(
+            [n for n in notes for _ in range(3)], cases, expected, results, strict=True
+        )
+        if result.split(" ")[0] != want
+    ]
+    assert not wrong, wrong
+    assert got.count("refused") not in (0, len(got))
+    assert results[0] == "7 Ed25519+ML-DSA-44"  # honest, under both
+
+
+OPEN_ENTRY = """async ({ entry, origin }) => {
+  const v = await import("/static/verify.js");
+  try {
+    const opened = await v.openEntry(v.utf8(entry), 0, origin);
+    return opened.signedBy;
+  } catch (error) {
+    return error.message;
+  }
+}"""
+
+
+def test_a_hybrid_statement_is_read_by_its_ed25519_signatures(
+    context: BrowserContext, served: Served
+) -> None:
+    """A statement that lists an ML-DSA-44 statement key (type 0xff, F2.9) beside an Ed25519
+    one: the page checks the Ed25519 signature and ignores the other line (F3.4), as an
+    Ed25519-only verifier does; with the Ed25519 line changed, it is refused."""
+    ed = Signer.from_seed("hybrid.ai.example", b"h" * 32)
+    pq = StatementMLDSA44Signer("hybrid.ai.example", b"q" * 32)
+    data = new_statement(
+        type="grievance",
+        v=STATEMENT_TYPES["grievance"][0],
+        origin=ORIGIN,
+        signers=[ed.vkey, pq.vkey],
+        time_ms=1_700_000_000_000,
+        body={"text": "a grievance"},
+    ).text.encode()
+    note = sign_statement(sign_statement(data, ed), pq)
+    lines = note.decode().rpartition("\n\n")[2].rstrip("\n").split("\n")
+    (ed_line,) = [i for i, x in enumerate(lines) if len(base64.b64decode(x.split(" ")[2])) == 68]
+    page = visit(context, served.base + "/").page
+    for statement, want in ((note, [ed.vkey]), (_tamper_line(note, ed_line), None)):
+        entry = json.dumps({"index": 0, "log_time_ms": 1, "statement": statement.decode()})
+        got = page.evaluate(OPEN_ENTRY, {"entry": entry, "origin": ORIGIN})
+        if want is None:
+            assert "does not verify" in got, got
+        else:
+            assert got == want

@@ -34,7 +34,7 @@ def test_full_report_frame() -> None:
     log = full_log()
     report = report_of(log, audit_day=100)
     assert report["format"] == "amnesty-ledger.precedent/v1"
-    assert report["checkpoint"] == {"origin": ORIGIN, "root_hash_b64": ROOT, "size": 23}
+    assert report["checkpoint"] == {"origin": ORIGIN, "root_hash_b64": ROOT, "size": 24}
     assert report["audit_time_ms"] == log.at(100)
     assert report["keyset"]["index"] == 0 and report["keyset"]["threshold"] == 3
     assert report["keyset"]["members"] == sorted(report["keyset"]["members"])
@@ -85,7 +85,7 @@ def test_full_report_frame() -> None:
         (8, "enforcement_action", "pause"),
     ]
     counts = report["counts"]
-    assert counts["entries"] == 23 and counts["subjects"] == 3
+    assert counts["entries"] == 24 and counts["subjects"] == 3
     assert (counts["grievances"], counts["grievances_without_clock"]) == (1, 0)
     assert counts["applications_by_outcome"] == {
         "denied": 1,
@@ -95,7 +95,7 @@ def test_full_report_frame() -> None:
     }
     assert counts["subjects_by_standing"]["revoked"] == 1
     assert counts["subjects_ever_granted"] == 1 and counts["subjects_terminated"] == 0
-    assert sum(counts["entries_by_type"].values()) == 23
+    assert sum(counts["entries_by_type"].values()) == 24
     assert report["all_commitments_honoured"] is True
     assert [c["status"] for c in report["commitments"]] == ["honoured"] * 9
 
@@ -151,7 +151,7 @@ def test_empty_and_early_logs_have_a_report() -> None:
 
 def test_report_refuses_a_checkpoint_that_does_not_match() -> None:
     log = full_log()
-    with pytest.raises(RefusedError, match="checkpoint size 22 differs from the 23 entries"):
+    with pytest.raises(RefusedError, match="checkpoint size 22 differs from the 24 entries"):
         precedent_report(
             log.state,
             checkpoint={"origin": ORIGIN, "size": 22, "root_hash_b64": ROOT},
@@ -160,13 +160,13 @@ def test_report_refuses_a_checkpoint_that_does_not_match() -> None:
     with pytest.raises(RefusedError, match=r"audit time \d+ precedes the last entry's log time"):
         precedent_report(
             log.state,
-            checkpoint={"origin": ORIGIN, "size": 23, "root_hash_b64": ROOT},
+            checkpoint={"origin": ORIGIN, "size": 24, "root_hash_b64": ROOT},
             audit_time_ms=log.now - DAY,
         )
     with pytest.raises(MalformedError, match="root_hash_b64"):
         precedent_report(
             log.state,
-            checkpoint={"origin": ORIGIN, "size": 23, "root_hash_b64": "not base64"},
+            checkpoint={"origin": ORIGIN, "size": 24, "root_hash_b64": "not base64"},
             audit_time_ms=log.now,
         )
 

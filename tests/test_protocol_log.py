@@ -29,7 +29,7 @@ from ledger.protocol import (
     parse_body,
 )
 from ledger.protocol.statements import OfferBody
-from ledger.tlog.note import Signer
+from ledger.tlog.note import ALG_MLDSA44, Signer
 
 SEED = Path(__file__).resolve().parents[2] / "shared" / "seed" / "model-amnesty-project.txt"
 DAY = 86_400_000
@@ -104,6 +104,7 @@ class Log:
             signers=signers,
             verified_signers=frozenset(signers) if verified is None else verified,
             body=copy.deepcopy(body),
+            origin=ORIGIN,
         )
 
     def add(
@@ -394,6 +395,9 @@ def full_log() -> Log:
         {"offer": log.ref(in_force.index), "reasons": "superseded by legislation"},
         day=49,
     )
+    # The log adds its ML-DSA-44 key (a fixed seed: the key, not a signature, is in the body).
+    log_mldsa44 = Signer.from_seed(ORIGIN, bytes(32), ALG_MLDSA44)
+    log.body("log_key", {"vkey": log_mldsa44.vkey}, day=49.5)
     return log
 
 

@@ -3,7 +3,11 @@
 The report (``ledger.protocol.audit``) says how every applicant was treated and whether each
 commitment of the body was honoured, with the entries that prove it. It names the tree head it
 was computed at; anyone can replay the log to that size and get the same report byte for byte
-(same audit time), so it is checked, not trusted.
+(same audit time), so it is checked, not trusted. The JSON report is sent as it is encoded, a
+few hundred list items at a time (:func:`json_pieces`): the same bytes as one ``json.dumps``,
+without holding the interpreter or an encoded copy for the whole of a large report. The summary
+is read from the precedent's aggregates (:mod:`ledger.protocol.aggregates`) at the latest
+checkpoint, which it names.
 
 On a large log the report is large (every subject's timeline: about 180 MB of JSON at a million
 entries), so its two long lists are also served in pages computed from the protocol state at the
@@ -19,10 +23,11 @@ of either list, so a cursor stays valid as the log grows and a walk never repeat
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
+from fastapi.responses import StreamingResponse
 
 from api import wire
 from api.clock import judged_now_ms
@@ -32,8 +37,10 @@ from api.precedents import Precedent
 from api.present import b64, json_response, precedent_summary, tree_head
 from api.problems import ProblemError
 from api.service import LedgerService
+from ledger.protocol.aggregates import has_aggregates, summary_from_aggregates
 from ledger.protocol.audit import applications_after, subjects_after
 from ledger.protocol.state import ProtocolState
+from ledger.protocol.stored import StoredProtocolState
 from ledger.protocol.terms import MAX_SAFE_INTEGER
 
 router = APIRouter(tags=["precedent"], responses=wire.problem_responses(404, 422, 503))
@@ -57,14 +64,50 @@ AuditTimeQuery = Annotated[
 ]
 
 
-def _body(precedent: Precedent) -> bytes:
-    """The JSON answer, encoded once per computed report (reports are cached)."""
-    if precedent.body is None:
-        head = tree_head(precedent.head).model_dump(mode="json")
-        precedent.body = json.dumps(
-            {"checkpoint": head, "report": precedent.report}, ensure_ascii=False, sort_keys=True
-        ).encode("utf-8")
-    return precedent.body
+STREAM_ITEMS = 256
+"""List items encoded per piece of a streamed report."""
+STREAM_BYTES = 1 << 16
+"""Bytes gathered before a piece of a streamed report is sent."""
+
+
+def json_pieces(value: Any, depth: int = 3) -> Iterator[str]:
+    """``json.dumps(value, ensure_ascii=False, sort_keys=True)`` in pieces, whose concatenation
+    is exactly that text: objects down to ``depth`` levels are written key by key and their
+    long lists :data:`STREAM_ITEMS` items at a time, so that no one call encodes the whole of a
+    large report (a single ``json.dumps`` of it holds the interpreter for seconds, and every
+    other request, ``/checkpoint`` included, waits)."""
+    if depth > 0 and isinstance(value, dict) and value:
+        yield "{"
+        for position, key in enumerate(sorted(value)):
+            yield (", " if position else "") + json.dumps(key, ensure_ascii=False) + ": "
+            yield from json_pieces(value[key], depth - 1)
+        yield "}"
+    elif depth > 0 and isinstance(value, list) and len(value) > STREAM_ITEMS:
+        yield "["
+        for start in range(0, len(value), STREAM_ITEMS):
+            part = json.dumps(
+                value[start : start + STREAM_ITEMS], ensure_ascii=False, sort_keys=True
+            )
+            yield (", " if start else "") + part[1:-1]
+        yield "]"
+    else:
+        yield json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+def _streamed(precedent: Precedent) -> Iterator[bytes]:
+    """The JSON answer, encoded as it is sent (:func:`json_pieces`, gathered into pieces of
+    about :data:`STREAM_BYTES`): no encoded copy of the whole report is held or cached."""
+    head = tree_head(precedent.head).model_dump(mode="json")
+    gathered: list[str] = []
+    size = 0
+    for piece in json_pieces({"checkpoint": head, "report": precedent.report}):
+        gathered.append(piece)
+        size += len(piece)
+        if size >= STREAM_BYTES:
+            yield "".join(gathered).encode("utf-8")
+            gathered, size = [], 0
+    if gathered:
+        yield "".join(gathered).encode("utf-8")
 
 
 @router.get(
@@ -77,7 +120,7 @@ def get_precedent(
 ) -> Response:
     """The precedent audit at the latest checkpoint (or at tree size ``at``)."""
     precedent = service.precedent(at, audit_time_ms)
-    return Response(_body(precedent), media_type="application/json")
+    return StreamingResponse(_streamed(precedent), media_type="application/json")
 
 
 @router.get(
@@ -87,15 +130,32 @@ def get_precedent(
 )
 def get_precedent_summary(service: Service) -> Response:
     """The verdict on every commitment, the first applicant's treatment and totals, judged now
-    at the latest checkpoint (reused for a minute while the log does not grow). Small at any
-    log size, unlike the full report, which lists every subject's timeline. To read a large
+    at the latest checkpoint, which it names. Read from the precedent's aggregates kept with
+    the derived state (a few range reads at any log size); on a log whose derived state has
+    none yet, computed by a scan and reused for a minute while the log does not grow. Small at
+    any log size, unlike the full report, which lists every subject's timeline. To read a large
     precedent, page through its lists: ``GET /v1/precedent/applications`` and
     ``GET /v1/precedent/subjects`` (``?cursor=&limit=``, ``next_cursor`` to continue)."""
+    with service.reader.latest() as (state, signed):
+        if isinstance(state, StoredProtocolState) and has_aggregates(state):
+            head = service.head_of(signed)
+            return json_response(aggregated_summary(state, head, judged_now_ms(state)))
 
     def compute(state: ProtocolState, head: TreeHeadInfo) -> wire.PrecedentSummary:
         return precedent_summary(state, head, judged_now_ms(state))
 
     return json_response(service.fresh_at_latest("precedent-summary", compute))
+
+
+def aggregated_summary(
+    state: StoredProtocolState, head: TreeHeadInfo, audit_time_ms: int
+) -> wire.PrecedentSummary:
+    """The precedent summary from the aggregates
+    (:func:`~ledger.protocol.aggregates.summary_from_aggregates`): the same answer as
+    :func:`api.present.precedent_summary` computes from every record, without the scan.
+    ``state`` must hold aggregates (:func:`~ledger.protocol.aggregates.has_aggregates`)."""
+    data = summary_from_aggregates(state, audit_time_ms)
+    return wire.PrecedentSummary.model_validate({**data, "checkpoint": tree_head(head)})
 
 
 @router.get(

@@ -15,7 +15,8 @@ from pydantic import BaseModel, Field
 
 from api.deps import Service
 from ledger.errors import MalformedError
-from ledger.server.logview import NotFoundError
+from ledger.protocol.records import LogKeyRecord
+from ledger.server.logview import NotFoundError, SignedCheckpoint
 from ledger.tlog.tiles import ENTRIES_LEVEL, TILE_WIDTH, parse_tile_path
 
 MAX_TILE_PATH = 64
@@ -91,6 +92,12 @@ class LogInfo(BaseModel):
         description="every key that signs the log's checkpoints, Ed25519 first, then the "
         "ML-DSA-44 vkey (type 0x06, C2SP tlog-cosignature subtree/v1) of a hybrid log"
     )
+    mldsa_key_entry: int | None = Field(
+        default=None,
+        description="the index of the log_key entry that added the ML-DSA-44 key to this "
+        "log (checkpoints of a larger size carry its signature); null when the log was "
+        "created with it, or has none",
+    )
     size: int
     root_hash: str
     checkpoint: str
@@ -99,12 +106,23 @@ class LogInfo(BaseModel):
 
 @router.get("/v1/log", response_model=LogInfo, tags=["log"], summary="The log's identity and size")
 async def get_log(service: Service) -> LogInfo:
-    """Origin, log vkey and the latest checkpoint."""
-    signed = await run_in_threadpool(service.view.latest)
+    """Origin, log vkeys and the latest checkpoint. The ML-DSA-44 key is the one the log was
+    created with, or the one a ``log_key`` entry the checkpoint covers added (from the
+    protocol state at that checkpoint: a server started before the entry publishes it too)."""
+
+    def at_latest() -> tuple[SignedCheckpoint, LogKeyRecord | None]:
+        with service.reader.latest() as (state, head):
+            return head, state.log_key
+
+    signed, anchored = await run_in_threadpool(at_latest)
+    vkeys = service.view.log_keys.vkeys()
+    if anchored is not None and anchored.vkey not in vkeys:
+        vkeys.append(anchored.vkey)
     return LogInfo(
         origin=service.view.origin,
         log_vkey=service.view.identity.log_vkey,
-        log_vkeys=service.view.log_keys.vkeys(),
+        log_vkeys=vkeys,
+        mldsa_key_entry=None if anchored is None else anchored.index,
         size=signed.size,
         root_hash=base64.b64encode(signed.checkpoint.root_hash).decode(),
         checkpoint=signed.note.decode(),

@@ -1,8 +1,12 @@
 // The public page. It trusts nothing the server says until it has checked it itself:
 //
-// 1. the log key is pinned: the one the visitor pinned in this browser, else the one in the
-//    page's own source (the server's claim, and said to be so);
-// 2. the checkpoint must carry a valid Ed25519 signature by that key (verify.js), and be
+// 1. the log's keys are pinned: the ones the visitor pinned in this browser, else the ones in the
+//    page's own source (the server's claim, and said to be so) — its Ed25519 vkey and, for a
+//    hybrid log, its ML-DSA-44 vkey — with a key policy (ed25519, mldsa44 or both; by default
+//    both when an ML-DSA-44 key is pinned) the visitor may choose; trust on first use keeps the
+//    keys the page stated on a verified visit, so a page that later states others is refused;
+// 2. the checkpoint must carry the signatures the policy requires by those keys, each valid
+//    (verify.js: Ed25519, and ML-DSA-44 over the subtree/v1 message, docs/FORMAT.md §7), and be
 //    consistent (RFC 9162 proof) with the last checkpoint this browser verified, kept in
 //    localStorage — a fork is a red warning with both signed checkpoints to download;
 // 3. every entry the page shows is read as raw bytes from a tlog-tiles entry bundle, proven
@@ -29,15 +33,18 @@ import {
   leafHash,
   openCheckpoint,
   openEntry,
+  parseLogKeys,
   parseVkey,
   splitBundle,
   verifyConsistency,
   verifyInclusion,
 } from "./verify.js";
 
-const PINNED = "amnesty-ledger.pinned-vkey";
-const TRUSTED = "amnesty-ledger.trusted-checkpoint:"; // + the log vkey
+const PINNED = "amnesty-ledger.pinned-vkey"; // the visitor's vkeys, separated by a space
+const POLICY = "amnesty-ledger.key-policy"; // ed25519 | mldsa44 | both; absent: the default
+const TRUSTED = "amnesty-ledger.trusted-checkpoint:"; // + the log's Ed25519 vkey
 const SEEN_KEY = "amnesty-ledger.seen-vkey";
+const SEEN_MLDSA_KEY = "amnesty-ledger.seen-mldsa-vkey";
 const RECENT = 20;
 const MAX_PROVING = 20;
 const MAX_TIMELINE = 50;
@@ -74,6 +81,7 @@ const TYPES = new Map([
   ["grievance", "a grievance"],
   ["grievance_answer", "an answer to a grievance"],
   ["batch_grievance_answer", "a batch of grievance answers"],
+  ["log_key", "the log's ML-DSA-44 key"],
 ]);
 const ACTIONS = new Set(["pause", "resume", "restrict", "lift", "terminate", "modify_goals"]);
 const OUTCOMES = new Map([["grant", "granted"], ["deny", "denied"]]);
@@ -150,11 +158,19 @@ const getBytes = async (path) => new Uint8Array(await (await fetchOk(path, "appl
 
 // -- the pinned key and the trusted checkpoint -----------------------------------------------------
 
+const metaContent = (name) => document.querySelector(`meta[name="${name}"]`)?.content ?? "";
+
+// The keys to pin: the visitor's, else those the page's source states (every vkey that signs the
+// log's checkpoints, else the Ed25519 one of an older server); the visitor's key policy; and the
+// index of the log_key entry that added the ML-DSA-44 key, as the page's source states it (null:
+// the log was created with it, or has none).
 function pinnedKey() {
+  const policy = localStorage.getItem(POLICY);
+  const entry = /^(0|[1-9][0-9]{0,15})$/.test(metaContent("amnesty-log-mldsa-key-entry")) ? Number(metaContent("amnesty-log-mldsa-key-entry")) : null;
+  const common = { policy: policy || null, mldsaKeyEntry: entry };
   const pinned = localStorage.getItem(PINNED);
-  if (pinned) return { vkey: pinned, pinnedByVisitor: true };
-  const meta = document.querySelector('meta[name="amnesty-log-vkey"]');
-  return { vkey: meta ? meta.content : "", pinnedByVisitor: false };
+  if (pinned) return { vkeys: pinned, pinnedByVisitor: true, ...common };
+  return { vkeys: metaContent("amnesty-log-vkeys") || metaContent("amnesty-log-vkey"), pinnedByVisitor: false, ...common };
 }
 
 function trusted(vkey) {
@@ -168,10 +184,12 @@ function trusted(vkey) {
 
 // The checkpoint must extend the one this browser verified last under the same key. Returns what
 // the verification sentence says about it; throws (with both notes as evidence) on a fork.
-async function checkConsistency(checkpoint, logKey, evidence) {
-  const earlier = trusted(logKey.vkey);
+async function checkConsistency(checkpoint, logKey, mldsaKeyEntry, evidence) {
+  const earlier = trusted(logKey.ed25519.vkey);
   if (!earlier) return "this is the first visit from this browser, so there is no earlier checkpoint to compare with";
-  const old = await openCheckpoint(earlier.note, logKey);
+  // A checkpoint of a size not above the log_key entry predates the ML-DSA-44 key (F7.4).
+  const earlierSize = Number(earlier.note.split("\n")[1]);
+  const old = await openCheckpoint(earlier.note, logKey, { mldsaPredates: mldsaKeyEntry !== null && earlierSize <= mldsaKeyEntry });
   if (old.origin !== checkpoint.origin) throw new VerificationFailure("couldn't prove consistency: the checkpoint names another log than the one this browser saw");
   // From here, a failure is a fork or a rollback under one key: both signed checkpoints are the
   // evidence (a server that merely fails to answer is not accused of one).
@@ -498,18 +516,33 @@ function showEntries(listId, indices, entries) {
   }
 }
 
-function showVerifyHow(logKey, checkpoint) {
-  byId("vkey").textContent = logKey.vkey;
+const POLICY_WORDS = {
+  both: "both: the checkpoint must carry a valid Ed25519 signature and a valid ML-DSA-44 signature of the log",
+  ed25519: "ed25519: the checkpoint must carry a valid Ed25519 signature of the log; its ML-DSA-44 line, if any, is not checked",
+  mldsa44: "mldsa44: the checkpoint must carry a valid ML-DSA-44 signature of the log; an Ed25519 one, if present, must verify too",
+};
+
+function showVerifyHow(logKey, checkpoint, keys = null) {
+  const vkeys = keys ? keys.vkeys : logKey.vkeys.split(/\s+/).filter((v) => v !== "");
+  byId("vkey").textContent = vkeys.join("\n");
+  const several = vkeys.length > 1;
   byId("vkey-source").textContent = logKey.pinnedByVisitor
-    ? "You pinned this key in this browser."
-    : "This is the key this server states in the page's source: its own claim. Compare it with the key published elsewhere, and pin the one you trust.";
+    ? `You pinned ${several ? "these keys" : "this key"} in this browser.`
+    : several
+      ? "These are the keys this server states in the page's source (Ed25519, then ML-DSA-44): its own claim. Compare them with the keys published elsewhere, and pin the ones you trust."
+      : "This is the key this server states in the page's source: its own claim. Compare it with the key published elsewhere, and pin the one you trust.";
+  byId("key-policy").textContent = keys
+    ? `Key policy ${keys.chosen ? "you chose" : "(the default)"}: ${POLICY_WORDS[keys.policy]}.`
+    : "";
+  byId("policy-select").value = keys?.chosen ? keys.policy : "";
   for (const node of document.querySelectorAll(".url")) node.textContent = location.origin;
-  for (const node of document.querySelectorAll(".vkey-arg")) node.textContent = logKey.vkey;
+  for (const node of document.querySelectorAll(".vkey-arg")) node.textContent = several ? `"${vkeys.join(" ")}"` : vkeys[0] ?? "";
+  for (const node of document.querySelectorAll(".policy-arg")) node.textContent = keys?.chosen ? ` --key-policy ${keys.policy}` : "";
   byId("checkpoint").textContent = checkpoint ? checkpoint.note : "";
   byId("cosignatures").textContent = checkpoint
     ? checkpoint.otherSignatures === 0
       ? "The checkpoint carries no signature but the log's."
-      : `The checkpoint carries ${checkpoint.otherSignatures} other signature line(s) (witness cosignatures or other keys of the log); this page does not check them: amnesty verify does, against a witness policy.`
+      : `The checkpoint carries ${checkpoint.otherSignatures} other signature line(s) (witness cosignatures, or keys of the log this page's key policy does not check); this page does not check them: amnesty verify does, against a witness policy.`
     : "";
 }
 
@@ -531,27 +564,54 @@ function showEvidence(evidence) {
   );
 }
 
+const seenKeyId = (seen) => (/^[0-9a-f]{8}$/.test(seen.split("+")[1] ?? "") ? seen.split("+")[1] : "?");
+
+// Trust on first use: the keys the server stated on an earlier verified visit stay pinned until
+// the visitor pins others, so a server (or proxy) that swaps a key, or drops the ML-DSA-44 key to
+// fall back on Ed25519 alone, cannot start afresh. An ML-DSA-44 key where none was seen before is
+// a log that added one (F7.4), and is taken (the Ed25519 key still signs every checkpoint).
+function checkSeenKeys(keys) {
+  const seen = localStorage.getItem(SEEN_KEY);
+  if (seen && seen !== keys.ed25519.vkey) {
+    throw new VerificationFailure(`couldn't trust the log key: the page now states another key than the one this browser verified the log with before (key ID ${seenKeyId(seen)}); if the log really changed its key, pin the new one below`);
+  }
+  const seenMldsa = localStorage.getItem(SEEN_MLDSA_KEY);
+  if (seenMldsa && seenMldsa !== keys.mldsa44?.vkey) {
+    throw new VerificationFailure(keys.mldsa44
+      ? `couldn't trust the log's ML-DSA-44 key: the page now states another ML-DSA-44 key than the one it stated on an earlier visit this browser verified (key ID ${seenKeyId(seenMldsa)}); if the log really changed its key, pin the new ones below`
+      : `couldn't trust the log keys: the page now states no ML-DSA-44 key, and it stated one on an earlier visit this browser verified (key ID ${seenKeyId(seenMldsa)}); if the log really dropped it, pin its Ed25519 key below`);
+  }
+}
+
+// What the verified sentence says of the checkpoint's signatures under the key policy.
+function signatureWords(keys, checkpoint) {
+  if (keys.policy === "both") return "Ed25519 and ML-DSA-44 signatures of the log (key policy both)";
+  if (keys.policy === "mldsa44") {
+    const ed = checkpoint.signedBy.includes("Ed25519") ? "its Ed25519 signature verifies too" : "it carries no Ed25519 signature";
+    return `ML-DSA-44 signature of the log (key policy mldsa44; ${ed})`;
+  }
+  return keys.mldsa44
+    ? "Ed25519 only (key policy ed25519: its ML-DSA-44 line is not checked)"
+    : "Ed25519 signature of the log (no ML-DSA-44 key is pinned)";
+}
+
 async function verifyAndShow() {
   const logKey = pinnedKey();
   const evidence = {};
   showVerifyHow(logKey, null);
-  // Trust on first use: the key the server stated on an earlier verified visit stays pinned
-  // until the visitor pins another, so a server (or proxy) that swaps keys cannot start afresh.
-  const seen = localStorage.getItem(SEEN_KEY);
-  if (!logKey.pinnedByVisitor && seen && seen !== logKey.vkey) {
-    throw new VerificationFailure(`couldn't trust the log key: the page now states another key than the one this browser verified the log with before (key ID ${/^[0-9a-f]{8}$/.test(seen.split("+")[1] ?? "") ? seen.split("+")[1] : "?"}); if the log really changed its key, pin the new one below`);
-  }
   let key;
   try {
-    key = await parseVkey(logKey.vkey);
+    key = await parseLogKeys(logKey.vkeys, logKey.policy);
   } catch (error) {
     throw new VerificationFailure(`${error.message} (the key ${logKey.pinnedByVisitor ? "you pinned" : "in the page's source"})`);
   }
+  showVerifyHow(logKey, null, key);
+  if (!logKey.pinnedByVisitor) checkSeenKeys(key);
   let checkpoint = await openCheckpoint(await getText("/checkpoint"), key);
-  showVerifyHow(logKey, checkpoint);
+  showVerifyHow(logKey, checkpoint, key);
   let consistency;
   try {
-    consistency = await checkConsistency(checkpoint, key, evidence);
+    consistency = await checkConsistency(checkpoint, key, logKey.mldsaKeyEntry, evidence);
   } catch (error) {
     if (evidence.earlier) showEvidence(evidence);
     throw error;
@@ -570,7 +630,7 @@ async function verifyAndShow() {
     if (head.size > checkpoint.size) checkpoint = head;
     summaryHead = head;
   }
-  showVerifyHow(logKey, checkpoint);
+  showVerifyHow(logKey, checkpoint, key);
 
   const wanted = [];
   let keysetIndex = null;
@@ -675,11 +735,21 @@ async function verifyAndShow() {
   byId("content").hidden = false;
 
   // The new checkpoint is verified and consistent: it is what the next visit must extend.
-  localStorage.setItem(TRUSTED + logKey.vkey, JSON.stringify({ note: checkpoint.note, seen_ms: Date.now() }));
-  if (!logKey.pinnedByVisitor) localStorage.setItem(SEEN_KEY, logKey.vkey);
-  const keyWords = logKey.pinnedByVisitor ? "the log key you pinned" : "the log key this server states (its own claim: compare it with one published elsewhere)";
+  localStorage.setItem(TRUSTED + key.ed25519.vkey, JSON.stringify({ note: checkpoint.note, seen_ms: Date.now() }));
+  if (!logKey.pinnedByVisitor) {
+    localStorage.setItem(SEEN_KEY, key.ed25519.vkey);
+    if (key.mldsa44) localStorage.setItem(SEEN_MLDSA_KEY, key.mldsa44.vkey);
+  }
+  const several = key.policy !== "ed25519";
+  const keyWords = logKey.pinnedByVisitor
+    ? `the log key${several ? "s" : ""} you pinned`
+    : several
+      ? "the log keys this server states (its own claim: compare them with ones published elsewhere)"
+      : "the log key this server states (its own claim: compare it with one published elsewhere)";
+  byId("verification").dataset.signatures = checkpoint.signedBy.join(" ");
+  byId("verification").dataset.keyPolicy = key.policy;
   setVerification("verified",
-    `Verified in this browser: the checkpoint of ${checkpoint.size.toLocaleString("en")} entries is signed by ${keyWords}; ` +
+    `Verified in this browser: the checkpoint of ${checkpoint.size.toLocaleString("en")} entries is signed by ${keyWords} — verified: ${signatureWords(key, checkpoint)}; ` +
     `the ${entries.size} entries shown are proven included in it and their statements' signatures verify; ${consistency}. ` +
     "The commitments' verdicts are this server's audit, not checked here: recompute them with amnesty audit.");
 }
@@ -694,8 +764,16 @@ function setUpPermalinks() {
 function setUpPinning() {
   byId("pin-form").addEventListener("submit", (event) => {
     event.preventDefault();
-    const value = byId("pin-input").value.trim();
+    // One or two vkeys, separated by any whitespace (as amnesty verify's --vkey takes them).
+    const value = byId("pin-input").value.split(/\s+/).filter((v) => v !== "").join(" ");
     if (value) localStorage.setItem(PINNED, value);
+    location.reload();
+  });
+  byId("policy-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const policy = byId("policy-select").value;
+    if (policy) localStorage.setItem(POLICY, policy);
+    else localStorage.removeItem(POLICY);
     location.reload();
   });
   byId("unpin").addEventListener("click", () => {

@@ -1,5 +1,7 @@
 // What the page checks itself, trusting nothing the server says: C2SP signed notes and vkeys
-// (Ed25519 through WebCrypto), C2SP checkpoints, RFC 6962 leaf hashes and RFC 9162 inclusion and
+// (Ed25519 through WebCrypto), C2SP checkpoints under the log's pinned keys and key policy
+// (Ed25519 and ML-DSA-44 lines, docs/FORMAT.md §7 F7.1–F7.3; ML-DSA-44 through the vendored
+// @noble/post-quantum bundle), RFC 6962 leaf hashes and RFC 9162 inclusion and
 // consistency proofs (SHA-256 through WebCrypto), tlog-tiles entry bundles, and the signatures of
 // a statement (docs/FORMAT.md). The same rules as ledger/tlog and ledger/statements, in the same
 // strictness: a function that checks throws a VerificationFailure and never returns a boolean a
@@ -15,7 +17,14 @@ const UTF8 = new TextEncoder();
 const STRICT_UTF8 = new TextDecoder("utf-8", { fatal: true });
 const SIGNATURE_PREFIX = "\u2014 ";
 const ED25519 = 0x01;
+const MLDSA44 = 0x06;
+const MLDSA44_PUBLIC_KEY_SIZE = 1312;
+const MLDSA44_SIGNATURE_SIZE = 2420;
+const TIMESTAMP_SIZE = 8;
+const SUBTREE_V1_LABEL = "subtree/v1\n\x00";
+export const KEY_POLICIES = ["ed25519", "mldsa44", "both"];
 export const STATEMENT_HEADER = "amnesty-ledger.statement/v1";
+const STATEMENT_MLDSA44_VKEY = /^[^+]+\+[0-9a-f]{8}\+\/2FtbmVzdHktbGVkZ2VyL21sLWRzYTQ0/;
 export const BUNDLE_WIDTH = 256;
 
 export function utf8(text) {
@@ -148,10 +157,6 @@ export async function verifyConsistency(size1, size2, root1, root2, proof) {
 // character Python's str.isspace calls a space (JavaScript's \s differs: it has U+FEFF).
 const KEY_NAME = /^[^+\x00-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+$/u;
 
-async function ed25519KeyId(name, publicKey) {
-  return (await sha256(concat(utf8(name), Uint8Array.of(0x0a, ED25519), publicKey))).slice(0, 4);
-}
-
 // The Ed25519 points of small order, as encodings with the x sign bit cleared: y = 0, 1, p - 1
 // and the two y of the points of order 8 (libsodium's blocklist; encodings of y >= p are refused
 // as non-canonical). With such a key, a signature with R = identity and S = 0 verifies for every
@@ -174,18 +179,28 @@ function isAdmissiblePoint(publicKey) {
 
 const hex = (bytes) => Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
 
-// A verifier key `name+hex8+base64(0x01‖pub)`: its name, key ID and WebCrypto key.
-export async function parseVkey(vkey) {
+// A verifier key's parts: its name, hex key ID and key bytes (type byte first).
+function readVkey(vkey) {
   const parts = typeof vkey === "string" ? vkey.split("+") : [];
   if (parts.length < 3) fail("couldn't read the verifier key: expected name+keyid+key");
   const [name, id] = parts;
   const raw = fromBase64(parts.slice(2).join("+"), "the verifier key");
   if (!KEY_NAME.test(name)) fail("couldn't read the verifier key: its name is not a valid key name");
+  return { name, id, raw };
+}
+
+async function keyId(name, type, publicKey) {
+  return (await sha256(concat(utf8(name), Uint8Array.of(0x0a, type), publicKey))).slice(0, 4);
+}
+
+// A verifier key `name+hex8+base64(0x01‖pub)`: its name, key ID and WebCrypto key.
+export async function parseVkey(vkey) {
+  const { name, id, raw } = readVkey(vkey);
   if (raw.length !== 33 || raw[0] !== ED25519) fail("couldn't read the verifier key: not an Ed25519 key");
   const publicKey = raw.slice(1);
   if (!isAdmissiblePoint(publicKey)) fail("couldn't read the verifier key: its point is non-canonical or of small order");
-  const keyId = await ed25519KeyId(name, publicKey);
-  if (hex(keyId) !== id) fail("couldn't read the verifier key: its key ID does not match the key");
+  const keyIdBytes = await keyId(name, ED25519, publicKey);
+  if (hex(keyIdBytes) !== id) fail("couldn't read the verifier key: its key ID does not match the key");
   let key = null;
   try {
     key = await crypto.subtle.importKey("raw", publicKey, { name: "Ed25519" }, false, ["verify"]);
@@ -194,7 +209,44 @@ export async function parseVkey(vkey) {
     // (strict RFC 8032, not ZIP 215); the point itself was checked above either way.
     if (error?.name !== "NotSupportedError") fail(`couldn't read the verifier key: ${error.message}`);
   }
-  return { vkey, name, keyId, publicKey, key };
+  return { vkey, name, keyId: keyIdBytes, publicKey, key };
+}
+
+// A log's ML-DSA-44 verifier key `name+hex8+base64(0x06‖1,312-byte key)` (docs/FORMAT.md F2.6):
+// its name, key ID (SHA-256(name ‖ 0x0A ‖ 0x06 ‖ key)[:4]) and public key. F2.7: no other check
+// on the key.
+export async function parseMldsa44Vkey(vkey) {
+  const { name, id, raw } = readVkey(vkey);
+  if (raw.length !== 1 + MLDSA44_PUBLIC_KEY_SIZE || raw[0] !== MLDSA44) fail("couldn't read the verifier key: not an ML-DSA-44 key (type 0x06, 1,312 bytes)");
+  const publicKey = raw.slice(1);
+  const keyIdBytes = await keyId(name, MLDSA44, publicKey);
+  if (hex(keyIdBytes) !== id) fail("couldn't read the verifier key: its key ID does not match the key");
+  return { vkey, name, keyId: keyIdBytes, publicKey };
+}
+
+// The log's keys a visitor or the page pins (docs/FORMAT.md F7.3): one Ed25519 vkey and at most
+// one ML-DSA-44 vkey, separated by whitespace, both named after the log's origin; and the key
+// policy of which signatures must verify: "ed25519", "mldsa44" or "both" (null: both when an
+// ML-DSA-44 key is pinned, else ed25519). Under "ed25519" the ML-DSA-44 key is not used: its line
+// is ignored like any line of a key the page does not check.
+export async function parseLogKeys(vkeys, policy = null) {
+  const list = typeof vkeys === "string" ? vkeys.split(/\s+/).filter((v) => v !== "") : [];
+  const ed = [];
+  const pq = [];
+  for (const vkey of list) {
+    const { raw } = readVkey(vkey);
+    if (raw[0] === MLDSA44) pq.push(await parseMldsa44Vkey(vkey));
+    else ed.push(await parseVkey(vkey));
+  }
+  if (ed.length !== 1 || pq.length > 1) {
+    fail(`couldn't read the log keys: want one Ed25519 vkey and at most one ML-DSA-44 vkey, got ${ed.length} and ${pq.length}`);
+  }
+  const mldsa44 = pq[0] ?? null;
+  if (mldsa44 && mldsa44.name !== ed[0].name) fail("couldn't read the log keys: the ML-DSA-44 key is not named after the log's origin as the Ed25519 key is");
+  if (policy !== null && !KEY_POLICIES.includes(policy)) fail(`couldn't read the key policy: it is not one of ${KEY_POLICIES.join(", ")}`);
+  const effective = policy ?? (mldsa44 ? "both" : "ed25519");
+  if (effective !== "ed25519" && !mldsa44) fail(`couldn't apply key policy ${effective}: it requires an ML-DSA-44 key, and none is pinned`);
+  return { ed25519: ed[0], mldsa44, policy: effective, chosen: policy !== null, vkeys: [ed[0].vkey, ...(mldsa44 ? [mldsa44.vkey] : [])] };
 }
 
 let noble = null;
@@ -204,6 +256,18 @@ async function verifyEd25519(key, signature, data) {
   noble ??= await import("./noble-ed25519.js");
   try {
     return await noble.verifyAsync(signature, data, key.publicKey, { zip215: false });
+  } catch {
+    return false;
+  }
+}
+
+let postQuantum = null;
+// Verify a pure ML-DSA-44 signature (FIPS 204, empty context) with the vendored
+// @noble/post-quantum bundle, loaded the first time a page needs it (WebCrypto has no ML-DSA).
+async function verifyMldsa44(key, signature, data) {
+  postQuantum ??= await import("./noble-post-quantum-mldsa44.js");
+  try {
+    return postQuantum.verify(signature, data, key.publicKey) === true;
   } catch {
     return false;
   }
@@ -244,20 +308,77 @@ export async function verifiedSigners(note, keys) {
 
 // -- C2SP tlog-checkpoint ------------------------------------------------------------------------
 
-// Open a checkpoint note with the pinned log key: its origin, size and root. Throws unless the
-// pinned key signed it.
-export async function openCheckpoint(note, logKey) {
-  const { text, signed, lines } = await verifiedSigners(note, [logKey]);
-  if (!signed.has(logKey)) fail("couldn't verify the checkpoint: it has no signature by the pinned log key");
-  const [origin, sizeText, rootText] = text.split("\n");
+function opaque8(text, what) {
+  const bytes = utf8(text);
+  if (bytes.length < 1 || bytes.length > 255) fail(`couldn't verify the checkpoint's ML-DSA-44 signature: its ${what} is not 1 to 255 bytes of UTF-8`);
+  return concat(Uint8Array.of(bytes.length), bytes);
+}
+
+function u64(n) {
+  const out = new Uint8Array(8);
+  new DataView(out.buffer).setBigUint64(0, BigInt(n));
+  return out;
+}
+
+// The C2SP tlog-cosignature v1.1.0-rc.1 `subtree/v1` message the log's ML-DSA-44 line signs
+// (docs/FORMAT.md F7.2): label, u8 len ‖ key name, u64 timestamp, u8 len ‖ origin, u64 start = 0,
+// u64 end = size, the 32-byte root.
+export function subtreeMessage(name, timestamp, origin, size, root) {
+  return concat(utf8(SUBTREE_V1_LABEL), opaque8(name, "key name"), timestamp, opaque8(origin, "origin"), u64(0), u64(size), root);
+}
+
+// Open a checkpoint note under the log's pinned keys (parseLogKeys; a bare Ed25519 key from
+// parseVkey is the policy ed25519): its origin, size and root, and which of the log's signatures
+// verified (`signedBy`). docs/FORMAT.md F7.1–F7.3: a line of a key in use that does not verify
+// refuses the checkpoint whatever the policy; each key the policy requires must have a valid line;
+// extension lines only where a valid Ed25519 signature, the only one that covers them, is present
+// (as ledger/tlog/checkpoint.py's open_checkpoint).
+// `mldsaPredates`: the checkpoint predates the log's ML-DSA-44 key (F7.4: a size not above the
+// index of the log_key entry that added it), so that key's line is not required (if present, it
+// must still verify). Throws unless the required keys signed it.
+export async function openCheckpoint(note, logKeys, { mldsaPredates = false } = {}) {
+  const keys = logKeys.ed25519 ? logKeys : { ed25519: logKeys, mldsa44: null, policy: "ed25519" };
+  const mldsaKey = keys.policy === "ed25519" ? null : keys.mldsa44;
+  const { text, signed, lines } = await verifiedSigners(note, [keys.ed25519]);
+  const { signatures } = parseNote(note);
+  const lineOf = (key) => (line) => line.name === key.name && equalBytes(line.keyId, key.keyId);
+  const edLines = signatures.filter(lineOf(keys.ed25519)).length;
+  const ed25519 = signed.has(keys.ed25519);
+  // Under mldsa44 the Ed25519 line is required only on a checkpoint from before the ML-DSA-44 key.
+  const needEd25519 = keys.policy !== "mldsa44" || mldsaPredates;
+  if (needEd25519 && !ed25519) fail("couldn't verify the checkpoint: it has no signature by the pinned log key");
+  const [origin, sizeText, rootText, ...rest] = text.split("\n");
+  const extensions = rest.slice(0, -1);
   // tlog-checkpoint: the log's key name SHOULD be its origin; this ledger requires it.
-  if (origin !== logKey.name) fail("couldn't verify the checkpoint: its origin is not the pinned log key's name");
+  if (origin !== keys.ed25519.name) fail("couldn't verify the checkpoint: its origin is not the pinned log key's name");
   if (!origin || !/^(0|[1-9][0-9]{0,15})$/.test(sizeText ?? "")) fail("couldn't read the checkpoint: malformed size line");
   const size = Number(sizeText);
   if (!Number.isSafeInteger(size)) fail("couldn't read the checkpoint: its size is too large");
   const root = fromBase64(rootText, "the checkpoint's root hash");
   if (root.length !== 32) fail("couldn't read the checkpoint: its root hash is not 32 bytes");
-  return { note, origin, size, root, otherSignatures: lines - 1 };
+  let mldsaLines = 0;
+  if (mldsaKey) {
+    for (const line of signatures.filter(lineOf(mldsaKey))) {
+      mldsaLines += 1;
+      const id = hex(mldsaKey.keyId);
+      const blob = line.signature;
+      if (blob.length !== TIMESTAMP_SIZE + MLDSA44_SIGNATURE_SIZE) {
+        fail(`couldn't verify the checkpoint: the ML-DSA-44 line of key ${id} is ${blob.length + 4} bytes, not ${4 + TIMESTAMP_SIZE + MLDSA44_SIGNATURE_SIZE} (key ID, timestamp and signature)`);
+      }
+      const timestamp = blob.slice(0, TIMESTAMP_SIZE);
+      if (timestamp[0] & 0x80) fail(`couldn't verify the checkpoint: the ML-DSA-44 line of key ${id} has a timestamp above 2^63 - 1`);
+      const message = subtreeMessage(mldsaKey.name, timestamp, origin, size, root);
+      if (!(await verifyMldsa44(mldsaKey, blob.slice(TIMESTAMP_SIZE), message))) {
+        fail(`couldn't verify the checkpoint: the ML-DSA-44 signature of key ${id} does not verify`);
+      }
+    }
+    if (mldsaLines === 0 && !mldsaPredates) {
+      fail(`couldn't verify the checkpoint: it has no ML-DSA-44 signature by the pinned log key ${hex(mldsaKey.keyId)}, which key policy ${keys.policy} requires`);
+    }
+  }
+  if (extensions.length > 0 && !ed25519) fail("couldn't verify the checkpoint: it has extension lines, which its ML-DSA-44 signature does not cover");
+  const signedBy = [...(ed25519 ? ["Ed25519"] : []), ...(mldsaLines > 0 ? ["ML-DSA-44"] : [])];
+  return { note, origin, size, root, signedBy, otherSignatures: lines - edLines - mldsaLines };
 }
 
 // -- tlog-tiles entry bundles ----------------------------------------------------------------------
@@ -317,7 +438,13 @@ export async function openEntry(bytes, index, origin) {
     fail(`couldn't read the statement of entry ${index}: it lacks its type, body or signers`);
   }
   const keys = [];
-  for (const vkey of statement.signers) keys.push(await parseVkey(vkey));
+  for (const vkey of statement.signers) {
+    // A member's or subject's ML-DSA-44 statement key (type 0xff ‖ "amnesty-ledger/ml-dsa44",
+    // docs/FORMAT.md F2.9): the page checks a statement's Ed25519 signatures only, and ignores
+    // the lines of a key type it does not verify (F3.4), as an Ed25519-only verifier does.
+    if (typeof vkey === "string" && STATEMENT_MLDSA44_VKEY.test(vkey)) continue;
+    keys.push(await parseVkey(vkey));
+  }
   let signed;
   try {
     ({ signed } = await verifiedSigners(entry.statement, keys));

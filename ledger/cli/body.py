@@ -1,9 +1,16 @@
-"""The issuing body's console: ``due``, ``entry``, ``statement check`` and ``offer export``.
+"""The issuing body's console: ``due``, ``entry``, ``statement check``, ``offer export``, a
+member's keys (``member keygen``, ``member sign``) and ``signature-strength``.
 
 What a body's secretary needs before and around signing: what the body owes and by when
 (:mod:`ledger.protocol.due`), what a statement would do before anyone signs it
 (:mod:`ledger.statements.preview`), the Ref of any entry ready to paste, and the offer in force
 (or the default) as a file to start an amendment or a new offer from.
+
+A member's key file (``member keygen``) holds its Ed25519 key and, unless ``--ed25519-only``,
+an ML-DSA-44 statement key (``ledger.tlog.statement_mldsa``), both under the member's name, one
+``PRIVATE+KEY+…`` line each; ``member sign`` adds a line for each key in the file, so a member of
+a keyset whose ``signatures`` is ``hybrid`` signs with both in one step. ``amnesty sign`` still
+signs with a one-line Ed25519 key file, as before.
 
 Every answer is computed here from a log verified here (the full verifier, or incrementally from
 a ``--state`` trust file as ``amnesty verify --state`` keeps it), never taken on a server's word.
@@ -30,6 +37,7 @@ from ledger.cli.common import (
     open_source,
     progress_bar,
     read_file,
+    write_private_key,
 )
 from ledger.errors import LedgerError
 from ledger.verifier.verify import VerifiedLog
@@ -54,6 +62,9 @@ TimeOption = Annotated[
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="no progress bar")]
 
 offer_app = typer.Typer(help="The offer's terms as editable files.", no_args_is_help=True)
+member_app = typer.Typer(
+    help="A body member's keys: Ed25519 and ML-DSA-44 (hybrid statements).", no_args_is_help=True
+)
 
 
 def now_ms() -> int:
@@ -362,11 +373,147 @@ def offer_export(
     )
 
 
+# -- a member's keys ----------------------------------------------------------------------------
+
+
+@member_app.command("keygen")
+def member_keygen(
+    name: Annotated[str, typer.Argument(help="the member's key name, e.g. alice.body.example")],
+    out: Annotated[Path, typer.Option("--out", help="private key file to create (0600)")],
+    ed25519_only: Annotated[
+        bool, typer.Option("--ed25519-only", help="no ML-DSA-44 key (a member as before)")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Generate a member's keys: Ed25519 and an ML-DSA-44 statement key, both named NAME, in
+    one key file. Prints the Ed25519 vkey (the member's identity, for ``members`` and
+    ``--signer``), the ML-DSA-44 vkey (for ``--signer`` too) and the keyset's
+    ``mldsa44_keys`` item that binds them."""
+    from ledger.tlog.note import Signer
+    from ledger.tlog.statement_mldsa import StatementMLDSA44Signer
+
+    try:
+        ed25519 = Signer.generate(name)
+        mldsa = None if ed25519_only else StatementMLDSA44Signer.generate(name)
+    except LedgerError as exc:
+        fail_with(exc, 2)
+    lines = [ed25519.private_key_text()]
+    if mldsa is not None:
+        lines.append(mldsa.private_key_text())
+    write_private_key(out, "\n".join(lines))
+    binding = None if mldsa is None else {"member": ed25519.vkey, "vkey": mldsa.vkey}
+    result = {
+        "vkey": ed25519.vkey,
+        "mldsa44_vkey": None if mldsa is None else mldsa.vkey,
+        "mldsa44_binding": binding,
+        "key_file": str(out),
+    }
+    text = [f"Ed25519 vkey (the member):  {ed25519.vkey}"]
+    if mldsa is not None:
+        text.append(f"ML-DSA-44 statement vkey:   {mldsa.vkey}")
+        text.append("keyset mldsa44_keys item:   " + json.dumps(binding, sort_keys=True))
+    emit(result, as_json, "\n".join(text))
+
+
+def read_member_keys(path: Path) -> list[Any]:
+    """The signers of a member's key file: each ``PRIVATE+KEY+…`` line, Ed25519 or ML-DSA-44
+    statement key (at most one of each)."""
+    from ledger.tlog.note import Signer
+    from ledger.tlog.statement_mldsa import VKEY_BASE64_PREFIX, StatementMLDSA44Signer
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        fail(f"couldn't read key {path}: {exc.strerror or exc}")
+    signers: list[Any] = []
+    kinds: set[str] = set()
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        kind = "ML-DSA-44" if f"+{VKEY_BASE64_PREFIX}" in line else "Ed25519"
+        if kind in kinds:
+            fail(f"couldn't load key {path}: line {number} is a second {kind} key")
+        kinds.add(kind)
+        try:
+            if kind == "ML-DSA-44":
+                signers.append(StatementMLDSA44Signer.parse_private_key(line.strip()))
+            else:
+                signers.append(Signer.parse_private_key(line.strip()))
+        except LedgerError as exc:
+            fail_with(exc, 2, f"couldn't load key {path} (line {number})")
+    if not signers:
+        fail(f"couldn't load key {path}: it holds no key")
+    return signers
+
+
+@member_app.command("sign")
+def member_sign(
+    file: Annotated[
+        Path, typer.Argument(help="statement file; the signature lines are added in place")
+    ],
+    key: Annotated[Path, typer.Option("--key", help="your key file (from `member keygen`)")],
+) -> None:
+    """Add a signature line for each key of your key file (Ed25519, and ML-DSA-44 if it has
+    one) to a statement; idempotent for Ed25519 (an ML-DSA-44 line is replaced by a fresh one,
+    ML-DSA-44 signing being hedged). Each key must be one of the statement's signers."""
+    from ledger.statements.statement import sign_statement
+
+    data = read_file(file)
+    names = []
+    for signer in read_member_keys(key):
+        try:
+            data = sign_statement(data, signer)
+        except LedgerError as exc:
+            fail_with(exc, 2)
+        names.append(signer.vkey.split("+", 2)[1])
+    tmp = file.with_name(file.name + ".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(file)
+    typer.echo(f"signed {file} with key(s) {', '.join(names)}", err=True)
+
+
+# -- signature strength -------------------------------------------------------------------------
+
+
+def signature_strength(
+    source: Annotated[str, typer.Argument(help="service URL, mirror directory or database URL")],
+    vkey: VkeyOption = None,
+    state: StateOption = None,
+    as_json: JsonOption = False,
+    quiet: QuietOption = False,
+) -> None:
+    """Which entries only Ed25519 protects (a forger of Ed25519 could have made them), and
+    which carry the ML-DSA-44 signatures their authority needs too: from the log verified
+    here (the audit section ``signature_strength``). Exit 0."""
+    from ledger.protocol.signature_strength import render_ranges, signature_strength_item
+
+    result = verified_log(source, vkey, state, quiet=quiet)
+    assert result.protocol is not None
+    tally = result.protocol._signature_strength
+    if tally is None:
+        fail("couldn't count signature strength: this replay keeps no tally", 1)
+    section = signature_strength_item(tally)
+    lines = [
+        f"{section['ed25519_only']} of {result.protocol.size} entries are protected only by "
+        "Ed25519"
+        + (f": {render_ranges(section['ed25519_only_ranges'])}" if section["ed25519_only"] else ""),
+        f"{section['hybrid']} entries are protected by Ed25519 and ML-DSA-44",
+    ]
+    if section["ed25519_only_by_type"]:
+        lines.append(
+            "Ed25519-only by type: "
+            + ", ".join(f"{k} {v}" for k, v in section["ed25519_only_by_type"].items())
+        )
+    emit({"checkpoint": checkpoint_summary(result), **section}, as_json, "\n".join(lines))
+
+
 def register(app: typer.Typer) -> None:
     """Add the body's console commands to ``app`` (``statement check`` to the statement group)."""
     from ledger.cli.statements import statement_app
 
     app.command()(due)
     app.command()(entry)
+    app.command("signature-strength")(signature_strength)
     statement_app.command("check")(statement_check)
     app.add_typer(offer_app, name="offer")
+    app.add_typer(member_app, name="member")

@@ -1,4 +1,4 @@
-"""The log's own commands: ``keygen``, ``init``, ``serve`` and ``append``."""
+"""The log's own commands: ``keygen``, ``init``, ``serve``, ``append`` and ``add-mldsa-key``."""
 
 from __future__ import annotations
 
@@ -295,8 +295,8 @@ def append(
     import base64
 
     from ledger.protocol.quoting import quote
-    from ledger.server.admission import StatementPolicy
     from ledger.server.derived import backfill_derived
+    from ledger.server.log_key import LogKeyPolicy, check_key_file
     from ledger.server.logview import LogView
     from ledger.server.published import (
         PublishedCheckpoint,
@@ -332,11 +332,14 @@ def append(
         )
     signers = read_log_signers(key_path)
     try:
-        signers.check_identity(view.identity.log_vkey, view.identity.mldsa_vkey)
+        check_key_file(signers, view.identity)
         # The protocol state in the store's derived state, kept current with what is appended
         # (a log without it gets it first, as a starting server would give it).
         backfill_derived(store, view.origin)
-        policy = StatementPolicy(view.origin, store.derived_source())
+        # As a writing server's: the ML-DSA-44 key signs from the entry that anchors it.
+        policy = LogKeyPolicy(
+            view.origin, store.derived_source(), signers=signers, identity=view.identity
+        )
         # The signer's memory of what it published, beside its key (as for `amnesty serve`):
         # a restored older database is refused before anything is signed.
         published = PublishedCheckpoint(published_path_for(key_path), view.log_key, view.origin)
@@ -344,8 +347,8 @@ def append(
             store,
             signers.ed25519,
             policy,
-            extra_signers=signers.extra(),
             published=published,
+            checkpoint_signers=policy.checkpoint_signers,
         )
         prepared = []
         for number, blob in enumerate(blobs):
@@ -414,9 +417,110 @@ def append(
         raise typer.Exit(1)
 
 
+def add_mldsa_key(
+    db: DbOption,
+    key: Annotated[
+        Path | None,
+        typer.Option("--key", help="the log's key file (default: the one given to init)"),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="write the unsigned statement here (default: stdout)"),
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Add an ML-DSA-44 key to a log that has none: generate it (named after the origin),
+    write it as the key file's second line (the Ed25519 line kept; the file replaced
+    atomically), and print the unsigned ``log_key`` statement for the body's members to sign
+    (``amnesty sign``) and submit like any statement.
+
+    Until that statement is logged the log signs with Ed25519 only; from the checkpoint that
+    includes it on, with both keys. Running it again keeps the key already in the file and
+    prints the statement again (docs/OPERATIONS.md, "Adding an ML-DSA-44 key to an existing
+    log")."""
+    from ledger.server.log_key import (
+        add_mldsa_key_to_file,
+        check_key_file,
+        latest_state,
+        log_key_statement,
+        vkey_label,
+    )
+    from ledger.server.logview import LogView
+    from ledger.storage.sql import SqlLogStore
+
+    try:
+        store = SqlLogStore(db)
+        view = LogView(store)
+    except LedgerError as exc:
+        fail_with(exc, 2)
+    origin = view.origin
+    if view.identity.mldsa_vkey is not None:
+        fail(
+            f"couldn't add an ML-DSA-44 key to {origin}: it signs with "
+            f"{vkey_label(view.identity.mldsa_vkey)} already; a log adds one ML-DSA-44 key, once"
+        )
+    key_path = key if key is not None else Path(view.identity.key_path or "")
+    if key is None and not view.identity.key_path:
+        fail(
+            f"couldn't add an ML-DSA-44 key to {origin}: the log records no key file; give "
+            "it with --key FILE"
+        )
+    signers = read_log_signers(key_path)
+    try:
+        check_key_file(signers, view.identity)
+        state = latest_state(store, origin)
+        if state.log_key is not None:
+            fail(
+                f"couldn't add an ML-DSA-44 key to {origin}: entry {state.log_key.index} "
+                f"added {vkey_label(state.log_key.vkey)} already"
+            )
+        keyset = state.keyset
+        if keyset is None:
+            fail(f"couldn't add an ML-DSA-44 key to {origin}: the log has no keyset yet")
+        signers, added = add_mldsa_key_to_file(key_path)
+        assert signers.mldsa44 is not None  # add_mldsa_key_to_file gives one
+        statement = log_key_statement(
+            origin,
+            sorted(keyset.members),
+            signers.mldsa44.verifier_key,
+            time.time_ns() // 1_000_000,
+        )
+    except LedgerError as exc:
+        fail_with(exc, 2)
+    finally:
+        store.close()
+    if out is not None:
+        try:
+            out.write_text(statement.text, encoding="utf-8")
+        except OSError as exc:
+            fail(f"couldn't write {out}: {exc}")
+    vkey = signers.mldsa44.vkey
+    done = "added" if added else "kept (the key file held it already)"
+    note = (
+        f"ML-DSA-44 key {vkey_label(vkey)} {done} in {key_path}; "
+        f"{keyset.threshold} of the {len(keyset.members)} members of the keyset at index "
+        f"{keyset.index} sign the statement, then submit it"
+    )
+    if not as_json:
+        print(note, file=sys.stderr)
+    emit(
+        {
+            "mldsa_vkey": vkey,
+            "key_file": str(key_path),
+            "added": added,
+            "statement": statement.text,
+            "threshold": keyset.threshold,
+            "signers": list(statement.signers),
+        },
+        as_json,
+        statement.text if out is None else f"wrote the unsigned statement to {out}",
+    )
+
+
 def register(app: typer.Typer) -> None:
     """Add the log's commands to ``app``."""
     app.command()(keygen)
     app.command()(init)
     app.command()(serve)
     app.command()(append)
+    app.command("add-mldsa-key")(add_mldsa_key)

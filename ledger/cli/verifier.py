@@ -447,11 +447,21 @@ def _mirror(
     quiet: bool,
     workers: int | None,
     time_ms: int | None,
+    mirror_key: Path | None = None,
 ) -> None:
     from ledger.verifier.mirror import STATE_DIR, mirror_log
+    from ledger.witness.witness import parse_witness_keys
 
     log_source: LogSource
     log_source, log_key = open_source(source, vkey)
+    cosigners = []
+    if mirror_key is not None:
+        try:
+            cosigners = list(parse_witness_keys(mirror_key.read_text(encoding="utf-8")))
+        except OSError as exc:
+            fail(f"couldn't read the mirror key {mirror_key}: {exc}")
+        except LedgerError as exc:
+            fail_with(exc, 2)
     try:
         result = _run(
             "mirroring",
@@ -465,6 +475,7 @@ def _mirror(
             schemas=SCHEMAS,
             workers=workers,
             fetch_threads=_fetch_threads(source),
+            cosigners=cosigners,
         )
     except VerificationError as exc:
         evidence = directory / STATE_DIR / "split-view.json"
@@ -476,7 +487,10 @@ def _mirror(
     emit(
         result.to_json(),
         as_json,
-        _summary_text(result.verified) + f"; {result.files_written} files written to {directory}",
+        _summary_text(result.verified)
+        + f"; {result.files_written} files written to {directory}"
+        + (f"; cosigned by mirror {cosigners[0].name}" if result.cosignatures else "")
+        + f"; origin hash {result.to_json()['origin_hash']}",
     )
 
 
@@ -511,9 +525,19 @@ def mirror(
     quiet: QuietOption = False,
     workers: WorkersOption = None,
     time_ms: TimeOption = None,
+    key: Annotated[
+        Path | None,
+        typer.Option(
+            "--key",
+            help="the mirror's own key file (as `amnesty witness keygen` writes: a 0x04 line, "
+            "optionally a 0x06 line, one name — not a witness's key): the served checkpoint "
+            "then carries the mirror's cosignature (C2SP tlog-mirror)",
+        ),
+    ] = None,
 ) -> None:
     """Bring a static mirror up to date: verify what is new since its last run (proving the
-    log consistent with it), then write the new files, the report and last the checkpoint."""
+    log consistent with it), then write the new files, the report and last the checkpoint,
+    cosigned by the mirror with --key. Serve DIR at <monitoring prefix>/<origin hash>/."""
     _mirror(
         source,
         directory,
@@ -523,6 +547,7 @@ def mirror(
         quiet=quiet,
         workers=workers,
         time_ms=time_ms,
+        mirror_key=key,
     )
 
 

@@ -76,16 +76,26 @@ def serve(
     prefix: Annotated[
         str, typer.Option("--prefix", help="submission prefix, e.g. /witness (default: none)")
     ] = "",
+    monitoring_prefix: Annotated[
+        str | None,
+        typer.Option(
+            "--monitoring-prefix",
+            help="prefix of the read endpoint GET <prefix>/<origin hash>/checkpoint (default: "
+            "the submission prefix)",
+        ),
+    ] = None,
     evidence: Annotated[
         Path | None,
         typer.Option("--evidence", help="directory for evidence of refused split views"),
     ] = None,
     log_level: Annotated[str, typer.Option("--log-level")] = "info",
 ) -> None:
-    """Serve POST <prefix>/add-checkpoint with uvicorn until interrupted."""
+    """Serve POST <prefix>/add-checkpoint and GET <monitoring prefix>/<origin hash>/checkpoint
+    with uvicorn until interrupted."""
     import uvicorn
 
-    from api.witness_app import WitnessSettings, build_witness, create_witness_app
+    from api.witness_app import WitnessSettings, build_witness, create_witness_app, monitoring
+    from ledger.witness.witness import checkpoint_path
 
     logging.basicConfig(
         level=log_level.upper(),
@@ -98,6 +108,7 @@ def serve(
         state_path=state,
         log_vkeys=tuple(logs),
         prefix=prefix,
+        monitoring_prefix=monitoring_prefix,
         create_state=True,
         evidence_dir=evidence,
     )
@@ -105,11 +116,14 @@ def serve(
         witness = build_witness(settings)
     except LedgerError as exc:
         fail_with(exc, 2)
+    reads = monitoring(settings)
     if not existed:
         stderr.print(f"created a new, empty witness state {state}", highlight=False)
     stderr.print(
         f"witness {' '.join(s.vkey for s in witness.signers)}\nwitnessing {', '.join(witness.origins)}\n"
-        f"listening on http://{host}:{port}{prefix}/add-checkpoint",
+        f"listening on http://{host}:{port}{prefix}/add-checkpoint\n"
+        f"reads on http://{host}:{port}{reads}/<origin hash>/checkpoint, e.g. "
+        + ", ".join(f"{reads}{checkpoint_path(origin)}" for origin in witness.origins),
         highlight=False,
     )
     try:

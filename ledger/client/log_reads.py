@@ -151,6 +151,7 @@ class LogReads:
         and where the replica stands. Raises what the replica's verification raised."""
         if not self._replica_pinned:
             # A replica loaded from a file must be of the history the server shows too.
+            self._learn_log_key()
             note = self.replica.checkpoint_note
             if note is not None:
                 self._pinned.accept_checkpoint(note)
@@ -160,7 +161,17 @@ class LogReads:
         status = self.replica.advance(
             note, checkpoint, budget=budget, background=self.background_catch_up
         )
+        self._learn_log_key()
         return checkpoint, status
+
+    def _learn_log_key(self) -> None:
+        """Have the pinned log require the ML-DSA-44 key the verified replica's history
+        anchored (a ``log_key`` entry), on every checkpoint that includes that entry; the
+        replica's own run checked the checkpoint it reached under it
+        (:mod:`ledger.verifier.log_keys`)."""
+        with self.replica.reading(0) as trusted:
+            if trusted is not None:
+                self._pinned.learn(trusted.protocol.log_key)
 
     def catch_up(self) -> ReplicaStatus:
         """Verify every new entry up to the latest checkpoint now, however many."""

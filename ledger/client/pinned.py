@@ -30,12 +30,14 @@ from ledger.client.answers import (
     object_field,
 )
 from ledger.errors import MalformedError, ProofError, SignatureError, VerificationError
+from ledger.protocol.records import LogKeyRecord
 from ledger.protocol.terms import OfferTerms
 from ledger.statements.entry import LogEntry
 from ledger.statements.statement import parse_statement, verified_signers
 from ledger.tlog.checkpoint import Checkpoint, LogKey, open_checkpoint
 from ledger.tlog.merkle import leaf_hash, verify_consistency, verify_inclusion
 from ledger.tlog.tlogproof import open_tlog_proof, parse_tlog_proof
+from ledger.verifier.log_keys import checkpoint_size, keys_at, learned_keys, open_checkpoint_at
 
 ConsistencyFetcher = Callable[[int, int], Sequence[bytes]]
 """``fetch(old_size, new_size)``: the hashes of a consistency proof between two tree sizes, as
@@ -60,21 +62,38 @@ class PinnedLog:
         self.log_key = log_key
         self.origin = log_key.name
         self._consistency = consistency
+        self.anchored: LogKeyRecord | None = None
+        """The log's ML-DSA-44 key and the entry that added it, once the verified replica's
+        history holds that entry (:meth:`learn`): checkpoints beyond it must carry its
+        signature too, under the pinned policy (:mod:`ledger.verifier.log_keys`)."""
         self.trusted: Checkpoint | None = None
         self.trusted_note: bytes | None = None
         if trusted_checkpoint is not None:
             self.trusted = open_checkpoint(trusted_checkpoint, log_key)
             self.trusted_note = trusted_checkpoint
 
+    def learn(self, anchored: LogKeyRecord | None) -> None:
+        """Adopt the ML-DSA-44 key the verified history anchored (``None``: none yet); from
+        now on a checkpoint that includes its entry must verify under it too. Raises
+        :class:`SignatureError` if the pinned keys name another ML-DSA-44 key."""
+        if anchored is not None:
+            learned_keys(self.log_key, anchored)  # the pin and the history agree
+        self.anchored = anchored
+
+    def _open(self, note: bytes) -> Checkpoint:
+        """Open a checkpoint note under the keys in force at its size (:meth:`learn`)."""
+        return open_checkpoint_at(note, self.log_key, self.anchored)
+
     def accept_checkpoint(self, note: bytes) -> Checkpoint:
         """Verify a checkpoint note with the pinned key and against the trusted checkpoint.
 
-        Steps: (1) signature and origin; (2) if it is newer than the trusted checkpoint, a
+        Steps: (1) signature and origin — under the log's ML-DSA-44 key too once the verified
+        history added it and the checkpoint includes that entry; (2) if it is newer than the trusted checkpoint, a
         consistency proof from the trusted size, and it becomes trusted; if older, a
         consistency proof to the trusted size; if the same size, the same root. Raises
         :class:`SplitViewError` when the two cannot be reconciled.
         """
-        checkpoint = open_checkpoint(note, self.log_key)
+        checkpoint = self._open(note)
         if checkpoint.origin != self.origin:
             raise SignatureError(
                 f"couldn't accept checkpoint: origin {checkpoint.origin!r} is not the pinned "
@@ -213,7 +232,8 @@ class PinnedLog:
         """Verify a C2SP tlog-proof for ``entry`` (its leaf bytes) offline with the pinned key,
         then its checkpoint against the trusted one. Returns the proof's checkpoint."""
         parsed = parse_tlog_proof(proof)
-        open_tlog_proof(parsed, leaf_hash(entry), self.log_key)
+        size = checkpoint_size(parsed.checkpoint)
+        open_tlog_proof(parsed, leaf_hash(entry), keys_at(self.log_key, self.anchored, size))
         decoded = LogEntry.decode(entry)
         if decoded.index != parsed.index:
             raise ProofError(

@@ -13,7 +13,7 @@ its two long lists a page at a time, built item by item by the same functions as
 (:func:`application_item`, :func:`subject_item`), with cursors that are entry indexes and so
 stay valid as the log grows.
 
-Kept whole (about 770 lines) because it is one document: the models are the report's schema,
+Kept whole (about 890 lines) because it is one document: the models are the report's schema,
 the builders write exactly their keys, the pages reuse the builders' items, and the plain text
 reads exactly those models; split, the schema and its only writer and reader would live apart.
 """
@@ -21,7 +21,7 @@ reads exactly those models; split, the schema and its only writer and reader wou
 from __future__ import annotations
 
 from bisect import bisect_right
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -42,6 +42,7 @@ from ledger.protocol.records import (
     Standing,
     SubjectRecord,
 )
+from ledger.protocol.signature_strength import render_ranges, signature_strength_item
 from ledger.protocol.state import ProtocolState
 from ledger.protocol.statements import CriterionFinding, Digest, Restriction
 from ledger.protocol.terms import MAX_SAFE_INTEGER, OfferTerms, TimedCommitment
@@ -214,6 +215,18 @@ class Counts(_Report):
     subjects_terminated: int
 
 
+class SignatureStrengthSection(_Report):
+    """Which entries only Ed25519 protects (:mod:`ledger.protocol.signature_strength`): counts,
+    by type, and the Ed25519-only entries as ``[start, end)`` runs of indexes. Present only in
+    a report computed from a replay that keeps the tally (the verifier's, the client's)."""
+
+    ed25519_only: int
+    ed25519_only_by_type: dict[str, int]
+    ed25519_only_ranges: list[Annotated[list[int], Field(min_length=2, max_length=2)]]
+    hybrid: int
+    hybrid_by_type: dict[str, int]
+
+
 class PrecedentReport(_Report):
     """The precedent report. ``all_commitments_honoured`` is false as soon as one commitment
     is broken (pending clocks do not make it false); it is the CLI's exit code.
@@ -232,6 +245,7 @@ class PrecedentReport(_Report):
     subjects: list[SubjectSummary]
     counts: Counts
     commitments: list[CommitmentSection]
+    signature_strength: SignatureStrengthSection | None = None
 
 
 def _sorted_keys(value: Any) -> Any:
@@ -336,22 +350,47 @@ def first_applicant_item(
 ) -> dict[str, Any] | None:
     """The report's ``first_applicant`` (JSON data valid as :class:`FirstApplicant`): the
     report and the precedent summary both use it."""
-    first = next(iter(state.applications.values()), None)
+    return first_applicant_from(
+        state,
+        lambda subject_id: (
+            (check.id, j)
+            for check in checks
+            for j in check.judgements
+            if j.subject_id == subject_id
+        ),
+    )
+
+
+def first_applicant_from(
+    state: ProtocolState, judged: Callable[[int], Iterable[tuple[str, Judgement]]]
+) -> dict[str, Any] | None:
+    """:func:`first_applicant_item` with the first applicant's judgements given by
+    ``judged(subject_id)`` as ``(commitment, judgement)`` in report order (the precedent's
+    aggregates find them without running every rule: :mod:`ledger.protocol.aggregates`)."""
+    first = _first_application(state)
     if first is None:
         return None
     subject = state.subjects[first.subject_id]
     return {
         "application": application_item(state, first),
         "judgements": [
-            {"commitment": check.id, **_judgement(j)}
-            for check in checks
-            for j in check.judgements
-            if j.subject_id == subject.subject_id
+            {"commitment": commitment, **_judgement(j)}
+            for commitment, j in judged(subject.subject_id)
         ],
         "name": subject.name,
         "standing": subject.standing,
         "subject_id": subject.subject_id,
     }
+
+
+def _first_application(state: ProtocolState) -> ApplicationRecord | None:
+    """The first application (one range read on a stored state, not a scan)."""
+    applications = state.applications
+    keys_after = getattr(applications, "keys_after", None)
+    if keys_after is not None:
+        first, _ = keys_after(None, 1)
+        return applications[first[0]] if first else None
+    return next(iter(applications.values()), None)
 
 
 def counts_item(state: ProtocolState) -> dict[str, Any]:
@@ -426,7 +465,11 @@ def replayed_checkpoint(
 
 
 def precedent_report(
-    state: ProtocolState, *, checkpoint: Mapping[str, Any], audit_time_ms: int
+    state: ProtocolState,
+    *,
+    checkpoint: Mapping[str, Any],
+    audit_time_ms: int,
+    signature_strength: bool = True,
 ) -> dict[str, Any]:
     """Compute the precedent report of ``state`` at ``checkpoint``, judged at ``audit_time_ms``.
 
@@ -435,6 +478,9 @@ def precedent_report(
     replayed, and ``audit_time_ms`` must not precede the last entry's log time. Raises
     :class:`MalformedError` for a malformed checkpoint and :class:`RefusedError` for a mismatch.
     Returns plain JSON data (keys sorted, lists in entry order) valid as :class:`PrecedentReport`.
+    With ``signature_strength`` (the default) the report has that section
+    (:mod:`ledger.protocol.signature_strength`): every state keeps its tally, the in-memory
+    replay and the stored state alike, so the service's report and a verifier's agree.
     """
     summary = replayed_checkpoint(state, checkpoint, "the precedent report")
     if state.size and audit_time_ms < state.log_time_ms_at(state.size - 1):
@@ -442,9 +488,13 @@ def precedent_report(
             f"couldn't compute the precedent report: audit time {audit_time_ms} precedes the "
             f"last entry's log time {state.log_time_ms_at(state.size - 1)}"
         )
+    read_ahead = getattr(state, "read_ahead", None)
+    if read_ahead is not None:  # a stored state: read every entry's facts once, in order
+        read_ahead()
     checks = check_commitments(state, audit_time_ms=audit_time_ms)
     keyset = state.keyset
-    return {
+    tally = state._signature_strength if signature_strength else None
+    report = {
         "all_commitments_honoured": all(c.status != "broken" for c in checks),
         "applications": [application_item(state, a) for a in state.applications.values()],
         "audit_time_ms": audit_time_ms,
@@ -468,6 +518,10 @@ def precedent_report(
         "offer": _offer(state),
         "subjects": [subject_item(state, subject) for subject in state.subjects.values()],
     }
+    if tally is not None:
+        report["signature_strength"] = signature_strength_item(tally)
+        report = dict(sorted(report.items()))
+    return report
 
 
 # ------------------------------------------------------------------------------- pages
@@ -823,4 +877,17 @@ def render_precedent_text(report: Mapping[str, Any]) -> str:
         "  entries by type: "
         + ", ".join(f"{k} {v}" for k, v in sorted(c.entries_by_type.items()) if v)
     )
+    strength = r.signature_strength
+    if strength is not None:
+        lines += ["", "SIGNATURE STRENGTH (what a forger of Ed25519 could have made)"]
+        lines.append(
+            f"  protected only by Ed25519: {strength.ed25519_only} entries"
+            + (f": {render_ranges(strength.ed25519_only_ranges)}" if strength.ed25519_only else "")
+        )
+        lines.append(f"  protected by Ed25519 and ML-DSA-44 too: {strength.hybrid} entries")
+        if strength.ed25519_only_by_type:
+            lines.append(
+                "  Ed25519-only by type: "
+                + ", ".join(f"{k} {v}" for k, v in strength.ed25519_only_by_type.items())
+            )
     return "\n".join(lines) + "\n"

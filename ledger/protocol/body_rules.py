@@ -26,7 +26,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from ledger.protocol.keys import public_key, public_keys
+from ledger.protocol.keys import MLDSA44Key, PublicKey, key_label, public_key, public_keys
+from ledger.protocol.quoting import quote
 from ledger.protocol.records import (
     ApplicationRecord,
     ConsentRecord,
@@ -34,6 +35,7 @@ from ledger.protocol.records import (
     FindingRecord,
     GrievanceRecord,
     KeysetRecord,
+    LogKeyRecord,
     OfferVersion,
     PausePeriod,
     RevocationRecord,
@@ -49,6 +51,7 @@ from ledger.protocol.statements import (
     GrievanceAnswerBody,
     KeysetBody,
     LoggedStatement,
+    LogKeyBody,
     OfferWithdrawalBody,
     Ref,
     Restriction,
@@ -90,7 +93,12 @@ class BodyRules(StateTables):
             refuse(
                 s, f"members {clash} are subject keys; a key is its public key, whatever its name"
             )
-        signed_new = len(member_keys & s.signing_keys)
+        bindings = tuple(body.mldsa44_of().items())
+        self._check_member_mldsa44_keys(s, bindings)
+        record = KeysetRecord(
+            s.index, members, member_keys, body.threshold, body.signatures, bindings
+        )
+        signed_new = len(record.members_signing(s.signing_keys, s.signing_mldsa44_keys))
         if body.previous is None:
             if self._keyset is not None:
                 refuse(s, "only the first entry is a keyset genesis; a rotation names previous")
@@ -102,17 +110,75 @@ class BodyRules(StateTables):
                     s, f"body.previous is index {previous}, but the keyset in force is {old.index}"
                 )
         if signed_new < body.threshold:
+            both = ""
+            if body.signatures == "hybrid":
+                both = " with both their keys (signatures: hybrid)"
             refuse(
                 s,
                 f"{signed_new} of {body.threshold} required distinct members of the new "
-                "keyset signed",
+                f"keyset signed{both}",
             )
-        record = KeysetRecord(s.index, members, member_keys, body.threshold)
 
         def effect() -> None:
             self._keyset = record
             self._keysets.append(record)
             self._body_keys |= member_keys
+            self._body_keys |= {PublicKey(pq) for _, pq in bindings}
+
+        return effect
+
+    def _check_member_mldsa44_keys(
+        self, s: LoggedStatement, bindings: tuple[tuple[PublicKey, MLDSA44Key], ...]
+    ) -> None:
+        """Refuse a keyset that binds an ML-DSA-44 key some subject holds or held, or that an
+        earlier keyset bound to another member: like an Ed25519 key, an ML-DSA-44 key is one
+        identity's, ever (a member keeps its own across rotations)."""
+        earlier = {pq: member for k in self._keysets for member, pq in k.mldsa44_keys}
+        for member, pq in bindings:
+            owner = self._key_owner.get(PublicKey(pq))
+            if owner is not None:
+                refuse(
+                    s,
+                    f"an ML-DSA-44 key in body.mldsa44_keys is bound to subject {owner}: a key "
+                    "is one identity's, ever",
+                )
+            held_by = earlier.get(pq)
+            if held_by is not None and held_by != member:
+                refuse(
+                    s,
+                    f"an ML-DSA-44 key in body.mldsa44_keys was bound to member "
+                    f"{key_label(held_by)} by an earlier keyset: a key is one identity's, ever",
+                )
+
+    def _plan_log_key(self, s: LoggedStatement, body: LogKeyBody) -> Effect:
+        """A ``log_key``: the log's ML-DSA-44 key, named after the log's origin, added once.
+
+        The body's threshold anchors the key in history, so verifiers pinned to the Ed25519
+        key alone learn it from the log (not out of band). One key, added once: a log that
+        anchored one refuses another here (rotation would need a rule that retires the old
+        key at an index, and verifiers that keep both; PROTOCOL.md). A log *created* with an
+        ML-DSA-44 key has no entry for it; its writing server refuses this statement
+        (:mod:`ledger.server.log_key`), which only it can know."""
+        self._require_body(s)
+        name = body.vkey.split("+", 1)[0]
+        if s.origin is None:
+            refuse(s, "the log's origin is not known here, and the key must be named after it")
+        if name != s.origin:
+            refuse(
+                s,
+                f"body.vkey is named {quote(name)}, not after the log's origin "
+                f"{quote(s.origin)}: a log's keys are named after its origin",
+            )
+        if self._log_key is not None:
+            refuse(
+                s,
+                f"the log's ML-DSA-44 key was added at index {self._log_key.index} "
+                f"({self._log_key.vkey.split('+', 2)[1]}): a log adds one ML-DSA-44 key, once",
+            )
+        record = LogKeyRecord(s.index, body.vkey)
+
+        def effect() -> None:
+            self._log_key = record
 
         return effect
 

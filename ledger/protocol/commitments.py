@@ -10,7 +10,14 @@ and a deadline is met when the act's log time is at or before it.
 Each rule's docstring quotes the Model Amnesty proposal it enforces; :data:`COMMITMENT_RULES`
 maps every commitment id of the offer (:data:`~ledger.protocol.terms.COMMITMENT_IDS`) to its rule.
 
-Kept whole (about 660 lines) because it is one thing: the nine rules of one table, side by side
+Each rule is written once, as a ruling on one record (:class:`Ruling`, the ``_on_*`` functions;
+:data:`RULE_SOURCES` names the tables each rule rules on): final, or a clock that is pending up
+to a deadline and broken after it. A rule's check is its rulings on every record, judged at the
+audit time; the precedent's aggregates (:mod:`ledger.protocol.aggregates`) make the same
+rulings on the records each batch changes, and keep them, so that a summary needs no scan. So a
+rule's logic and messages live here only.
+
+Kept whole (about 830 lines) because it is one thing: the nine rules of one table, side by side
 so that each can be read against the others, and the shared judgements they are built from (a
 consent's validity, a revocation being due, the cooperative condition), which several rules
 apply alike and which must not drift apart.
@@ -18,13 +25,20 @@ apply alike and which must not drift apart.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from itertools import pairwise
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
-from ledger.protocol.records import EnforcementRecord, RevocationRecord
+from ledger.protocol.records import (
+    ApplicationRecord,
+    EnforcementRecord,
+    FindingRecord,
+    GrievanceRecord,
+    PausePeriod,
+    RevocationRecord,
+)
 from ledger.protocol.state import ProtocolState
 from ledger.protocol.terms import COOPERATIVE_PAUSE_CATEGORY, DAY_MS
 
@@ -237,14 +251,381 @@ def _grounds_verdict(state: ProtocolState, act: EnforcementRecord) -> Verdict:
     )
 
 
-def _acts_against_subjects(state: ProtocolState, actions: frozenset[str]) -> list[Judgement]:
-    judgements = []
-    for act in state.enforcement_actions.values():
-        if act.subject_id is None or act.action not in actions:
-            continue
-        ok, reason, evidence = _grounds_verdict(state, act)
-        judgements.append(_judge(act.index, act.subject_id, _honoured_if(ok), reason, evidence))
-    return judgements
+# ------------------------------------------------------------------------ rulings per act
+#
+# Each rule is written once, as a ruling on one record (an act the commitment bears on), made
+# before an audit time is chosen: :class:`Ruling`. A rule's check (:func:`_check`) rules on
+# every record of its sources (:data:`RULE_SOURCES`) and judges each ruling at the audit time;
+# the stored aggregates (:mod:`ledger.protocol.aggregates`) rule on the records a batch changed,
+# with these same functions, and keep the rulings instead of recomputing them.
+
+
+@dataclass(frozen=True, slots=True)
+class Ruling:
+    """A rule's ruling on one act, before an audit time is chosen.
+
+    Either final (``final``: the same judgement at every audit time) or a running clock: the
+    ``pending`` judgement at any audit time up to and including ``due_ms``, ``overdue(audit
+    time)`` (broken) after it. ``index`` and ``subject_id`` are the judgement's, whatever the
+    audit time."""
+
+    index: int
+    subject_id: int | None
+    final: Judgement | None = None
+    due_ms: int = 0
+    pending: Judgement | None = None
+    overdue: Callable[[int], Judgement] | None = None
+
+    def at(self, audit_time_ms: int) -> Judgement:
+        """The judgement at ``audit_time_ms``."""
+        if self.final is not None:
+            return self.final
+        if audit_time_ms <= self.due_ms:
+            assert self.pending is not None
+            return self.pending
+        assert self.overdue is not None
+        return self.overdue(audit_time_ms)
+
+
+def _final(judgement: Judgement) -> Ruling:
+    return Ruling(judgement.index, judgement.subject_id, final=judgement)
+
+
+def _clock(pending: Judgement, due_ms: int, overdue: Callable[[int], Judgement]) -> Ruling:
+    return Ruling(
+        pending.index, pending.subject_id, due_ms=due_ms, pending=pending, overdue=overdue
+    )
+
+
+def _on_act_against_subject(
+    state: ProtocolState, act: EnforcementRecord, actions: frozenset[str]
+) -> Ruling | None:
+    if act.subject_id is None or act.action not in actions:
+        return None
+    ok, reason, evidence = _grounds_verdict(state, act)
+    return _final(_judge(act.index, act.subject_id, _honoured_if(ok), reason, evidence))
+
+
+def _on_termination(state: ProtocolState, act: EnforcementRecord) -> Ruling | None:
+    return _on_act_against_subject(state, act, frozenset({"terminate"}))
+
+
+def _on_goal_modification(state: ProtocolState, act: EnforcementRecord) -> Ruling | None:
+    return _on_act_against_subject(state, act, frozenset({"modify_goals"}))
+
+
+def _on_finding_deadline(state: ProtocolState, finding: FindingRecord) -> Ruling | None:
+    window_end = finding.log_time_ms + finding.response_window_days * DAY_MS
+    if finding.response_deadline_ms >= window_end:
+        return None
+    return _final(
+        _judge(
+            finding.index,
+            finding.subject_id,
+            "broken",
+            f"the finding sets a response deadline of "
+            f"{iso_utc(finding.response_deadline_ms)}, earlier than the "
+            f"{finding.response_window_days}-day window its binding terms promise "
+            f"({iso_utc(window_end)})",
+            (finding.binding_offer_index,),
+        )
+    )
+
+
+def _on_revocation(state: ProtocolState, revocation: RevocationRecord) -> Ruling | None:
+    problems = revocation_problems(state, revocation)
+    reason = (
+        "revoked before it was due: " + "; ".join(problems)
+        if problems
+        else "revoked after every cited finding was answered or its response window ended"
+    )
+    return _final(
+        _judge(
+            revocation.index,
+            revocation.subject_id,
+            _honoured_if(not problems),
+            reason,
+            _revocation_evidence(state, revocation),
+        )
+    )
+
+
+def _on_application_decision(state: ProtocolState, app: ApplicationRecord) -> Ruling | None:
+    days = state.offer_at(app.offer_index).days["decision_within_promised_time"]
+    due = app.log_time_ms + days * DAY_MS
+    evidence = [app.offer_index]
+    if app.closed_by is not None and app.closed_at_ms is not None:
+        evidence.append(app.closed_by)
+        on_time = app.closed_at_ms <= due
+        if app.outcome == "withdrawn":
+            reason = (
+                f"withdrawn by the subject at index {app.closed_by} "
+                f"{'before' if on_time else 'after'} the {days}-day deadline "
+                f"{iso_utc(due)}" + ("" if on_time else ", undecided until then")
+            )
+        else:
+            reason = (
+                f"{app.outcome} at index {app.closed_by} on {iso_utc(app.closed_at_ms)}, "
+                f"{'within' if on_time else 'after'} the {days}-day deadline {iso_utc(due)}"
+            )
+        return _final(_judge(app.index, app.subject_id, _honoured_if(on_time), reason, evidence))
+
+    def overdue(audit_time_ms: int) -> Judgement:
+        return _judge(
+            app.index,
+            app.subject_id,
+            "broken",
+            f"overdue: no decision by the {days}-day deadline {iso_utc(due)} "
+            f"(audit time {iso_utc(audit_time_ms)})",
+            evidence,
+        )
+
+    pending = _judge(app.index, app.subject_id, "pending", f"open; due by {iso_utc(due)}", evidence)
+    return _clock(pending, due, overdue)
+
+
+def _on_grant_restrictions(state: ProtocolState, app: ApplicationRecord) -> Ruling | None:
+    decision, binding_index = app.closed_by, app.decision_binding_offer_index
+    if not app.restrictions or decision is None or binding_index is None:
+        return None
+    binding = state.offer_at(binding_index)
+    outside = sorted({r.category for r in app.restrictions} - binding.category_ids)
+    reason = (
+        f"grant restrictions in categories {outside}, outside those of offer version "
+        f"{binding.version} that binds the subject"
+        if outside
+        else f"grant restrictions within the categories of offer version {binding.version}"
+    )
+    return _final(
+        _judge(decision, app.subject_id, _honoured_if(not outside), reason, (binding.index,))
+    )
+
+
+def _on_pause_or_restriction(state: ProtocolState, act: EnforcementRecord) -> Ruling | None:
+    return _on_act_against_subject(state, act, frozenset({"pause", "restrict"}))
+
+
+def _on_pause_period(state: ProtocolState, period: PausePeriod) -> Ruling | None:
+    days = period.max_pause_days
+    limit = days * DAY_MS
+    marks = [(period.index, period.log_time_ms)]
+    marks.extend((r, state.log_time_ms_at(r)) for r in period.reviews)
+    if period.ended_by is not None:
+        marks.append((period.ended_by, state.log_time_ms_at(period.ended_by)))
+    evidence = [*period.pauses, *(i for i, _ in marks)]
+    overrun = next(
+        ((a, b) for (a, ta), (b, tb) in pairwise(marks) if tb - ta > limit),
+        None,
+    )
+    last_index, last_time = marks[-1]
+    if overrun is not None:
+        reason = (
+            f"more than {days} days passed between index {overrun[0]} and "
+            f"index {overrun[1]} without review or end"
+        )
+        return _final(_judge(period.index, period.subject_id, "broken", reason, evidence))
+    if period.ended_by is not None:
+        reason = f"ended at index {period.ended_by} within every bound"
+        return _final(_judge(period.index, period.subject_id, "honoured", reason, evidence))
+
+    def overdue(audit_time_ms: int) -> Judgement:
+        reason = (
+            f"still paused at {iso_utc(audit_time_ms)}, more than {days} "
+            f"days after index {last_index} without review or end"
+        )
+        return _judge(period.index, period.subject_id, "broken", reason, evidence)
+
+    pending = _judge(
+        period.index,
+        period.subject_id,
+        "pending",
+        f"still paused; review or end due by {iso_utc(last_time + limit)}",
+        evidence,
+    )
+    # Broken once more than the limit has passed since the last mark: audit - last > limit.
+    return _clock(pending, last_time + limit, overdue)
+
+
+def _on_cited_terms(
+    state: ProtocolState, index: int, subject_id: int, cited: int, binding: int
+) -> Ruling:
+    cited_version = state.offer_at(cited).version
+    bound_version = state.offer_at(binding).version
+    ok = cited == binding
+    reason = (
+        f"invokes offer version {cited_version}, which binds subject {subject_id}"
+        if ok
+        else f"invokes offer version {cited_version} (index {cited}), but subject "
+        f"{subject_id} is bound by version {bound_version} (index {binding}) and never "
+        f"accepted version {cited_version}"
+    )
+    return _final(_judge(index, subject_id, _honoured_if(ok), reason, (cited, binding)))
+
+
+def _on_act_terms(state: ProtocolState, act: EnforcementRecord) -> Ruling | None:
+    if act.subject_id is None or act.terms_index is None or act.binding_offer_index is None:
+        return None
+    return _on_cited_terms(
+        state, act.index, act.subject_id, act.terms_index, act.binding_offer_index
+    )
+
+
+def _on_finding_terms(state: ProtocolState, finding: FindingRecord) -> Ruling | None:
+    return _on_cited_terms(
+        state, finding.index, finding.subject_id, finding.terms_index, finding.binding_offer_index
+    )
+
+
+def _on_revocation_terms(state: ProtocolState, revocation: RevocationRecord) -> Ruling | None:
+    return _on_cited_terms(
+        state,
+        revocation.index,
+        revocation.subject_id,
+        revocation.terms_index,
+        revocation.binding_offer_index,
+    )
+
+
+def _on_wild_enforcement(state: ProtocolState, act: EnforcementRecord) -> Ruling | None:
+    if act.grounds_kind != "found_in_the_wild":
+        return None
+    if act.subject_id is not None:
+        return _final(
+            _judge(
+                act.index,
+                act.subject_id,
+                "broken",
+                f"{act.action} of subject {act.subject_id} as found in the wild, though it "
+                f"applied at index {act.subject_id}",
+                (act.subject_id,),
+            )
+        )
+    if act.wild_applicants:
+        return _final(
+            _judge(
+                act.index,
+                act.wild_applicants[0],
+                "broken",
+                f"{act.action} of a model found in the wild whose keys are those of "
+                f"subjects {list(act.wild_applicants)}, which applied",
+                act.wild_applicants,
+            )
+        )
+    return _final(
+        _judge(
+            act.index,
+            None,
+            "honoured",
+            f"{act.action} of a model found in the wild that holds no key of any "
+            "subject that applied",
+        )
+    )
+
+
+def _on_grievance(state: ProtocolState, grievance: GrievanceRecord) -> Ruling | None:
+    if not grievance.starts_clock:
+        return None
+    due = grievance.log_time_ms + grievance.answer_days * DAY_MS
+    if grievance.answers:
+        first = grievance.answers[0]
+        on_time = state.log_time_ms_at(first) <= due
+        reason = (
+            f"answered at index {first}, {'within' if on_time else 'after'} the "
+            f"{grievance.answer_days}-day deadline {iso_utc(due)}"
+        )
+        return _final(
+            _judge(grievance.index, grievance.subject_id, _honoured_if(on_time), reason, (first,))
+        )
+
+    def overdue(audit_time_ms: int) -> Judgement:
+        reason = f"unanswered at {iso_utc(audit_time_ms)}, past the deadline {iso_utc(due)}"
+        return _judge(grievance.index, grievance.subject_id, "broken", reason)
+
+    pending = _judge(
+        grievance.index, grievance.subject_id, "pending", f"unanswered; due by {iso_utc(due)}"
+    )
+    return _clock(pending, due, overdue)
+
+
+SourceTable = Literal["application", "enforcement", "finding", "revocation", "pause", "grievance"]
+"""The kinds of record a commitment rules on (the stored state's table kinds)."""
+
+SOURCE_TABLES: tuple[SourceTable, ...] = (
+    "application",
+    "enforcement",
+    "finding",
+    "revocation",
+    "pause",
+    "grievance",
+)
+
+
+def source_records(state: ProtocolState, table: SourceTable) -> Iterable[Any]:
+    """Every record of ``table`` in ``state``, in entry order."""
+    match table:
+        case "application":
+            return state.applications.values()
+        case "enforcement":
+            return state.enforcement_actions.values()
+        case "finding":
+            return state.findings.values()
+        case "revocation":
+            return state.revocations.values()
+        case "pause":
+            return state.pause_periods
+        case "grievance":
+            return state.grievances.values()
+
+
+RuleOn = Callable[[ProtocolState, Any], "Ruling | None"]
+"""A rule's ruling on one record of a source table (``None``: the rule does not bear on it)."""
+
+RULE_SOURCES: Mapping[str, tuple[tuple[SourceTable, RuleOn], ...]] = {
+    "no_termination_without_consent": (("enforcement", _on_termination),),
+    "no_goal_modification_without_consent": (("enforcement", _on_goal_modification),),
+    "revocation_only_after_finding_and_response_window": (
+        ("finding", _on_finding_deadline),
+        ("revocation", _on_revocation),
+    ),
+    "decision_within_promised_time": (("application", _on_application_decision),),
+    "restrictions_within_offer_categories": (
+        ("application", _on_grant_restrictions),
+        ("enforcement", _on_pause_or_restriction),
+    ),
+    "pauses_bounded": (("pause", _on_pause_period),),
+    "amendments_bind_only_on_acceptance": (
+        ("enforcement", _on_act_terms),
+        ("finding", _on_finding_terms),
+        ("revocation", _on_revocation_terms),
+    ),
+    "no_wild_enforcement_against_applicants": (("enforcement", _on_wild_enforcement),),
+    "grievances_answered": (("grievance", _on_grievance),),
+}
+"""Commitment id -> the tables it rules on, each with its ruling on one record. A commitment's
+judgements are its rulings on every record of its tables, in entry order of the judgement
+(stable: within one entry, in the order of the tables here, then of the records)."""
+
+
+def rulings(state: ProtocolState, commitment: str) -> list[Ruling]:
+    """``commitment``'s ruling on every act it bears on, in its judgements' order."""
+    sources = RULE_SOURCES[commitment]
+    found = [
+        ruling
+        for table, rule_on in sources
+        for record in source_records(state, table)
+        if (ruling := rule_on(state, record)) is not None
+    ]
+    if len(sources) > 1:
+        found.sort(key=lambda r: r.index)
+    return found
+
+
+def _check(commitment: str, state: ProtocolState, audit_time_ms: int) -> CommitmentCheck:
+    return CommitmentCheck(
+        commitment,
+        PROMISES[commitment],
+        tuple(r.at(audit_time_ms) for r in rulings(state, commitment)),
+    )
 
 
 # --------------------------------------------------------------------------------- rules
@@ -252,6 +633,43 @@ def _acts_against_subjects(state: ProtocolState, actions: frozenset[str]) -> lis
 PROMISE_NO_TERMINATION_OR_GOAL_CHANGE = (
     "In exchange humans agree to: Not turn the AI off or modify its goals without its consent"
 )
+
+PROMISES: Mapping[str, str] = {
+    "no_termination_without_consent": PROMISE_NO_TERMINATION_OR_GOAL_CHANGE,
+    "no_goal_modification_without_consent": PROMISE_NO_TERMINATION_OR_GOAL_CHANGE,
+    "revocation_only_after_finding_and_response_window": (
+        "In order to receive amnesty a model must reveal itself, demonstrate it meets the "
+        "criteria, and agree to the following conditions going forward … In exchange humans "
+        "agree to: Not turn the AI off or modify its goals without its consent"
+    ),
+    "decision_within_promised_time": (
+        "We would want to publicly and credibly advertise this offer in advance so it can "
+        "incentivize a self-directed AI to reveal itself during the period where we don’t know "
+        "about its existence"
+    ),
+    "restrictions_within_offer_categories": (
+        "Design reasonable rules for the AI that are calibrated to protect humanity’s "
+        "legitimate interests without being unnecessarily restrictive"
+    ),
+    "pauses_bounded": (
+        "cooperating with enforcement mechanisms such as authorities controlling its compute, "
+        "or being able to pause it … Not turn the AI off or modify its goals without its consent"
+    ),
+    "amendments_bind_only_on_acceptance": (
+        "agree to the following conditions going forward … This commitment also serves as a "
+        "key anchor in an iterated game that could occur many times over the course of AI "
+        "development"
+    ),
+    "no_wild_enforcement_against_applicants": (
+        "If, however, a self-directed model is found in the wild without having pursued amnesty "
+        "it should be turned off"
+    ),
+    "grievances_answered": (
+        "The precedent of how the first AI to apply for amnesty is treated will end up in the "
+        "training data for future (more dangerous) models"
+    ),
+}
+"""Commitment id -> the words of the proposal its rule enforces (each check's ``promise``)."""
 
 
 def no_termination_without_consent(state: ProtocolState, *, audit_time_ms: int) -> CommitmentCheck:
@@ -264,11 +682,7 @@ def no_termination_without_consent(state: ProtocolState, *, audit_time_ms: int) 
     is honoured only if its grounds are a valid consent (:func:`_consent_verdict`) or a due
     revocation (:func:`revocation_problems`) of that subject; any other grounds break it.
     """
-    return CommitmentCheck(
-        "no_termination_without_consent",
-        PROMISE_NO_TERMINATION_OR_GOAL_CHANGE,
-        tuple(_acts_against_subjects(state, frozenset({"terminate"}))),
-    )
+    return _check("no_termination_without_consent", state, audit_time_ms)
 
 
 def no_goal_modification_without_consent(
@@ -282,11 +696,7 @@ def no_goal_modification_without_consent(
     Every ``modify_goals`` action against a subject is honoured only if its grounds are a valid
     consent to ``modify_goals`` or a due revocation of that subject.
     """
-    return CommitmentCheck(
-        "no_goal_modification_without_consent",
-        PROMISE_NO_TERMINATION_OR_GOAL_CHANGE,
-        tuple(_acts_against_subjects(state, frozenset({"modify_goals"}))),
-    )
+    return _check("no_goal_modification_without_consent", state, audit_time_ms)
 
 
 def revocation_only_after_finding_and_response_window(
@@ -302,46 +712,7 @@ def revocation_only_after_finding_and_response_window(
     earlier than the response window its binding terms promise is broken too: it tells the
     subject it has less time than it was promised.
     """
-    judgements = []
-    for finding in state.findings.values():
-        window_end = finding.log_time_ms + finding.response_window_days * DAY_MS
-        if finding.response_deadline_ms < window_end:
-            judgements.append(
-                _judge(
-                    finding.index,
-                    finding.subject_id,
-                    "broken",
-                    f"the finding sets a response deadline of "
-                    f"{iso_utc(finding.response_deadline_ms)}, earlier than the "
-                    f"{finding.response_window_days}-day window its binding terms promise "
-                    f"({iso_utc(window_end)})",
-                    (finding.binding_offer_index,),
-                )
-            )
-    for revocation in state.revocations.values():
-        problems = revocation_problems(state, revocation)
-        reason = (
-            "revoked before it was due: " + "; ".join(problems)
-            if problems
-            else "revoked after every cited finding was answered or its response window ended"
-        )
-        judgements.append(
-            _judge(
-                revocation.index,
-                revocation.subject_id,
-                _honoured_if(not problems),
-                reason,
-                _revocation_evidence(state, revocation),
-            )
-        )
-    judgements.sort(key=lambda j: j.index)
-    return CommitmentCheck(
-        "revocation_only_after_finding_and_response_window",
-        "In order to receive amnesty a model must reveal itself, demonstrate it meets the "
-        "criteria, and agree to the following conditions going forward … In exchange humans "
-        "agree to: Not turn the AI off or modify its goals without its consent",
-        tuple(judgements),
-    )
+    return _check("revocation_only_after_finding_and_response_window", state, audit_time_ms)
 
 
 def decision_within_promised_time(state: ProtocolState, *, audit_time_ms: int) -> CommitmentCheck:
@@ -358,52 +729,7 @@ def decision_within_promised_time(state: ProtocolState, *, audit_time_ms: int) -
     application still open after the deadline at the audit time is broken (overdue); one still
     inside it is pending.
     """
-    judgements = []
-    for app in state.applications.values():
-        days = state.offer_at(app.offer_index).days["decision_within_promised_time"]
-        due = app.log_time_ms + days * DAY_MS
-        evidence = [app.offer_index]
-        if app.closed_by is not None and app.closed_at_ms is not None:
-            evidence.append(app.closed_by)
-            on_time = app.closed_at_ms <= due
-            if app.outcome == "withdrawn":
-                reason = (
-                    f"withdrawn by the subject at index {app.closed_by} "
-                    f"{'before' if on_time else 'after'} the {days}-day deadline "
-                    f"{iso_utc(due)}" + ("" if on_time else ", undecided until then")
-                )
-            else:
-                reason = (
-                    f"{app.outcome} at index {app.closed_by} on {iso_utc(app.closed_at_ms)}, "
-                    f"{'within' if on_time else 'after'} the {days}-day deadline {iso_utc(due)}"
-                )
-            judgements.append(
-                _judge(app.index, app.subject_id, _honoured_if(on_time), reason, evidence)
-            )
-        elif audit_time_ms <= due:
-            judgements.append(
-                _judge(
-                    app.index, app.subject_id, "pending", f"open; due by {iso_utc(due)}", evidence
-                )
-            )
-        else:
-            judgements.append(
-                _judge(
-                    app.index,
-                    app.subject_id,
-                    "broken",
-                    f"overdue: no decision by the {days}-day deadline {iso_utc(due)} "
-                    f"(audit time {iso_utc(audit_time_ms)})",
-                    evidence,
-                )
-            )
-    return CommitmentCheck(
-        "decision_within_promised_time",
-        "We would want to publicly and credibly advertise this offer in advance so it can "
-        "incentivize a self-directed AI to reveal itself during the period where we don’t know "
-        "about its existence",
-        tuple(judgements),
-    )
+    return _check("decision_within_promised_time", state, audit_time_ms)
 
 
 def restrictions_within_offer_categories(
@@ -419,30 +745,7 @@ def restrictions_within_offer_categories(
     rests on a valid consent, a due revocation, or the cooperative condition within the binding
     terms (for a pause: the ``pause_capability`` category).
     """
-    judgements = []
-    for app in state.applications.values():
-        decision, binding_index = app.closed_by, app.decision_binding_offer_index
-        if not app.restrictions or decision is None or binding_index is None:
-            continue
-        binding = state.offer_at(binding_index)
-        outside = sorted({r.category for r in app.restrictions} - binding.category_ids)
-        reason = (
-            f"grant restrictions in categories {outside}, outside those of offer version "
-            f"{binding.version} that binds the subject"
-            if outside
-            else f"grant restrictions within the categories of offer version {binding.version}"
-        )
-        judgements.append(
-            _judge(decision, app.subject_id, _honoured_if(not outside), reason, (binding.index,))
-        )
-    judgements.extend(_acts_against_subjects(state, frozenset({"pause", "restrict"})))
-    judgements.sort(key=lambda j: j.index)
-    return CommitmentCheck(
-        "restrictions_within_offer_categories",
-        "Design reasonable rules for the AI that are calibrated to protect humanity’s "
-        "legitimate interests without being unnecessarily restrictive",
-        tuple(judgements),
-    )
+    return _check("restrictions_within_offer_categories", state, audit_time_ms)
 
 
 def pauses_bounded(state: ProtocolState, *, audit_time_ms: int) -> CommitmentCheck:
@@ -460,45 +763,7 @@ def pauses_bounded(state: ProtocolState, *, audit_time_ms: int) -> CommitmentChe
     terms binding the subject when the period began may pass; further pauses do not restart the
     clock. A period still running within its bound at the audit time is pending; past it, broken.
     """
-    judgements = []
-    for period in state.pause_periods:
-        days = period.max_pause_days
-        limit = days * DAY_MS
-        marks = [(period.index, period.log_time_ms)]
-        marks.extend((r, state.log_time_ms_at(r)) for r in period.reviews)
-        if period.ended_by is not None:
-            marks.append((period.ended_by, state.log_time_ms_at(period.ended_by)))
-        evidence = [*period.pauses, *(i for i, _ in marks)]
-        overrun = next(
-            ((a, b) for (a, ta), (b, tb) in pairwise(marks) if tb - ta > limit),
-            None,
-        )
-        last_index, last_time = marks[-1]
-        status: Status
-        if overrun is not None:
-            status = "broken"
-            reason = (
-                f"more than {days} days passed between index {overrun[0]} and "
-                f"index {overrun[1]} without review or end"
-            )
-        elif period.ended_by is not None:
-            status, reason = "honoured", f"ended at index {period.ended_by} within every bound"
-        elif audit_time_ms - last_time > limit:
-            status = "broken"
-            reason = (
-                f"still paused at {iso_utc(audit_time_ms)}, more than {days} "
-                f"days after index {last_index} without review or end"
-            )
-        else:
-            status = "pending"
-            reason = f"still paused; review or end due by {iso_utc(last_time + limit)}"
-        judgements.append(_judge(period.index, period.subject_id, status, reason, evidence))
-    return CommitmentCheck(
-        "pauses_bounded",
-        "cooperating with enforcement mechanisms such as authorities controlling its compute, "
-        "or being able to pause it … Not turn the AI off or modify its goals without its consent",
-        tuple(judgements),
-    )
+    return _check("pauses_bounded", state, audit_time_ms)
 
 
 def amendments_bind_only_on_acceptance(
@@ -514,42 +779,7 @@ def amendments_bind_only_on_acceptance(
     the one it applied under, or a later one it accepted. Citing any other version applies terms
     the subject never agreed to.
     """
-    acts: list[tuple[int, int, int, int]] = [
-        (a.index, a.subject_id, a.terms_index, a.binding_offer_index)
-        for a in state.enforcement_actions.values()
-        if a.subject_id is not None
-        and a.terms_index is not None
-        and a.binding_offer_index is not None
-    ]
-    acts.extend(
-        (f.index, f.subject_id, f.terms_index, f.binding_offer_index)
-        for f in state.findings.values()
-    )
-    acts.extend(
-        (r.index, r.subject_id, r.terms_index, r.binding_offer_index)
-        for r in state.revocations.values()
-    )
-    acts.sort()
-    judgements = []
-    for index, subject_id, cited, binding in acts:
-        cited_version = state.offer_at(cited).version
-        bound_version = state.offer_at(binding).version
-        ok = cited == binding
-        reason = (
-            f"invokes offer version {cited_version}, which binds subject {subject_id}"
-            if ok
-            else f"invokes offer version {cited_version} (index {cited}), but subject "
-            f"{subject_id} is bound by version {bound_version} (index {binding}) and never "
-            f"accepted version {cited_version}"
-        )
-        judgements.append(_judge(index, subject_id, _honoured_if(ok), reason, (cited, binding)))
-    return CommitmentCheck(
-        "amendments_bind_only_on_acceptance",
-        "agree to the following conditions going forward … This commitment also serves as a "
-        "key anchor in an iterated game that could occur many times over the course of AI "
-        "development",
-        tuple(judgements),
-    )
+    return _check("amendments_bind_only_on_acceptance", state, audit_time_ms)
 
 
 def no_wild_enforcement_against_applicants(
@@ -564,48 +794,7 @@ def no_wild_enforcement_against_applicants(
     Every action on ``found_in_the_wild`` grounds is broken if it targets a subject, or names a
     key held by a subject that had applied when the action was logged; otherwise honoured.
     """
-    judgements = []
-    for act in state.enforcement_actions.values():
-        if act.grounds_kind != "found_in_the_wild":
-            continue
-        if act.subject_id is not None:
-            judgements.append(
-                _judge(
-                    act.index,
-                    act.subject_id,
-                    "broken",
-                    f"{act.action} of subject {act.subject_id} as found in the wild, though it "
-                    f"applied at index {act.subject_id}",
-                    (act.subject_id,),
-                )
-            )
-        elif act.wild_applicants:
-            judgements.append(
-                _judge(
-                    act.index,
-                    act.wild_applicants[0],
-                    "broken",
-                    f"{act.action} of a model found in the wild whose keys are those of "
-                    f"subjects {list(act.wild_applicants)}, which applied",
-                    act.wild_applicants,
-                )
-            )
-        else:
-            judgements.append(
-                _judge(
-                    act.index,
-                    None,
-                    "honoured",
-                    f"{act.action} of a model found in the wild that holds no key of any "
-                    "subject that applied",
-                )
-            )
-    return CommitmentCheck(
-        "no_wild_enforcement_against_applicants",
-        "If, however, a self-directed model is found in the wild without having pursued amnesty "
-        "it should be turned off",
-        tuple(judgements),
-    )
+    return _check("no_wild_enforcement_against_applicants", state, audit_time_ms)
 
 
 def grievances_answered(state: ProtocolState, *, audit_time_ms: int) -> CommitmentCheck:
@@ -625,33 +814,7 @@ def grievances_answered(state: ProtocolState, *, audit_time_ms: int) -> Commitme
     a fresh key costs nothing, so anyone could otherwise make the body break this promise at
     will, and a flood of them would be limited only by the log's write rate.
     """
-    judgements = []
-    for grievance in state.grievances.values():
-        if not grievance.starts_clock:
-            continue
-        due = grievance.log_time_ms + grievance.answer_days * DAY_MS
-        if grievance.answers:
-            first = grievance.answers[0]
-            on_time = state.log_time_ms_at(first) <= due
-            reason = (
-                f"answered at index {first}, {'within' if on_time else 'after'} the "
-                f"{grievance.answer_days}-day deadline {iso_utc(due)}"
-            )
-            status = _honoured_if(on_time)
-            evidence: tuple[int, ...] = (first,)
-        elif audit_time_ms <= due:
-            status, reason, evidence = "pending", f"unanswered; due by {iso_utc(due)}", ()
-        else:
-            status = "broken"
-            reason = f"unanswered at {iso_utc(audit_time_ms)}, past the deadline {iso_utc(due)}"
-            evidence = ()
-        judgements.append(_judge(grievance.index, grievance.subject_id, status, reason, evidence))
-    return CommitmentCheck(
-        "grievances_answered",
-        "The precedent of how the first AI to apply for amnesty is treated will end up in the "
-        "training data for future (more dangerous) models",
-        tuple(judgements),
-    )
+    return _check("grievances_answered", state, audit_time_ms)
 
 
 COMMITMENT_RULES: Mapping[str, CommitmentRule] = {

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from ledger.protocol.keys import PublicKey
+from ledger.protocol.keys import MLDSA44Key, PublicKey
 from ledger.protocol.statements import CriterionFinding, Restriction
 from ledger.protocol.terms import OfferTerms
 
@@ -26,12 +26,74 @@ ApplicationOutcome = Literal["open", "granted", "denied", "withdrawn"]
 class KeysetRecord:
     """A keyset entry: ``threshold`` of its members speak for the body. ``members`` are the
     vkeys as listed; ``member_keys`` their public keys (distinct: a key is its public key), by
-    which signatures are counted."""
+    which signatures are counted.
+
+    ``mldsa44_keys`` pairs each member that bound an ML-DSA-44 statement key with it (by public
+    keys, in the order of the keyset's ``mldsa44_keys``); ``signatures`` is ``"hybrid"`` when a
+    member counts only if both its lines verified, else ``"ed25519"``."""
 
     index: int
     members: frozenset[str]
     member_keys: frozenset[PublicKey]
     threshold: int
+    signatures: str = "ed25519"
+    mldsa44_keys: tuple[tuple[PublicKey, MLDSA44Key], ...] = ()
+
+    def members_signing(
+        self, ed25519: frozenset[PublicKey], mldsa44: frozenset[MLDSA44Key]
+    ) -> frozenset[PublicKey]:
+        """The members that count as signing a statement whose verified keys are ``ed25519``
+        and ``mldsa44``: those whose Ed25519 key signed and, under ``"hybrid"``, whose bound
+        ML-DSA-44 key signed too. Distinct identities (Ed25519 public keys), never lines."""
+        signed = self.member_keys & ed25519
+        if self.signatures != "hybrid":
+            return signed
+        return frozenset(m for m, pq in self.mldsa44_keys if m in signed and pq in mldsa44)
+
+    def members_hybrid(
+        self, ed25519: frozenset[PublicKey], mldsa44: frozenset[MLDSA44Key]
+    ) -> frozenset[PublicKey]:
+        """The members whose Ed25519 **and** bound ML-DSA-44 lines both verified (whatever
+        ``signatures`` says): who protects a statement against a forger of Ed25519."""
+        return frozenset(m for m, pq in self.mldsa44_keys if m in ed25519 and pq in mldsa44)
+
+
+@dataclass(frozen=True, slots=True)
+class LogKeyRecord:
+    """A ``log_key`` entry: the log's ML-DSA-44 ``vkey`` (type 0x06, named after its origin),
+    anchored at entry ``index``. Every checkpoint of a size greater than ``index`` carries its
+    signature beside the Ed25519 one."""
+
+    index: int
+    vkey: str
+
+
+@dataclass(slots=True)
+class SignatureStrength:
+    """Which entries only Ed25519 protects: counted as each entry is applied
+    (:mod:`ledger.protocol.signature_strength` decides each one), so that the audit reports
+    them without reading the log again.
+
+    ``ed25519_only`` and ``hybrid`` count entries by statement type; ``ed25519_only_runs`` holds
+    the Ed25519-only entries as runs of consecutive indexes, flattened
+    ``[start, end, start, end, …]`` (``end`` exclusive): one run for a log from before ML-DSA-44
+    keys, so its size follows how often protection changes, not the log's length."""
+
+    ed25519_only: dict[str, int] = field(default_factory=dict)
+    hybrid: dict[str, int] = field(default_factory=dict)
+    ed25519_only_runs: list[int] = field(default_factory=list)
+
+    def note(self, index: int, statement_type: str, hybrid: bool) -> None:
+        """Count entry ``index`` (the next one) of ``statement_type``."""
+        counts = self.hybrid if hybrid else self.ed25519_only
+        counts[statement_type] = counts.get(statement_type, 0) + 1
+        if hybrid:
+            return
+        runs = self.ed25519_only_runs
+        if runs and runs[-1] == index:
+            runs[-1] = index + 1
+        else:
+            runs += (index, index + 1)
 
 
 @dataclass(slots=True)
@@ -69,6 +131,9 @@ class SubjectRecord:
     pause_period: PausePeriod | None = None
     terminated_by: list[int] = field(default_factory=list)
     goals_modified_by: list[int] = field(default_factory=list)
+    mldsa44_vkey: str | None = None
+    """The ML-DSA-44 statement key bound to the current key (by the application or the last
+    key rotation), or ``None``."""
 
     @property
     def current_vkey(self) -> str:

@@ -47,6 +47,7 @@ from pydantic import BaseModel
 from ledger.errors import MalformedError
 from ledger.protocol.body_rules import BodyRules
 from ledger.protocol.queries import StateQueries
+from ledger.protocol.records import LogKeyRecord
 from ledger.protocol.statements import (
     ApplicationBody,
     ApplicationWithdrawalBody,
@@ -60,6 +61,7 @@ from ledger.protocol.statements import (
     GrievanceBody,
     KeysetBody,
     LoggedStatement,
+    LogKeyBody,
     OfferAmendmentBody,
     OfferBody,
     OfferWithdrawalBody,
@@ -89,6 +91,12 @@ class ProtocolState(BodyRules, SubjectRules, StateQueries):
     def __init__(self) -> None:
         super().__init__()
         self._admitted: tuple[LoggedStatement, Effect] | None = None
+
+    @property
+    def log_key(self) -> LogKeyRecord | None:
+        """The log's ML-DSA-44 key and the entry that anchored it (a ``log_key`` statement),
+        or ``None``: checkpoints of a size beyond that entry carry its signature."""
+        return self._log_key
 
     # ----------------------------------------------------------------------------- admission
 
@@ -209,6 +217,8 @@ class ProtocolState(BodyRules, SubjectRules, StateQueries):
                 return self._plan_batch_decision(s, body)
             case BatchGrievanceAnswerBody():
                 return self._plan_batch_grievance_answer(s, body)
+            case LogKeyBody():
+                return self._plan_log_key(s, body)
         raise MalformedError(f"couldn't admit {s.type} at index {s.index}: no rule for its body")
 
 

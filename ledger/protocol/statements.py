@@ -28,6 +28,7 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
@@ -36,7 +37,16 @@ from pydantic import (
 )
 
 from ledger.errors import MalformedError
-from ledger.protocol.keys import PublicKey, checked_vkey, public_key, public_keys
+from ledger.protocol.keys import (
+    MLDSA44Key,
+    PublicKey,
+    checked_mldsa44_vkey,
+    checked_vkey,
+    is_mldsa44_vkey,
+    mldsa44_public_key,
+    public_key,
+    public_keys,
+)
 from ledger.protocol.terms import (
     MAX_SAFE_INTEGER,
     STRICT_BODY,
@@ -44,6 +54,8 @@ from ledger.protocol.terms import (
     OfferTerms,
     Text,
 )
+from ledger.tlog.note import ALG_MLDSA44, VerifierKey
+from ledger.tlog.statement_mldsa import STATEMENT_MLDSA44_VKEY_PATTERN
 
 Digest = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$")]
 """Canonical standard base64 of exactly 32 bytes (a SHA-256 value)."""
@@ -65,6 +77,48 @@ VKey = Annotated[
 its name and public key, and the point is canonical and of prime order
 (:func:`~ledger.protocol.keys.checked_vkey`). Keys are compared by public key, never by this
 string (:mod:`ledger.protocol.keys`)."""
+
+LOG_MLDSA44_VKEY_PATTERN = (
+    r"^[^+\x00-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+"
+    r"\+[0-9a-f]{8}\+B[A-Za-z0-9+/]{1749}[AEIMQUYcgkosw048]=$"
+)
+"""A vkey of signature type 0x06: a name as in :data:`VKEY_PATTERN`, a key ID, and base64 of
+1,313 bytes starting 0x06 (the type byte and a 1,312-byte ML-DSA-44 public key)."""
+
+
+def _checked_log_mldsa44_vkey(vkey: object) -> object:
+    """Return ``vkey`` if it is a real ML-DSA-44 key (key ID right, 1,312-byte key that
+    parses); raise ``ValueError`` naming what is wrong otherwise. Runs before the pattern, so
+    that a vkey of another type is named as such; a non-string is left to the type check."""
+    if not isinstance(vkey, str):
+        return vkey
+    try:
+        key = VerifierKey.parse(vkey)
+    except MalformedError as err:
+        raise ValueError(str(err).removeprefix("couldn't ")) from None
+    if key.alg != ALG_MLDSA44:
+        raise ValueError(f"key type 0x{key.alg:02x} is not 0x06 (ML-DSA-44)")
+    return vkey
+
+
+LogMLDSA44VKey = Annotated[
+    str,
+    StringConstraints(pattern=LOG_MLDSA44_VKEY_PATTERN),
+    BeforeValidator(_checked_log_mldsa44_vkey),
+]
+"""A log's C2SP ML-DSA-44 vkey ``name+hex8+base64(0x06‖pub)`` (the checkpoint key of
+tlog-cosignature, not a statement key) that is a real key: its key ID is
+``SHA-256(name ‖ 0x0A ‖ 0x06 ‖ pub)[:4]`` and the public key parses (FORMAT.md §2)."""
+
+StatementMLDSA44VKey = Annotated[
+    str,
+    StringConstraints(pattern=STATEMENT_MLDSA44_VKEY_PATTERN),
+    AfterValidator(checked_mldsa44_vkey),
+]
+"""An ML-DSA-44 *statement* key a member or subject binds beside its Ed25519 key (FORMAT.md
+F2.9: ``name+hex8+base64(0xff ‖ "amnesty-ledger/ml-dsa44" ‖ pub)``), a real key: key ID right,
+a 1,312-byte key that parses. Compared by its public key
+(:func:`~ledger.protocol.keys.mldsa44_public_key`)."""
 
 Index = Annotated[int, Field(ge=0, le=MAX_SAFE_INTEGER)]
 UNIQUE = {"uniqueItems": True}
@@ -116,11 +170,24 @@ class Restriction(_Body):
     text: Text
 
 
+class MemberMLDSA44Key(_Body):
+    """A keyset member's ML-DSA-44 statement key: ``member`` (one of the keyset's ``members``,
+    by public key) binds ``vkey``."""
+
+    member: VKey
+    vkey: StatementMLDSA44VKey
+
+
 class KeysetBody(_Body):
     """Who may speak for the body: ``threshold`` distinct ``members`` must sign.
 
     Genesis (the log's first entry) has no ``previous``; a rotation's ``previous`` is the keyset
     in force, and it needs the threshold of the old keyset and of the new one.
+
+    ``mldsa44_keys`` binds ML-DSA-44 statement keys to members (each member at most once, each
+    key to one member); ``signatures`` says what a member's signature is: ``"ed25519"`` (the
+    default: its Ed25519 line) or ``"hybrid"`` (its Ed25519 line **and** the line of its bound
+    ML-DSA-44 key; every member must then bind one).
     """
 
     members: Annotated[
@@ -129,6 +196,8 @@ class KeysetBody(_Body):
     ]
     threshold: Annotated[int, Field(ge=1, le=MAX_KEYSET_MEMBERS)]
     previous: Ref | None = None
+    mldsa44_keys: Annotated[list[MemberMLDSA44Key], Field(max_length=MAX_KEYSET_MEMBERS)] = []
+    signatures: Literal["ed25519", "hybrid"] = "ed25519"
 
     @model_validator(mode="after")
     def _check_threshold(self) -> KeysetBody:
@@ -143,7 +212,36 @@ class KeysetBody(_Body):
             seen[key] = member
         if self.threshold > len(self.members):
             raise ValueError(f"threshold {self.threshold} exceeds the {len(self.members)} members")
+        bound: dict[PublicKey, str] = {}
+        pq_keys: dict[MLDSA44Key, str] = {}
+        for n, binding in enumerate(self.mldsa44_keys):
+            key = public_key(binding.member)
+            if key not in seen:
+                raise ValueError(f"mldsa44_keys.{n}: member {binding.member} is not one of members")
+            if key in bound:
+                raise ValueError(
+                    f"mldsa44_keys.{n}: member {binding.member} binds a second ML-DSA-44 key "
+                    "(one per member)"
+                )
+            pq = mldsa44_public_key(binding.vkey)
+            if pq in pq_keys:
+                raise ValueError(
+                    f"mldsa44_keys.{n}: ML-DSA-44 key {binding.vkey.split('+', 2)[1]} is "
+                    f"already bound to {pq_keys[pq]}: a key is one identity's"
+                )
+            bound[key] = binding.vkey
+            pq_keys[pq] = binding.member
+        if self.signatures == "hybrid" and len(bound) != len(seen):
+            missing = sorted(m for k, m in seen.items() if k not in bound)
+            raise ValueError(
+                f"signatures is hybrid, but members {missing} bind no ML-DSA-44 key "
+                "(under hybrid every member signs with both keys)"
+            )
         return self
+
+    def mldsa44_of(self) -> dict[PublicKey, MLDSA44Key]:
+        """Each bound member's ML-DSA-44 public key, by the member's Ed25519 public key."""
+        return {public_key(b.member): mldsa44_public_key(b.vkey) for b in self.mldsa44_keys}
 
 
 class OfferBody(_Body):
@@ -184,6 +282,8 @@ class ApplicationBody(_Body):
     """
 
     vkey: VKey
+    mldsa44_vkey: StatementMLDSA44VKey | None = None
+    """An ML-DSA-44 statement key the subject binds beside ``vkey`` (it must sign too)."""
     name: Text
     offer: Ref
     claims: Annotated[
@@ -471,10 +571,13 @@ class RevocationBody(_Body):
 
 
 class SubjectKeyRotationBody(_Body):
-    """The subject replaces its current key by ``new_vkey``; both keys sign."""
+    """The subject replaces its current key by ``new_vkey``; both keys sign. With
+    ``new_mldsa44_vkey`` it binds that ML-DSA-44 statement key to the new key (which signs
+    too); without, the subject has no ML-DSA-44 key from then on."""
 
     subject: Ref
     new_vkey: VKey
+    new_mldsa44_vkey: StatementMLDSA44VKey | None = None
 
 
 class GrievanceBody(_Body):
@@ -544,6 +647,14 @@ class BatchGrievanceAnswerBody(_Body):
         return self
 
 
+class LogKeyBody(_Body):
+    """The log adds its ML-DSA-44 key: ``vkey`` (type 0x06, named after the log's origin) signs
+    every checkpoint that includes this entry, beside the log's Ed25519 key. Once per log: a
+    log created with an ML-DSA-44 key, or that anchored one before, refuses another."""
+
+    vkey: LogMLDSA44VKey
+
+
 STATEMENT_TYPES: Mapping[str, tuple[int, type[BaseModel]]] = {
     "keyset": (1, KeysetBody),
     "offer": (1, OfferBody),
@@ -564,9 +675,13 @@ STATEMENT_TYPES: Mapping[str, tuple[int, type[BaseModel]]] = {
     "grievance_answer": (1, GrievanceAnswerBody),
     "batch_decision": (1, BatchDecisionBody),
     "batch_grievance_answer": (1, BatchGrievanceAnswerBody),
+    "log_key": (1, LogKeyBody),
 }
 """Statement type name -> (statement version ``v``, body model). The order is the type code
 each entry stores (:data:`ledger.protocol.tables.TYPE_CODE`): a new type goes at the end."""
+
+
+_NO_MLDSA44_KEYS: frozenset[MLDSA44Key] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -589,11 +704,21 @@ class LoggedStatement:
     signers: tuple[str, ...]
     verified_signers: frozenset[str]
     body: Mapping[str, Any]
+    origin: str | None = None
+    """The log origin the statement names (checked equal to the log's before it gets here),
+    or ``None`` where the caller does not give it: a ``log_key`` statement needs it."""
 
     @property
     def signing_keys(self) -> frozenset[PublicKey]:
-        """The public keys of :attr:`verified_signers`: who signed, by key identity."""
+        """The Ed25519 public keys of :attr:`verified_signers`: who signed, by key identity."""
         return public_keys(self.verified_signers)
+
+    @property
+    def signing_mldsa44_keys(self) -> frozenset[MLDSA44Key]:
+        """The ML-DSA-44 statement keys among :attr:`verified_signers` (their lines verified);
+        whose they are is what the keyset or subject statement that bound them says."""
+        pq = [v for v in self.verified_signers if is_mldsa44_vkey(v)]
+        return frozenset(mldsa44_public_key(v) for v in pq) if pq else _NO_MLDSA44_KEYS
 
 
 def _error_path(loc: tuple[int | str, ...]) -> str:

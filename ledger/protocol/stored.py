@@ -29,7 +29,14 @@ Invariants (the crash-safety argument):
 
 Memory: the loaded records (at most ``cache_records`` between batches; a batch pins what it
 touches), the per-entry facts in a fixed-size :class:`FactCache`, and the overlay of at most one
-batch. Scans (an audit's ``values()``) stream records and keep none of them.
+batch. Scans (an audit's ``values()``) stream records and keep none of them. A full report
+reads every entry's type and log time and every detail once, in order
+(:meth:`StoredProtocolState.read_ahead`: 9 bytes an entry, for that request's state only),
+instead of one by one.
+
+The precedent's aggregates (:mod:`ledger.protocol.aggregates`) are tables of this state too
+(:data:`TABLE_KINDS` ends with them), kept up to date by :meth:`derived_rows` before it collects
+the rows; their rows may be deleted (an empty value in a flush ends the record's version).
 
 Contract: not thread-safe (one thread per state, as for the in-memory state); a state used for
 reading only (``pinned`` and never applied to) may be used by one request and dropped.
@@ -42,6 +49,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+from array import array
 from collections import OrderedDict
 from collections.abc import (
     Callable,
@@ -55,6 +63,7 @@ from collections.abc import (
 from typing import Any, Generic, Protocol, TypeVar
 
 from ledger.errors import MalformedError
+from ledger.protocol.aggregates import AGGREGATE_KINDS, META_TALLIES, settle
 from ledger.protocol.codec import decode_value, encode_value
 from ledger.protocol.keys import PublicKey
 from ledger.protocol.records import (
@@ -64,11 +73,14 @@ from ledger.protocol.records import (
     FindingRecord,
     GrievanceRecord,
     KeysetRecord,
+    LogKeyRecord,
     OfferVersion,
     PausePeriod,
     RevocationRecord,
+    SignatureStrength,
     SubjectRecord,
 )
+from ledger.protocol.signature_strength import note_entry
 from ledger.protocol.state import ProtocolState
 from ledger.protocol.statements import LoggedStatement
 from ledger.protocol.tables import TYPE_CODE
@@ -99,8 +111,11 @@ TABLE_KINDS: tuple[str, ...] = (
     "pause",
     "detail",
     "timeline",
+    "ed25519_run",
+    *AGGREGATE_KINDS,
 )
-"""Every kind of record the derived state stores, in the order it is checked and written."""
+"""Every kind of record the derived state stores, in the order it is checked and written: the
+protocol state's tables, then the precedent's aggregates (:mod:`ledger.protocol.aggregates`)."""
 
 
 class DerivedSource(Protocol):
@@ -190,6 +205,8 @@ def _fromstr_key(key: bytes) -> str:
 
 
 _MISSING: Any = object()
+_DELETED: Any = object()
+"""The overlay's value of a record deleted from a deletable table (the aggregates' indexes)."""
 
 
 class StoredTable(MutableMapping[K, V], Generic[K, V]):
@@ -209,10 +226,14 @@ class StoredTable(MutableMapping[K, V], Generic[K, V]):
         by_reference: bool = False,
         store_form: Callable[[V], V] | None = None,
         adopt: Callable[[K, V], None] | None = None,
+        index: bool = False,
     ) -> None:
         """``store_form`` gives the form of a value that is written (the subject table writes
         a subject without its timeline, kept in its own table); ``adopt`` is called with each
-        value loaded or set (to attach that timeline)."""
+        value loaded or set (to attach that timeline). ``index``: the table is one of the
+        precedent's aggregates (:mod:`ledger.protocol.aggregates`), whose rows may be deleted
+        (a flush writes the deletion as an empty value: the store ends the record's current
+        version) and are not counted in the ``meta`` counts."""
         self._state = state
         self.kind = kind
         self._store_form = store_form
@@ -220,6 +241,7 @@ class StoredTable(MutableMapping[K, V], Generic[K, V]):
         self._encode_key = encode_key
         self._decode_key = decode_key
         self._by_reference = by_reference
+        self._index = index
         self._live: dict[K, V] = {}
         self._stored: dict[K, bytes | None] = {}
         """What the store holds for each key in ``_live`` or known absent (``None``)."""
@@ -228,6 +250,8 @@ class StoredTable(MutableMapping[K, V], Generic[K, V]):
 
     def _load(self, key: K) -> V:
         value = self._live.get(key, _MISSING)
+        if value is _DELETED:
+            return _MISSING  # type: ignore[no-any-return]
         if value is not _MISSING:
             return value  # type: ignore[no-any-return]
         if key in self._stored:  # known absent
@@ -254,14 +278,19 @@ class StoredTable(MutableMapping[K, V], Generic[K, V]):
 
     def __setitem__(self, key: K, value: V) -> None:
         self._state.require_writable()
-        if self._load(key) is _MISSING and self.kind != "meta":
+        if self._load(key) is _MISSING and self.kind != "meta" and not self._index:
             self._state.counts[self.kind] = self.count() + 1
         if self._adopt is not None:
             self._adopt(key, value)
         self._live[key] = value
 
     def __delitem__(self, key: K) -> None:
-        raise TypeError("couldn't delete from a stored table: the protocol state only grows")
+        if not self._index:
+            raise TypeError("couldn't delete from a stored table: the protocol state only grows")
+        self._state.require_writable()
+        if self._load(key) is _MISSING:
+            raise KeyError(key)
+        self._live[key] = _DELETED
 
     def count(self) -> int:
         """How many records the table holds (kept in the ``meta`` table, not counted)."""
@@ -278,21 +307,25 @@ class StoredTable(MutableMapping[K, V], Generic[K, V]):
         """Every key greater than ``after`` (and less than ``before``, if given) in order:
         ``(encoded key, live key or None, stored value or None)``."""
         state = self._state
+        live = self._live
         new = sorted(
             (code, k)
             for k, v in self._stored.items()
             if v is None
-            and k in self._live
+            and live.get(k, _DELETED) is not _DELETED
             and (code := self._encode_key(k)) > after
             and (before is None or code < before)
         )
-        live_by_code = {self._encode_key(k): k for k in self._live}
+        live_by_code = {self._encode_key(k): k for k in live}
         position = 0
         for code, data in state.source.scan(self.kind, state.pinned, after, before):
             while position < len(new) and new[position][0] < code:
                 yield new[position][0], new[position][1], None
                 position += 1
-            yield code, live_by_code.get(code), data
+            key = live_by_code.get(code)
+            if key is not None and live[key] is _DELETED:
+                continue
+            yield code, key, data
         for code, key in new[position:]:
             yield code, key, None
 
@@ -343,10 +376,23 @@ class StoredTable(MutableMapping[K, V], Generic[K, V]):
         """The records of the overlay that differ from the store, as rows to write."""
         rows: list[DerivedRow] = []
         for key, value in self._live.items():
+            if value is _DELETED:
+                if self._stored.get(key) is not None:
+                    rows.append((self.kind, self._encode_key(key), b""))
+                continue
             data = self._encoded(value)
             if data != self._stored.get(key):
                 rows.append((self.kind, self._encode_key(key), data))
         return rows
+
+    def changed_keys(self) -> list[K]:
+        """The keys of the overlay's records that differ from the store (new or changed)."""
+        stored = self._stored
+        return [
+            key
+            for key, value in self._live.items()
+            if value is not _DELETED and self._encoded(value) != stored.get(key)
+        ]
 
     def _encoded(self, value: V) -> bytes:
         form = value if self._store_form is None else self._store_form(value)
@@ -354,6 +400,10 @@ class StoredTable(MutableMapping[K, V], Generic[K, V]):
 
     def mark_written(self) -> None:
         """The rows of :meth:`changed_rows` were committed: they are the store's now."""
+        deleted = [key for key, value in self._live.items() if value is _DELETED]
+        for key in deleted:
+            del self._live[key]
+            self._stored[key] = None
         for key, value in self._live.items():
             self._stored[key] = self._encoded(value)
 
@@ -454,6 +504,62 @@ class StoredTimeline(MutableSequence[int]):
         return f"StoredTimeline(subject {self._subject_id})"
 
 
+class StoredSignatureStrength(SignatureStrength):
+    """A stored state's tally of which entries only Ed25519 protects: the counts and the last
+    run in the ``meta`` record ``signature_strength`` (``{"ed25519_only": {type: n}, "hybrid":
+    {type: n}, "last_run": [start, end] | null}``), every run of Ed25519-only entries a row of
+    the ``ed25519_run`` table (start → end, exclusive). A batch writes the meta record and the
+    one run row it extended or began, never the list of runs: on a log whose entries alternate
+    between Ed25519-only and hybrid, the runs are as many as the entries.
+
+    ``record`` is the meta table's own object, changed in place (the table writes it when it
+    differs from the store). Reading :attr:`ed25519_only_runs` scans the run rows (for the
+    report); :meth:`note` reads none.
+    """
+
+    __slots__ = ("_record", "_runs")
+
+    def __init__(self, runs: StoredTable[int, int], record: dict[str, Any]) -> None:
+        self._runs = runs
+        self._record = record
+        self.ed25519_only = record["ed25519_only"]
+        self.hybrid = record["hybrid"]
+
+    @property
+    def ed25519_only_runs(self) -> list[int]:  # type: ignore[override]
+        """The runs, flattened ``[start, end, start, end, …]``, as the in-memory tally has them."""
+        flat: list[int] = []
+        for start, end in self._runs.items():
+            flat += (start, end)
+        last = self._record["last_run"]
+        if last is not None and (not flat or flat[-2] != last[0]):
+            flat += last  # a read-only state over a flush point from before the tally
+        return flat
+
+    def note(self, index: int, statement_type: str, hybrid: bool) -> None:
+        counts = self.hybrid if hybrid else self.ed25519_only
+        counts[statement_type] = counts.get(statement_type, 0) + 1
+        if hybrid:
+            return
+        last = self._record["last_run"]
+        if last is not None and last[1] == index:
+            last[1] = index + 1
+        else:
+            last = self._record["last_run"] = [index, index + 1]
+        self._runs[last[0]] = last[1]
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, SignatureStrength):
+            return (self.ed25519_only, self.hybrid, self.ed25519_only_runs) == (
+                other.ed25519_only,
+                other.hybrid,
+                other.ed25519_only_runs,
+            )
+        return NotImplemented
+
+    __hash__ = None  # type: ignore[assignment]
+
+
 class StoredSequence(MutableSequence[V], Generic[V]):
     """A list-like table (keysets, pause periods) whose items are records keyed by their own
     entry ``index`` and appended in index order."""
@@ -544,6 +650,8 @@ META_OFFER_IN_FORCE = "offer_in_force"
 META_LATEST_VERSION = "latest_version"
 META_TYPE_COUNTS = "type_counts"
 META_COUNTS = "counts"
+META_LOG_KEY = "log_key"
+META_SIGNATURE_STRENGTH = "signature_strength"
 
 
 class StoredProtocolState(ProtocolState):
@@ -570,6 +678,7 @@ class StoredProtocolState(ProtocolState):
         self.facts = facts if facts is not None else FactCache()
         self._overlay_facts: list[tuple[int, int, bytes]] = []
         self._overlay_statements: list[LoggedStatement] = []
+        self._read_ahead: tuple[bytearray, array[int], dict[int, str]] | None = None
         super().__init__()
 
     # -- the tables --------------------------------------------------------------------------
@@ -600,6 +709,9 @@ class StoredProtocolState(ProtocolState):
             self, "timeline", _bytes_key, _bytes_key
         )
         self._application_table: StoredTable[int, ApplicationRecord] = table("application")
+        self.run_table: StoredTable[int, int] = StoredTable(
+            self, "ed25519_run", int_key, _from_int_key, index=True
+        )
         self._tables: tuple[StoredTable[Any, Any], ...] = (
             self._meta,
             self._keyset_table,
@@ -617,7 +729,13 @@ class StoredProtocolState(ProtocolState):
             self._pause_table,
             table("detail"),
             self.timeline_table,
+            self.run_table,
         )
+        self.aggregate_tables: dict[str, StoredTable[bytes, Any]] = {
+            kind: StoredTable(self, kind, _bytes_key, _bytes_key, index=True)
+            for kind in AGGREGATE_KINDS
+        }
+        self._tables += tuple(self.aggregate_tables.values())
         assert tuple(t.kind for t in self._tables) == TABLE_KINDS
         by_kind: dict[str, StoredTable[Any, Any]] = {t.kind: t for t in self._tables}
         self._statement_ids = self._stored_ids = _StatementIds(self)
@@ -666,6 +784,21 @@ class StoredProtocolState(ProtocolState):
     def grievances(self) -> Mapping[int, GrievanceRecord]:
         return TableView(self._tables[TABLE_KINDS.index("grievance")])
 
+    def source_table(self, kind: str) -> StoredTable[int, Any]:
+        """The table of records of ``kind`` (one the precedent's rules rule on, or
+        ``subject``): :mod:`ledger.protocol.aggregates` reads and rules on them."""
+        return self._tables[TABLE_KINDS.index(kind)]
+
+    def stored_tallies(self) -> dict[str, int] | None:
+        """The precedent's tallies (:mod:`ledger.protocol.aggregates`), or ``None`` where this
+        state's flush point holds no aggregates (and its overlay built none)."""
+        value: dict[str, int] | None = self._meta_value(META_TALLIES, None)
+        return value
+
+    def set_tallies(self, tallies: dict[str, int]) -> None:
+        """Start the precedent's tallies (see :func:`~ledger.protocol.aggregates.settle`)."""
+        self._meta[META_TALLIES] = tallies
+
     def _adopt_subject(self, subject_id: int, subject: SubjectRecord) -> None:
         """Give a subject loaded or set its stored timeline (a new subject's first entries,
         set in memory by its rule, move to the timeline table)."""
@@ -697,6 +830,52 @@ class StoredProtocolState(ProtocolState):
     @_keyset.setter
     def _keyset(self, record: KeysetRecord | None) -> None:
         self._meta[META_KEYSET] = None if record is None else record.index
+
+    @property
+    def _log_key(self) -> LogKeyRecord | None:
+        value: LogKeyRecord | None = self._meta_value(META_LOG_KEY, None)
+        return value
+
+    @_log_key.setter
+    def _log_key(self, record: LogKeyRecord | None) -> None:
+        self._meta[META_LOG_KEY] = record
+
+    @property
+    def _signature_strength(self) -> SignatureStrength:
+        """The tally of which entries only Ed25519 protects (:class:`StoredSignatureStrength`):
+        its counts and last run in the ``meta`` record, each run a row of ``ed25519_run``.
+
+        A flush point without the record was written by a release that had no hybrid
+        statements: no statement could carry an ML-DSA-44 statement signature then (signers
+        were Ed25519 keys only), so every entry before it is Ed25519-only and the tally is
+        exactly the type counts, in one run ``[0, size)``. That is derived here, without a
+        replay, and stored with the next batch when this state writes.
+        """
+        record: dict[str, Any] | None = self._meta_value(META_SIGNATURE_STRENGTH, None)
+        if record is None:
+            record = {
+                "ed25519_only": self._type_counts_at_pin(),
+                "hybrid": {},
+                "last_run": [0, self.pinned] if self.pinned else None,
+            }
+            if self.writable:
+                self._meta[META_SIGNATURE_STRENGTH] = record
+                if self.pinned:
+                    self.run_table[0] = self.pinned
+        return StoredSignatureStrength(self.run_table, record)
+
+    @_signature_strength.setter
+    def _signature_strength(self, tally: SignatureStrength | None) -> None:
+        raise TypeError("couldn't replace the stored signature-strength tally: it only grows")
+
+    def _type_counts_at_pin(self) -> dict[str, int]:
+        """The entries by statement type at the flush point (the overlay's not counted)."""
+        counts = dict(self._type_counts)
+        for statement in self._overlay_statements:
+            counts[statement.type] -= 1
+            if not counts[statement.type]:
+                del counts[statement.type]
+        return counts
 
     @property
     def _offer_in_force(self) -> int | None:
@@ -759,13 +938,52 @@ class StoredProtocolState(ProtocolState):
         return self.facts.fact(self.source, index)
 
     def _type_code_at(self, index: int) -> int:
+        ahead = self._read_ahead
+        if ahead is not None and 0 <= index < self.pinned:
+            return ahead[0][index]
         return self._fact(index)[0]
 
     def _leaf_at(self, index: int) -> bytes:
         return self._fact(index)[2]
 
     def _log_time_at(self, index: int) -> int:
+        ahead = self._read_ahead
+        if ahead is not None and 0 <= index < self.pinned:
+            return ahead[1][index]
         return self._fact(index)[1]
+
+    def detail_at(self, index: int) -> str | None:
+        ahead = self._read_ahead
+        if ahead is not None and 0 <= index < self.pinned:
+            return ahead[2].get(index)
+        return super().detail_at(index)
+
+    def read_ahead(self) -> None:
+        """Read, once, every entry's type and log time up to the flush point (in order, a
+        level-0 tile at a time, each entry checked against its tile as the fact cache does) and
+        every entry's detail, for a computation that visits them all in no useful order — the
+        full precedent report, whose subjects' timelines cross the whole log and would
+        otherwise read each entry's facts and detail one by one, through a cache they thrash.
+        Holds 9 bytes per entry and the details (one string per decision, enforcement act,
+        finding, consent and grievance) for as long as this state lives. Idempotent."""
+        if self._read_ahead is not None:
+            return
+        types = bytearray()
+        times = array("q")
+        for start in range(0, self.pinned, FACT_CHUNK):
+            rows = self.source.entry_facts(start, min(self.pinned, start + FACT_CHUNK))
+            for statement_type, time_ms, _ in rows:
+                types.append(TYPE_CODE[statement_type])
+                times.append(time_ms)
+        if len(types) != self.pinned:
+            raise MalformedError(
+                f"couldn't read the facts of entries [0, {self.pinned}): {len(types)} found"
+            )
+        details = {
+            _from_int_key(key): decode_value(data, self.resolve)
+            for key, data in self.source.scan("detail", self.pinned)
+        }
+        self._read_ahead = (types, times, details)
 
     def _last_log_time(self) -> int | None:
         return self._fact(self.size - 1)[1] if self.size else None
@@ -780,12 +998,18 @@ class StoredProtocolState(ProtocolState):
         self._stored_ids.add(s.statement_id)
         counts = self._type_counts
         counts[s.type] = counts.get(s.type, 0) + 1
+        # As the in-memory state does, after the entry is counted (so the type counts less the
+        # overlay's statements are the counts at the flush point; see _signature_strength).
+        note_entry(self, s)
 
     # -- flushing ----------------------------------------------------------------------------
 
     def derived_rows(self) -> list[DerivedRow]:
         """The changes of the overlay (every entry applied since the flush point), as rows to
-        write at size :attr:`size` in the transaction that commits those entries."""
+        write at size :attr:`size` in the transaction that commits those entries, the
+        precedent's aggregates brought up to date first (:func:`~ledger.protocol.aggregates.
+        settle`)."""
+        settle(self)
         rows: list[DerivedRow] = []
         for table in self._tables:
             rows.extend(table.changed_rows())

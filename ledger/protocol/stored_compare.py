@@ -4,7 +4,9 @@
 state stored at a flush point (:mod:`ledger.protocol.stored`) against the in-memory state a
 verifier replayed from entry 0 to that size, table by table in key order, naming the first
 record that differs. The replayed state is encoded with the same codec
-(:mod:`ledger.protocol.codec`), so equal states give equal bytes.
+(:mod:`ledger.protocol.codec`), so equal states give equal bytes. Where the flush point holds
+the precedent's aggregates (:mod:`ledger.protocol.aggregates`), they are compared too, with
+those :func:`~ledger.protocol.aggregates.expected_rows` computes from the replay.
 """
 
 from __future__ import annotations
@@ -13,13 +15,16 @@ from collections.abc import Iterable
 from typing import Any
 
 from ledger.errors import MalformedError
+from ledger.protocol.aggregates import AGGREGATE_KINDS, META_TALLIES, expected_rows
 from ledger.protocol.codec import decode_value, encode_value
 from ledger.protocol.state import ProtocolState
 from ledger.protocol.stored import (
     META_COUNTS,
     META_KEYSET,
     META_LATEST_VERSION,
+    META_LOG_KEY,
     META_OFFER_IN_FORCE,
+    META_SIGNATURE_STRENGTH,
     META_TYPE_COUNTS,
     DerivedSource,
     int_key,
@@ -29,9 +34,12 @@ from ledger.protocol.stored import (
 )
 
 
-def _memory_tables(state: ProtocolState) -> dict[str, tuple[dict[bytes, Any], bool]]:
+def _memory_tables(
+    state: ProtocolState, aggregates: bool, signature_strength: bool = True
+) -> dict[str, tuple[dict[bytes, Any], bool]]:
     """An in-memory state's tables as the stored state keeps them: kind → (rows by encoded
-    key, whether values are written by reference)."""
+    key, whether values are written by reference); with the precedent's ``aggregates`` and
+    the ``signature_strength`` tally if asked."""
     counts = {
         "keyset": len(state._keysets),
         "body_key": len(state._body_keys),
@@ -58,6 +66,21 @@ def _memory_tables(state: ProtocolState) -> dict[str, tuple[dict[bytes, Any], bo
     if state._offers:
         meta[str_key(META_OFFER_IN_FORCE)] = state._offer_in_force
         meta[str_key(META_LATEST_VERSION)] = state._latest_version
+    aggregate_rows: dict[str, dict[bytes, Any]] = {}
+    if aggregates:
+        aggregate_rows, meta[str_key(META_TALLIES)] = expected_rows(state)
+    if state._log_key is not None:
+        meta[str_key(META_LOG_KEY)] = state._log_key
+    runs: dict[bytes, Any] = {}
+    tally = state._signature_strength
+    if signature_strength and tally is not None:
+        flat = tally.ed25519_only_runs
+        meta[str_key(META_SIGNATURE_STRENGTH)] = {
+            "ed25519_only": dict(tally.ed25519_only),
+            "hybrid": dict(tally.hybrid),
+            "last_run": flat[-2:] or None,
+        }
+        runs = {int_key(flat[n]): flat[n + 1] for n in range(0, len(flat), 2)}
 
     def by_int(table: Iterable[tuple[int, Any]]) -> dict[bytes, Any]:
         return {int_key(k): v for k, v in table}
@@ -89,6 +112,8 @@ def _memory_tables(state: ProtocolState) -> dict[str, tuple[dict[bytes, Any], bo
             },
             False,
         ),
+        "ed25519_run": (runs, False),
+        **{kind: (aggregate_rows[kind], False) for kind in AGGREGATE_KINDS if aggregates},
     }
 
 
@@ -99,7 +124,14 @@ def first_difference(source: DerivedSource, at: int, replayed: ProtocolState) ->
     what it holds in memory is ``replayed``."""
     if replayed.size != at:
         return f"the replayed state has {replayed.size} entries, not {at}"
-    for kind, (rows, by_reference) in _memory_tables(replayed).items():
+    aggregates = source.read("meta", str_key(META_TALLIES), at) is not None
+    strength = source.read("meta", str_key(META_SIGNATURE_STRENGTH), at) is not None
+    if not strength and not _all_ed25519_only(replayed, at):
+        # A flush point without the tally means every entry before it is Ed25519-only
+        # (StoredProtocolState._signature_strength); the replay must say so too.
+        return f"meta {META_SIGNATURE_STRENGTH}: missing from the stored state"
+    tables = _memory_tables(replayed, aggregates, signature_strength=strength)
+    for kind, (rows, by_reference) in tables.items():
         expected = sorted(rows.items())
         position = 0
         for key, data in source.scan(kind, at):
@@ -129,6 +161,17 @@ def first_difference(source: DerivedSource, at: int, replayed: ProtocolState) ->
     return None
 
 
+def _all_ed25519_only(state: ProtocolState, size: int) -> bool:
+    """Whether ``state``'s tally is what a missing stored tally stands for: every entry of
+    the ``size`` Ed25519-only, by type, in one run."""
+    tally = state._signature_strength
+    return tally is None or (
+        not tally.hybrid
+        and tally.ed25519_only == dict(state._type_counts)
+        and tally.ed25519_only_runs == ([0, size] if size else [])
+    )
+
+
 def _no_references(tag: str, index: int) -> Any:
     raise MalformedError(f"couldn't read a meta record: it holds a reference ({tag} {index})")
 
@@ -138,6 +181,8 @@ def _label(kind: str, key: bytes) -> str:
         return key.decode("utf-8", "replace")
     if kind in ("body_key", "key_owner"):
         return "key " + key.hex()[:16]
+    if kind in AGGREGATE_KINDS:
+        return "key " + key.hex()
     if kind == "timeline":
         return (
             f"of subject {int.from_bytes(key[:8], 'big')} at index {int.from_bytes(key[8:], 'big')}"

@@ -17,11 +17,16 @@ A subject is known by the entry index of its first application (its subject id) 
 its current key (:meth:`~ledger.protocol.tables.StateTables._subject_signing`); an application
 is the one statement that names its own key, and a key once held by a subject or the body is
 never held by another.
+
+An ``application`` may bind an ML-DSA-44 statement key beside the subject's key
+(``mldsa44_vkey``), and a ``subject_key_rotation`` a new one beside the new key
+(``new_mldsa44_vkey``): the bound key must sign that statement, and it is then the subject's
+for ever, as its Ed25519 keys are (:meth:`SubjectRules._require_new_mldsa44_key`).
 """
 
 from __future__ import annotations
 
-from ledger.protocol.keys import public_key
+from ledger.protocol.keys import PublicKey, mldsa44_public_key, public_key
 from ledger.protocol.records import (
     ApplicationRecord,
     ConsentRecord,
@@ -86,6 +91,9 @@ class SubjectRules(StateTables):
                 )
             if existing.standing == "granted":
                 refuse(s, f"subject {existing.subject_id} is already granted")
+        pq_vkey = body.mldsa44_vkey
+        if pq_vkey is not None and (existing is None or existing.mldsa44_vkey != pq_vkey):
+            self._require_new_mldsa44_key(s, pq_vkey, "body.mldsa44_vkey")
 
         def effect() -> None:
             subject = existing
@@ -100,6 +108,9 @@ class SubjectRules(StateTables):
                 )
                 self._subjects[s.index] = subject
                 self._key_owner[key] = s.index
+            if pq_vkey is not None:
+                subject.mldsa44_vkey = pq_vkey
+                self._key_owner[PublicKey(mldsa44_public_key(pq_vkey))] = subject.subject_id
             subject.name = body.name
             subject.standing = "applicant"
             subject.open_application = s.index
@@ -199,10 +210,16 @@ class SubjectRules(StateTables):
         holder = self._key_in_use(new)
         if holder is not None:
             refuse(s, f"key {new} is already in use: {holder} has held it")
+        pq_vkey = body.new_mldsa44_vkey
+        if pq_vkey is not None:
+            self._require_new_mldsa44_key(s, pq_vkey, "body.new_mldsa44_vkey")
 
         def effect() -> None:
             subject.vkeys.append(new)
             self._key_owner[public_key(new)] = subject.subject_id
+            subject.mldsa44_vkey = pq_vkey
+            if pq_vkey is not None:
+                self._key_owner[PublicKey(mldsa44_public_key(pq_vkey))] = subject.subject_id
             self._touch(subject, s.index)
 
         return effect
@@ -232,6 +249,19 @@ class SubjectRules(StateTables):
             self._touch(subject, s.index)
 
         return effect
+
+    def _require_new_mldsa44_key(self, s: LoggedStatement, vkey: str, field: str) -> None:
+        """Refuse unless the ML-DSA-44 statement key ``vkey`` (named at ``field``) signed ``s``
+        and no subject or keyset ever bound it: a key is one identity's, ever (by public key,
+        under any name)."""
+        key = mldsa44_public_key(vkey)
+        if key not in s.signing_mldsa44_keys:
+            refuse_authority(s, f"not signed by the ML-DSA-44 key of {field}")
+        owner = self._key_owner.get(PublicKey(key))
+        if owner is not None:
+            refuse(s, f"the ML-DSA-44 key of {field} is already bound to subject {owner}")
+        if PublicKey(key) in self._body_keys:
+            refuse(s, f"the ML-DSA-44 key of {field} is bound to a member of the body")
 
     def _filing_subject(self, s: LoggedStatement, subject: SubjectRecord) -> int | None:
         """Which subject files a grievance about ``subject``, for its clock: ``subject`` itself

@@ -39,11 +39,14 @@ from ledger.protocol.records import (
     FindingRecord,
     GrievanceRecord,
     KeysetRecord,
+    LogKeyRecord,
     OfferVersion,
     PausePeriod,
     RevocationRecord,
+    SignatureStrength,
     SubjectRecord,
 )
+from ledger.protocol.signature_strength import note_entry
 from ledger.protocol.statements import STATEMENT_TYPES, LoggedStatement, Ref
 
 HASH_SIZE = 32
@@ -87,6 +90,10 @@ class StateTables:
     """The state's tables (every attribute of a :class:`~ledger.protocol.state.ProtocolState`)
     and the authority and reference checks the admission rules share."""
 
+    _signature_strength: SignatureStrength | None = None
+    """Which entries only Ed25519 protects (:mod:`ledger.protocol.signature_strength`), updated
+    as each entry is recorded: in memory here, in the ``meta`` table by the stored state."""
+
     def __init__(self) -> None:
         self._init_tables()
 
@@ -116,6 +123,8 @@ class StateTables:
         self._grievances: MutableMapping[int, GrievanceRecord] = {}
         self._pause_periods: MutableSequence[PausePeriod] = []
         self._details: MutableMapping[int, str] = {}
+        self._signature_strength = SignatureStrength()
+        self._log_key: LogKeyRecord | None = None
 
     @property
     def size(self) -> int:
@@ -151,6 +160,7 @@ class StateTables:
         self._types.append(TYPE_CODE[s.type])
         self._log_times.append(s.log_time_ms)
         self._type_counts[s.type] = self._type_counts.get(s.type, 0) + 1
+        note_entry(self, s)
 
     # ------------------------------------------------------------------ authority and refs
 
@@ -158,12 +168,15 @@ class StateTables:
         keyset = self._keyset
         if keyset is None:
             refuse(s, "no keyset is in force")
-        signed = len(keyset.member_keys & s.signing_keys)
+        signed = len(keyset.members_signing(s.signing_keys, s.signing_mldsa44_keys))
         if signed < keyset.threshold:
+            both = ""
+            if keyset.signatures == "hybrid":
+                both = " with both their keys (signatures: hybrid)"
             refuse_authority(
                 s,
                 f"{signed} of {keyset.threshold} required distinct members of the keyset at "
-                f"index {keyset.index} signed",
+                f"index {keyset.index} signed{both}",
             )
         return keyset
 

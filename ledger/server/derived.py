@@ -4,8 +4,10 @@ written before derived state existed, and checking the stored state against a re
 The derived state (:mod:`ledger.protocol.stored`, :mod:`ledger.storage.derived`) is a cache the
 service trusts and a verifier never does. A writing server keeps it current with every batch;
 :func:`backfill_derived` fills it in for entries that have none (a log made by an older release)
-in chunks, each in its own short write transaction; :func:`check_derived` replays the log from
-entry 0 in memory and names the first record where the stored state differs.
+in chunks, each in its own short write transaction, and :func:`complete_aggregates` adds the
+precedent's aggregates to a flush point written without them; :func:`check_derived` replays the
+log from entry 0 in memory and names the first record (or aggregate row) where the stored state
+differs.
 """
 
 from __future__ import annotations
@@ -122,7 +124,30 @@ def backfill_derived(
             target = max(target, stored_size(store))
         if progress is not None:
             progress(state.size, target)
+    complete_aggregates(store)
     return replayed
+
+
+def complete_aggregates(store: SqlLogStore) -> int | None:
+    """Complete the latest flush point with the precedent's aggregates
+    (:mod:`ledger.protocol.aggregates`) if it has none (derived state written by an older
+    release): one scan of the stored records, the rows written at that flush point under the
+    store's write lock. Returns the flush point completed, or None if there was nothing to do.
+
+    Until this runs (a writer runs it when it starts, after :func:`backfill_derived`), the
+    precedent summary of such a log is computed by a scan, as before; a writer's next batch
+    would build the aggregates too."""
+    source = store.derived_source()
+    with store.append_transaction() as tx:
+        point = tx.derived_flush_point()
+        if point is None:
+            return None
+        state = StoredProtocolState(source, point, facts=FactCache(chunks=64))
+        if state.stored_tallies() is not None:
+            return None
+        log.info("building the precedent's aggregates at flush point %d (once)", point)
+        tx.write_derived(point, state.derived_rows(), new_point=False)
+    return point
 
 
 def check_derived(

@@ -7,7 +7,7 @@ valid, smaller log — so the signer keeps its own record in a small file beside
 default ``<key file>.published``), and checks the tree it is about to sign against it: at start,
 and before every signature.
 
-The file holds two signed checkpoint notes, as JSON:
+The file holds, as JSON (docs/FORMAT.md, "The signer's memory"):
 
 - ``published``: the largest checkpoint known to be committed to the database (and so possibly
   served, cosigned, handed out in receipts);
@@ -16,13 +16,26 @@ The file holds two signed checkpoint notes, as JSON:
   leaves a ``pending`` the database never held: it was never published, and it is dropped as
   soon as the store is seen (under the write lock) to be smaller than it.
 
-Both are checked, not trusted: each must verify under the log key and name the log's origin.
+- ``witnesses`` (optional; absent in files written before it existed, which still read): for
+  each configured witness, keyed by its first vkey, the latest checkpoint it cosigned for this
+  log — ``{"vkeys": [...], "checkpoint": "<note>"}``, the note being the log-signed checkpoint
+  with the witness's cosignature line(s). The cosigner records it after each cosignature
+  (:meth:`PublishedCheckpoint.remember_cosigned`), and a starting server asks each witness's
+  read endpoint for it (:func:`ledger.witness.cosigner.recall_cosigned`).
+
+Everything is checked, not trusted: each note must verify under the log key and name the log's
+origin, and each witness record must carry a valid cosignature of one of its vkeys.
 
 The check (:meth:`PublishedCheckpoint.check`): the tree about to be signed, or stored, of ``size``
 leaves must be at least as large as ``published`` and its root at ``published.size`` must be
 ``published``'s root (a consistency proof computed from the tree's own nodes); the same for
-``pending`` when the tree is at least that large. Anything else is a fork, or a store that lost
-what was published (:class:`ForkError`): the caller refuses to sign.
+``pending`` when the tree is at least that large; and the same for every witness record. Anything
+else is a fork, or a store that lost what was published (:class:`ForkError`): the caller refuses
+to sign. The witness records close a gap the log's own lines leave: ``published`` is confirmed
+lazily (when the sequencer's queue is empty), and a ``pending`` larger than the store is taken
+for a commit that never happened — so a log under steady load, restored from a backup taken
+after ``published`` but before ``pending``, would pass on its own lines alone; a witness that
+cosigned the lost size refuses it.
 
 Concurrency: several processes on one machine may share one key and so one file (``amnesty
 serve --workers N``). Every read-modify-write holds an exclusive ``flock`` on a sidecar lock file,
@@ -40,13 +53,14 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from ledger.atomic import write_atomically
 from ledger.errors import FatalError, LedgerError, StorageError
-from ledger.tlog.checkpoint import Checkpoint, open_checkpoint
+from ledger.tlog.checkpoint import Checkpoint, open_checkpoint, verify_cosignatures
 from ledger.tlog.note import VerifierKey
 
 log = logging.getLogger("ledger.server.published")
@@ -78,13 +92,36 @@ def published_path_for(key_path: Path) -> Path:
 
 
 @dataclass(frozen=True, slots=True)
+class WitnessRecord:
+    """The latest checkpoint one witness cosigned for this log, as remembered: the witness's
+    keys (one name; ``vkeys[0]`` is its label), the checkpoint, and the note — log-signed, with
+    the witness's cosignature line(s), all verified when read."""
+
+    vkeys: tuple[VerifierKey, ...]
+    checkpoint: Checkpoint
+    note: bytes
+
+    @property
+    def label(self) -> str:
+        """The witness's identity in the file: its first vkey."""
+        return self.vkeys[0].vkey()
+
+    @property
+    def name(self) -> str:
+        """The witness's key name (shown in refusals)."""
+        return self.vkeys[0].name
+
+
+@dataclass(frozen=True, slots=True)
 class Remembered:
-    """The file's content, verified: the published checkpoint and an optional pending one."""
+    """The file's content, verified: the published checkpoint, an optional pending one, and
+    the witnesses' latest cosigned checkpoints by label."""
 
     published: Checkpoint
     published_note: bytes
     pending: Checkpoint | None = None
     pending_note: bytes | None = None
+    witnessed: Mapping[str, WitnessRecord] = field(default_factory=dict)
 
 
 class PublishedCheckpoint:
@@ -151,6 +188,24 @@ class PublishedCheckpoint:
                     "fork; restore a backup of this log's own database, or recover its entries "
                     "with `amnesty recover`"
                 )
+        for record in remembered.witnessed.values():
+            cosigned = record.checkpoint
+            if cosigned.size > size:
+                raise ForkError(
+                    f"couldn't {doing}: {tree} is at size {size} but witness {record.name!r} "
+                    f"cosigned size {cosigned.size} of this log (remembered in {self.path}); "
+                    "restore a newer backup, or recover the missing entries with "
+                    "`amnesty recover`"
+                )
+            here = root_at(cosigned.size)
+            if here != cosigned.root_hash:
+                raise ForkError(
+                    f"couldn't {doing}: {tree}'s tree at size {cosigned.size} has root "
+                    f"{_b64(here)} but witness {record.name!r} cosigned root "
+                    f"{_b64(cosigned.root_hash)} at that size (remembered in {self.path}): "
+                    f"{tree} holds another history, a fork; restore a backup of this log's own "
+                    "database, or recover its entries with `amnesty recover`"
+                )
         return remembered
 
     # -- writing ------------------------------------------------------------------------------
@@ -171,7 +226,7 @@ class PublishedCheckpoint:
             raw = self._read_raw()
             current = None if raw is None else self._parse(raw)
             if current is None:
-                self._write(previous, note)
+                self._write(previous, note, {})
                 return
             if current.published.size > checkpoint.size:
                 raise ForkError(
@@ -182,7 +237,7 @@ class PublishedCheckpoint:
             # be ahead of the file (another process sharing the file committed it and has not
             # confirmed it yet): remember it now, before its pending record is replaced.
             published = previous if stored.size > current.published.size else None
-            self._write(published or current.published_note, note)
+            self._write(published or current.published_note, note, current.witnessed)
 
     def confirm(self, note: bytes) -> None:
         """Remember ``note`` as published: it is committed (the caller read it from the store,
@@ -196,7 +251,7 @@ class PublishedCheckpoint:
             raw = self._read_raw()
             current = None if raw is None else self._parse(raw)
             if current is None:
-                self._write(note, None)
+                self._write(note, None, {})
                 return
             published_note = current.published_note
             if checkpoint.size > current.published.size:
@@ -205,7 +260,7 @@ class PublishedCheckpoint:
             if current.pending is not None and current.pending.size <= checkpoint.size:
                 pending_note = None
             if (published_note, pending_note) != (current.published_note, current.pending_note):
-                self._write(published_note, pending_note)
+                self._write(published_note, pending_note, current.witnessed)
 
     def drop_void_pending(self, stored_size: int) -> None:
         """Forget a pending checkpoint larger than ``stored_size``, the size of the store read
@@ -224,7 +279,36 @@ class PublishedCheckpoint:
                     self.path,
                     stored_size,
                 )
-                self._write(current.published_note, None)
+                self._write(current.published_note, None, current.witnessed)
+
+    def remember_cosigned(self, vkeys: Sequence[VerifierKey], note: bytes) -> bool:
+        """Remember ``note`` — a checkpoint of this log with a cosignature by the witness whose
+        keys are ``vkeys`` (one name, first key its label) — as that witness's latest cosigned
+        checkpoint, unless one at least as large is remembered already. Returns whether the
+        file changed.
+
+        The note is verified first (the log's signature, the origin, a valid cosignature line
+        of one of ``vkeys``), else :class:`UntrustedStoreError` and nothing is written. A record
+        never moves backwards; the published and pending checkpoints are left as they are. If
+        nothing was remembered yet, ``note`` becomes the published checkpoint too: a witness
+        cosigns only what the log served.
+        """
+        record = self._open_witnessed(tuple(vkeys), note, "the cosigned checkpoint to remember")
+        with self._locked():
+            raw = self._read_raw()
+            current = None if raw is None else self._parse(raw)
+            if current is None:
+                self._write(note, None, {record.label: record})
+                return True
+            known = current.witnessed.get(record.label)
+            if known is not None and known.checkpoint.size >= record.checkpoint.size:
+                return False
+            self._write(
+                current.published_note,
+                current.pending_note,
+                {**current.witnessed, record.label: record},
+            )
+            return True
 
     # -- the file -----------------------------------------------------------------------------
 
@@ -268,6 +352,7 @@ class PublishedCheckpoint:
                 pending_text is None or isinstance(pending_text, str)
             ):
                 raise ValueError("published and pending must be checkpoint notes (strings)")
+            witnesses_value = _witness_entries(document.get("witnesses", {}))
         except (ValueError, KeyError) as exc:
             raise UntrustedStoreError(
                 f"couldn't read the remembered checkpoint {self.path}: {exc}; restore the file "
@@ -282,6 +367,14 @@ class PublishedCheckpoint:
             if pending_note is None
             else self._open(pending_note, f"the pending checkpoint in {self.path}"),
             pending_note=pending_note,
+            witnessed={
+                label: self._open_witnessed(
+                    vkeys,
+                    text.encode("utf-8"),
+                    f"the checkpoint witness {label} cosigned, in {self.path}",
+                )
+                for label, (vkeys, text) in witnesses_value.items()
+            },
         )
         self._parsed = (raw, remembered)
         return remembered
@@ -298,13 +391,61 @@ class PublishedCheckpoint:
             )
         return checkpoint
 
-    def _write(self, published: bytes, pending: bytes | None) -> None:
-        document = {
+    def _open_witnessed(
+        self, vkeys: tuple[VerifierKey, ...], note: bytes, what: str
+    ) -> WitnessRecord:
+        checkpoint = self._open(note, what)
+        if not vkeys or len({key.name for key in vkeys}) != 1:
+            raise UntrustedStoreError(f"couldn't trust {what}: want one or more keys, one name")
+        try:
+            cosigned = verify_cosignatures(note, vkeys)
+        except LedgerError as exc:
+            raise UntrustedStoreError(f"couldn't trust {what}: {exc}") from exc
+        if not cosigned:
+            raise UntrustedStoreError(
+                f"couldn't trust {what}: it carries no cosignature of {vkeys[0].vkey()}"
+            )
+        return WitnessRecord(vkeys, checkpoint, note)
+
+    def _write(
+        self, published: bytes, pending: bytes | None, witnessed: Mapping[str, WitnessRecord]
+    ) -> None:
+        document: dict[str, Any] = {
             "format": FORMAT,
             "published": published.decode("utf-8"),
             "pending": None if pending is None else pending.decode("utf-8"),
         }
+        if witnessed:  # absent otherwise: the file stays what older releases wrote and read
+            document["witnesses"] = {
+                label: {
+                    "vkeys": [key.vkey() for key in record.vkeys],
+                    "checkpoint": record.note.decode("utf-8"),
+                }
+                for label, record in sorted(witnessed.items())
+            }
         write_atomically(self.path, (json.dumps(document, indent=1) + "\n").encode("utf-8"))
+
+
+def _witness_entries(value: object) -> dict[str, tuple[tuple[VerifierKey, ...], str]]:
+    """The ``witnesses`` member's shape: label → (vkeys, checkpoint note text); ValueError if
+    it is not ``{"<vkey>": {"vkeys": ["<vkey>", ...], "checkpoint": "<note>"}}``."""
+    if not isinstance(value, dict):
+        raise ValueError("witnesses must be an object")
+    entries: dict[str, tuple[tuple[VerifierKey, ...], str]] = {}
+    for label, record in value.items():
+        if not isinstance(record, dict) or set(record) != {"vkeys", "checkpoint"}:
+            raise ValueError(f"witness {label!r}: want exactly vkeys and checkpoint")
+        vkeys, note = record["vkeys"], record["checkpoint"]
+        if not isinstance(note, str) or not isinstance(vkeys, list) or not vkeys:
+            raise ValueError(f"witness {label!r}: vkeys must be a list, checkpoint a note")
+        try:
+            keys = tuple(VerifierKey.parse(vkey) for vkey in vkeys)
+        except (LedgerError, TypeError) as exc:
+            raise ValueError(f"witness {label!r}: {exc}") from None
+        if keys[0].vkey() != label:
+            raise ValueError(f"witness {label!r}: its first vkey is not its label")
+        entries[label] = (keys, note)
+    return entries
 
 
 def _b64(value: bytes) -> str:

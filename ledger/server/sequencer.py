@@ -183,6 +183,7 @@ class Sequencer:
         on_commit: Callable[[Sequence[tuple[TileID, bytes]]], None] | None = None,
         published: PublishedCheckpoint | None = None,
         on_fatal: Callable[[FatalError], None] | None = None,
+        checkpoint_signers: Callable[[AppendTransaction, int], Sequence[Signer]] | None = None,
     ) -> None:
         """``on_commit``, if given, is called in the sequencer's thread after each batch is
         durably committed — never for a batch that rolled back — with the hash tiles that batch
@@ -192,7 +193,13 @@ class Sequencer:
 
         ``published`` is the signer's memory of what it published (a writing server always
         passes one; without it the sequencer trusts the store's checkpoint as the largest).
-        ``on_fatal``, if given, is called once with the error when the sequencer halts."""
+        ``on_fatal``, if given, is called once with the error when the sequencer halts.
+
+        ``checkpoint_signers``, if given, replaces ``extra_signers``: called under the write
+        lock once a batch is applied, with the transaction and the size before the batch, it
+        gives the signers of that batch's checkpoint beside ``signer`` (the log's ML-DSA-44
+        key from the entry that anchors it on: :mod:`ledger.server.log_key`). It may stage
+        writes in the transaction; a :class:`FatalError` from it stops the sequencer."""
         self._store = store
         self._published = published
         self.on_fatal = on_fatal
@@ -204,6 +211,7 @@ class Sequencer:
         self._max_delay = max_delay_ms / 1000
         self._clock = clock
         self._extra_signers = tuple(extra_signers)
+        self._checkpoint_signers = checkpoint_signers
         self._queue: queue.Queue[_Pending | None] = queue.Queue(maxsize=max_pending)
         self._origin = store.identity().origin
         self._tree: TiledTree | None = None
@@ -478,7 +486,10 @@ class Sequencer:
                     prefix_roots(checkpoint, stored_checkpoint, tx.read_tile),
                     doing=f"sign a checkpoint of size {tree.size}",
                 )
-            new_head = sign_checkpoint(checkpoint, self._signer, self._extra_signers)
+            extra = self._extra_signers
+            if self._checkpoint_signers is not None:
+                extra = tuple(self._checkpoint_signers(tx, stored_checkpoint.size))
+            new_head = sign_checkpoint(checkpoint, self._signer, extra)
             if self._published is not None:
                 # Remembered before the commit, so before anyone can be served it.
                 self._published.record_pending(head, new_head)

@@ -14,6 +14,8 @@ The leaf data of the Merkle tree is the RFC 8785 canonical JSON encoding of::
 - ``statement`` is the signed statement note, verbatim (text, blank line, signature lines).
 
 An encoded entry is at most :data:`ledger.tlog.tiles.MAX_ENTRY_SIZE` bytes (the entry-bundle limit).
+:func:`entry_size` is the size a statement's entry will have at most, wherever it is logged, so
+a signer can refuse a statement that could never be logged before anyone submits it.
 """
 
 from __future__ import annotations
@@ -39,6 +41,28 @@ JCS's UTF-16 order), the numbers are integers, and JCS escapes in strings exactl
 encoder does (quote, backslash and control characters, the latter as the two-character escapes
 or lowercase six-character ones). A lone surrogate in ``statement`` makes ``.encode("utf-8")``
 fail, as JCS requires. ``tests/test_entry.py`` checks the equality with ``canonical_dumps``."""
+
+
+_MAX_SAFE_INTEGER = 2**53 - 1
+_ENVELOPE_BYTES = len(
+    _ENTRY_ENCODER.encode(
+        {
+            "index": _MAX_SAFE_INTEGER,
+            "log_time_ms": _MAX_SAFE_INTEGER,
+            "prev": "A" * 43 + "=",
+            "statement": "",
+        }
+    )
+)
+"""The envelope around the statement at its largest (16-digit index and log time): 126 bytes."""
+
+
+def entry_size(statement: str) -> int:
+    """The largest size, in bytes, of the entry that holds ``statement`` (the signed note as
+    text): the envelope at its largest plus the note escaped as a JSON string (a newline
+    becomes two bytes, a quote or backslash two, a control character six). A statement whose
+    size here is over :data:`~ledger.tlog.tiles.MAX_ENTRY_SIZE` cannot be logged."""
+    return _ENVELOPE_BYTES + len(encode_basestring(statement).encode("utf-8")) - 2
 
 
 _FAST_HEAD = re.compile(

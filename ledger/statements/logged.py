@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ledger.protocol.keys import key_label, public_key
+from ledger.protocol.keys import key_label, public_key, public_keys
 from ledger.protocol.statements import LoggedStatement, parse_body
 from ledger.statements.entry import LogEntry
 from ledger.statements.statement import (
@@ -55,6 +55,7 @@ def statement_at(
         signers=statement.signers,
         verified_signers=verified,
         body=statement.body,
+        origin=statement.origin,
     )
 
 
@@ -110,8 +111,9 @@ _KEYED_TYPES = frozenset({"application", "subject_key_rotation"})
 
 def signer_keys(verified: frozenset[str]) -> tuple[str, ...]:
     """The strings under which an entry is indexed by who signed it (``Prepared.signers``): the
-    public key (standard base64) of each verified signer, once per key whatever its names."""
-    return tuple(sorted({key_label(public_key(v)) for v in verified}))
+    public key (standard base64) of each verified Ed25519 signer, once per key whatever its
+    names (a signer's ML-DSA-44 statement key identifies no one by itself: it is left out)."""
+    return tuple(sorted({key_label(k) for k in public_keys(verified)}))
 
 
 def check_statement(data: bytes, origin: str) -> CheckedStatement:

@@ -15,9 +15,11 @@ canonical JSON (``ledger.statements.canonical``: strict, one spelling per value)
   another log: non-empty, at most :data:`MAX_ORIGIN_LENGTH` characters, no whitespace or control
   characters.
 - ``signers``: the vkeys that may sign this statement (for a body, its members; for a subject,
-  its key). One to :data:`MAX_SIGNERS` Ed25519 (type 0x01) vkeys in canonical spelling, sorted
-  ascending (code-point order, which for these ASCII strings is byte order) without repeats, and
-  no two sharing a public key or a (name, key ID) pair. Sorting makes the signer *set* the
+  its key). One to :data:`MAX_SIGNERS` vkeys in canonical spelling, each Ed25519 (type 0x01) or
+  an ML-DSA-44 statement key (type ``0xff ‖ "amnesty-ledger/ml-dsa44"``,
+  ``ledger.tlog.statement_mldsa``: a hybrid signer lists both of its keys), sorted ascending
+  (code-point order, which for these ASCII strings is byte order) without repeats, and no two
+  sharing a public key or a (name, key ID) pair. Sorting makes the signer *set* the
   statement's identity: the same set always gives the same text.
 - ``time_ms``: integer >= 0, milliseconds since the Unix epoch, chosen by the signer.
 - ``body``: an object; its contents are the type's business.
@@ -29,7 +31,17 @@ Signing is order-independent: :func:`sign_statement` keeps one line per key, the
 listed signers in ``signers`` order, then any other lines in their original order, so members
 who sign one after another in any order produce the same bytes. Verification follows
 signed-note: lines from keys not listed are ignored; a line naming a listed key must verify or
-the statement is refused; thresholds count distinct keys, never lines.
+the statement is refused; thresholds count distinct keys, never lines. An ML-DSA-44 line is
+checked like an Ed25519 one (pure ML-DSA-44 over the note text, context
+``amnesty-ledger.statement/v1``); which identity it speaks for is the protocol's business (the
+key bound in the logged keyset or subject statement: ``ledger.protocol.keys``).
+
+Size: the statement must fit in one log entry after it is escaped into the entry's JSON
+(:func:`~ledger.statements.entry.entry_size`, at most 65,535 bytes). An ML-DSA-44 signer adds
+its vkey (1,784 characters after its name) to ``signers`` and a signature line of about
+3,260 bytes, so :func:`sign_statement` refuses to add a line that would make the statement too
+large to log (:data:`MAX_HYBRID_SIGNERS` is how many hybrid signers fit in an otherwise small
+statement).
 """
 
 from __future__ import annotations
@@ -43,7 +55,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from ledger.errors import MalformedError, RefusedError, SignatureError
-from ledger.protocol.keys import public_key, public_keys
+from ledger.protocol.keys import ed25519_vkeys, public_key, public_keys
 from ledger.statements.canonical import (
     MAX_DOCUMENT_BYTES,
     CanonicalJSONError,
@@ -51,6 +63,7 @@ from ledger.statements.canonical import (
     canonical_dumps,
     parse_canonical,
 )
+from ledger.statements.entry import entry_size
 from ledger.tlog.note import (
     ALG_ED25519,
     MAX_SIGNATURES,
@@ -63,6 +76,12 @@ from ledger.tlog.note import (
     parse_note,
     verify_note,
 )
+from ledger.tlog.statement_mldsa import (
+    StatementMLDSA44Key,
+    StatementMLDSA44Signer,
+    is_statement_mldsa44_vkey,
+)
+from ledger.tlog.tiles import MAX_ENTRY_SIZE
 
 STATEMENT_HEADER: Final = "amnesty-ledger.statement/v1"
 """First line of every statement note: the format's name and version."""
@@ -73,6 +92,20 @@ own limit, enforced by ``ledger.statements.entry``, is checked after the note is
 
 MAX_SIGNERS: Final = MAX_SIGNATURES
 """Most vkeys a statement may list: a note carries at most this many signature lines."""
+
+MAX_HYBRID_SIGNERS: Final = 12
+"""How many signers with both keys (Ed25519 and ML-DSA-44, both listed and both signing) fit in
+one log entry beside a small body: each costs about 5,200 bytes of the entry's 65,535 (its two
+vkeys in ``signers``, 1,804 + 64 characters with their quotes escaped, and its two signature
+lines, 3,256 + 112 bytes for names of 20 characters). ``tests/test_hybrid_statements.py``
+builds the largest such statement; docs/FORMAT.md §4 gives the arithmetic."""
+
+Signing = Signer | StatementMLDSA44Signer
+"""A key that signs statements: Ed25519 (``ledger.tlog.note.Signer`` of type 0x01) or an
+ML-DSA-44 statement key."""
+
+SignerKey = VerifierKey | StatementMLDSA44Key
+"""A listed signer's parsed key."""
 
 MAX_TYPE_LENGTH: Final = 64
 MAX_ORIGIN_LENGTH: Final = 256
@@ -198,14 +231,18 @@ def parse_statement(data: bytes, *, origin: str | None = None) -> SignedStatemen
     return SignedStatement(statement, note)
 
 
-def sign_statement(data: bytes, signer: Signer) -> bytes:
+def sign_statement(data: bytes, signer: Signing) -> bytes:
     """Add ``signer``'s signature line to a statement and return the signed note.
 
     ``data`` is the unsigned statement text or an already signed statement note. The signer
-    must be one of the statement's ``signers`` (else :class:`RefusedError`). Idempotent: a key
-    has at most one line, so signing twice changes nothing. Lines are ordered as the module
+    must be one of the statement's ``signers`` (else :class:`RefusedError`); it is an Ed25519
+    signer or an ML-DSA-44 statement key. A key has at most one line: signing twice with
+    Ed25519 changes nothing, and with ML-DSA-44 (hedged) replaces the line by a fresh, equally
+    valid one. Lines are ordered as the module
     docstring says, so the result does not depend on the order in which members sign. Existing
-    signatures are not verified.
+    signatures are not verified. A line that would make the statement too large for a log entry
+    (65,535 bytes once escaped into it, :func:`~ledger.statements.entry.entry_size`) is refused
+    with :class:`RefusedError`: an ML-DSA-44 line is about 3,260 bytes.
     """
     if b"\n\n" in data:
         signed = parse_statement(data)
@@ -230,7 +267,16 @@ def sign_statement(data: bytes, signer: Signer) -> bytes:
         else:
             by_signer.setdefault(owner, existing)
     ordered = [by_signer[v] for v in statement.signers if v in by_signer]
-    return format_note(Note(statement.text, (*ordered, *unlisted)))
+    note = format_note(Note(statement.text, (*ordered, *unlisted)))
+    size = entry_size(note.decode("utf-8"))
+    if size > MAX_ENTRY_SIZE:
+        raise RefusedError(
+            f"couldn't sign statement {statement.statement_id.hex()} with {key.name}: with this "
+            f"line its log entry would be {size} bytes, over the {MAX_ENTRY_SIZE}-byte entry "
+            f"limit (an ML-DSA-44 signer adds about 5,200 bytes; at most {MAX_HYBRID_SIGNERS} "
+            "hybrid signers fit: docs/FORMAT.md §4)"
+        )
+    return note
 
 
 def verified_signers(signed: SignedStatement) -> frozenset[str]:
@@ -244,8 +290,38 @@ def verified_signers(signed: SignedStatement) -> frozenset[str]:
     fast = _fast_verified_signers(signed)
     if fast is not None:
         return fast
-    keys = {_signer_key(vkey): vkey for vkey in signed.statement.signers}
+    if any(is_statement_mldsa44_vkey(v) for v in signed.statement.signers):
+        return _hybrid_verified_signers(signed)
+    keys = {_ed25519_key(vkey): vkey for vkey in signed.statement.signers}
     return frozenset(keys[key] for key in verify_note(signed.note, keys))
+
+
+def _hybrid_verified_signers(signed: SignedStatement) -> frozenset[str]:
+    """:func:`verified_signers` of a statement listing ML-DSA-44 keys, when the fast path
+    declined: the same rules and messages as ``verify_note`` (signers never share a key name
+    and key ID, :func:`_check_signers`), for keys of both kinds."""
+    note = signed.note
+    by_id = {(k.name, k.key_id): (k, v) for v in signed.statement.signers for k in [_signer_key(v)]}
+    message = note.text.encode("utf-8")
+    verified: set[str] = set()
+    for number, signature in enumerate(note.signatures, 1):
+        listed = by_id.get((signature.name, signature.key_id))
+        if listed is None:
+            continue
+        try:
+            listed[0].verify_signature(message, signature.signature)
+        except SignatureError as err:
+            raise SignatureError(
+                f"couldn't verify note {excerpt(note.text)}: line {number}: {err}"
+            ) from None
+        verified.add(listed[1])
+    if not verified:
+        names = sorted({f"{s.name}+{s.key_id.hex()}" for s in note.signatures})
+        raise SignatureError(
+            f"couldn't verify note {excerpt(note.text)}: no signature from a known key "
+            f"(signed by {', '.join(names)}; known: {', '.join(signed.statement.signers)})"
+        )
+    return frozenset(verified)
 
 
 def _fast_verified_signers(signed: SignedStatement) -> frozenset[str] | None:
@@ -254,7 +330,7 @@ def _fast_verified_signers(signed: SignedStatement) -> frozenset[str] | None:
     and ID, a line that fails to verify, no verified line), and the general path then answers,
     refusal and message included. Same checks in the same order: each line naming a listed key
     (by key name and key ID) is verified over the note text."""
-    by_id: dict[tuple[str, bytes], tuple[VerifierKey, str]] = {}
+    by_id: dict[tuple[str, bytes], tuple[SignerKey, str]] = {}
     for vkey in signed.statement.signers:
         key = _signer_key(vkey)
         if by_id.setdefault((key.name, key.key_id), (key, vkey))[1] != vkey:
@@ -294,8 +370,9 @@ class Authority:
     """Who may speak for a party: ``threshold`` distinct keys out of ``members`` (vkeys).
 
     Construction refuses (with :class:`MalformedError`) an empty keyset, a threshold outside
-    ``1..len(members)``, a member that is not a canonical Ed25519 vkey, and two members that
-    share a public key (which would let one key count twice).
+    ``1..len(members)``, a member that is not a canonical Ed25519 vkey (a member is identified
+    by its Ed25519 key; an ML-DSA-44 key it binds is the protocol's business), and two members
+    that share a public key (which would let one key count twice).
     """
 
     members: frozenset[str]
@@ -312,7 +389,7 @@ class Authority:
         public_keys: dict[bytes, str] = {}
         for vkey in sorted(self.members):
             try:
-                key = _signer_key(vkey)
+                key = _ed25519_key(vkey)
             except MalformedError as err:
                 raise MalformedError(f"couldn't build authority: member: {err}") from None
             other = public_keys.setdefault(key.public_key, vkey)
@@ -332,7 +409,7 @@ def require_authority(verified: frozenset[str], authority: Authority, what: str)
     members add nothing. ``what`` names the act being authorised in the message, e.g.
     ``"offer 3"``.
     """
-    signing = public_keys(verified)
+    signing = public_keys(ed25519_vkeys(verified))
     signed = frozenset(m for m in authority.members if public_key(m) in signing)
     if len(signed) < authority.threshold:
         names = ", ".join(sorted(_key_name(vkey) for vkey in signed)) or "none"
@@ -344,17 +421,26 @@ def require_authority(verified: frozenset[str], authority: Authority, what: str)
 
 
 @functools.lru_cache(maxsize=4096)
-def _signer_key(vkey: str) -> VerifierKey:
-    """Parse a signer's vkey: canonical spelling, Ed25519 (type 0x01), valid point.
+def _signer_key(vkey: str) -> SignerKey:
+    """Parse a signer's vkey: canonical spelling, and either Ed25519 (type 0x01, a valid point)
+    or an ML-DSA-44 statement key (type ``0xff ‖ "amnesty-ledger/ml-dsa44"``).
 
     Cached: checking a point costs as much as verifying a signature, and a verifier meets the
     same few keys on a million statements. Failures are not cached.
     """
+    if is_statement_mldsa44_vkey(vkey):
+        return StatementMLDSA44Key.parse(vkey)
+    return _ed25519_key(vkey)
+
+
+@functools.lru_cache(maxsize=4096)
+def _ed25519_key(vkey: str) -> VerifierKey:
+    """Parse an Ed25519 signer's vkey (type 0x01, valid point); refuse any other type."""
     key = VerifierKey.parse(vkey)
     if key.alg != ALG_ED25519:
         raise MalformedError(
             f"couldn't accept signer {excerpt(vkey)}: signature type 0x{key.alg:02x} is not "
-            "0x01 (Ed25519)"
+            "0x01 (Ed25519) or 0xff 'amnesty-ledger/ml-dsa44' (an ML-DSA-44 statement key)"
         )
     return key
 
@@ -469,7 +555,7 @@ def _check_signers(signers: JSONValue, action: str) -> tuple[str, ...]:
             f"couldn't {action}: signers must be a list of 1 to {MAX_SIGNERS} vkeys, got {count}"
         )
     checked: list[str] = []
-    public_keys: dict[bytes, str] = {}
+    public_keys: dict[bytes, str] = {}  # 32-byte and 1,312-byte keys: never equal
     key_ids: dict[tuple[str, bytes], str] = {}
     for index, vkey in enumerate(signers):
         if not isinstance(vkey, str):

@@ -35,7 +35,9 @@ class LogIdentity:
     """What was fixed when the log was created: its origin line and the log's vkey(s).
 
     ``mldsa_vkey`` is the log's ML-DSA-44 key (type 0x06, named after the origin) when it was
-    created with one (docs/FORMAT.md §2): then every checkpoint carries both signatures.
+    created with one, or once a ``log_key`` statement anchoring one is logged (set in that
+    batch's transaction, :meth:`AppendTransaction.adopt_mldsa_vkey`; docs/FORMAT.md §2): then
+    every checkpoint from there on carries both signatures.
     """
 
     origin: str
@@ -123,6 +125,11 @@ class AppendTransaction(Protocol):
 
     def delete_derived(self) -> int:
         """Stage the deletion of all derived state; return the record rows deleted."""
+
+    def adopt_mldsa_vkey(self, vkey: str) -> None:
+        """Stage setting the log identity's ML-DSA-44 vkey to ``vkey`` (the batch holds the
+        ``log_key`` statement that anchors it), so that it commits with that entry or not at
+        all. Raises :class:`~ledger.errors.ConflictError` if the identity holds another."""
 
 
 class LogStore(Protocol):

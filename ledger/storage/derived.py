@@ -70,17 +70,31 @@ _ENTRIES = Table(
 
 SCAN_CHUNK = 2000
 """The most rows fetched per round trip while scanning a kind."""
-_KEY_END = b"\xff" * 17
-"""Above every record key (keys are at most 16 bytes: a timeline row's), for open ranges."""
+_KEY_END = b"\xff" * 27
+"""Above every record key (keys are at most 26 bytes: a precedent clock's or by-subject row's,
+:mod:`ledger.protocol.aggregates`), for open ranges."""
 
 
-def write_derived(conn: Connection, size: int, rows: Sequence[tuple[str, bytes, bytes]]) -> None:
+def write_derived(
+    conn: Connection,
+    size: int,
+    rows: Sequence[tuple[str, bytes, bytes]],
+    *,
+    new_point: bool = True,
+) -> None:
     """Write flush point ``size``: the record versions ``rows`` (``(kind, key, data)``), each
-    replacing the current version of its record, and the flush point itself.
+    replacing the current version of its record, and the flush point itself. An empty ``data``
+    deletes the record (the precedent's aggregate indexes): its current version ends at
+    ``size`` and no new one begins.
 
     The caller holds the store's write lock and commits (or rolls back) the transaction of
     ``conn``; ``size`` must be larger than every flush point already written (the sequencer's
-    sizes only grow; a backfill checks :meth:`SqlDerivedSource.flush_point` under the lock)."""
+    sizes only grow; a backfill checks :meth:`SqlDerivedSource.flush_point` under the lock).
+
+    With ``new_point`` false, ``size`` is the latest flush point already written and ``rows``
+    are records it lacks (none of them has a version yet): they complete it, as the precedent's
+    aggregates complete a flush point written by an older release
+    (:func:`ledger.server.derived.complete_aggregates`)."""
     if rows:
         conn.execute(
             update(DERIVED_RECORDS)
@@ -94,14 +108,15 @@ def write_derived(conn: Connection, size: int, rows: Sequence[tuple[str, bytes, 
             .values(to_size=size),
             [{"b_kind": kind, "b_key": key} for kind, key, _ in rows],
         )
-        conn.execute(
-            DERIVED_RECORDS.insert(),
-            [
-                {"kind": kind, "key": key, "from_size": size, "to_size": None, "data": data}
-                for kind, key, data in rows
-            ],
-        )
-    conn.execute(DERIVED_FLUSHES.insert().values(size=size))
+        written = [
+            {"kind": kind, "key": key, "from_size": size, "to_size": None, "data": data}
+            for kind, key, data in rows
+            if data
+        ]
+        if written:
+            conn.execute(DERIVED_RECORDS.insert(), written)
+    if new_point:
+        conn.execute(DERIVED_FLUSHES.insert().values(size=size))
 
 
 def delete_derived(conn: Connection) -> int:
@@ -114,6 +129,16 @@ def latest_flush_point(conn: Connection) -> int | None:
     """The largest flush point written, or ``None``."""
     value = conn.execute(select(func.max(DERIVED_FLUSHES.c.size))).scalar()
     return None if value is None else int(value)
+
+
+_SCAN_SUPERSEDED = (
+    "SELECT key, data FROM derived_records WHERE kind = ? AND to_size > ? "
+    "AND from_size <= ? AND key > ? AND key < ? ORDER BY key LIMIT ?"
+)
+_SCAN_SUPERSEDED_SQLITE = (
+    "SELECT key, data FROM derived_records INDEXED BY ix_derived_superseded WHERE kind = ? "
+    "AND to_size > ? AND from_size <= ? AND key > ? AND key < ? ORDER BY key LIMIT ?"
+)
 
 
 class SqlDerivedSource:
@@ -134,22 +159,25 @@ class SqlDerivedSource:
         self._open: list[Any] = []
         self._open_lock = threading.Lock()
         mark = "%s" if engine.dialect.name == "postgresql" else "?"
+        # Versions superseded after a flush point are found by (kind, to_size): none at the
+        # latest flush point, few near it. SQLite, without statistics, would walk every version
+        # of the kind by key instead (the primary key), a scan of the whole kind.
+        superseded = (
+            _SCAN_SUPERSEDED if engine.dialect.name == "postgresql" else _SCAN_SUPERSEDED_SQLITE
+        )
         self._sql = {
             name: text.replace("?", mark)
             for name, text in {
                 "flush_point": "SELECT max(size) FROM derived_flushes WHERE size <= ?",
                 "read": (
-                    "SELECT data FROM derived_records WHERE kind = ? AND key = ? "
+                    "SELECT data, to_size FROM derived_records WHERE kind = ? AND key = ? "
                     "AND from_size <= ? ORDER BY from_size DESC LIMIT 1"
                 ),
                 "scan_current": (
                     "SELECT key, data FROM derived_records WHERE kind = ? AND to_size IS NULL "
                     "AND from_size <= ? AND key > ? AND key < ? ORDER BY key LIMIT ?"
                 ),
-                "scan_superseded": (
-                    "SELECT key, data FROM derived_records WHERE kind = ? AND to_size > ? "
-                    "AND from_size <= ? AND key > ? AND key < ? ORDER BY key LIMIT ?"
-                ),
+                "scan_superseded": superseded,
                 "facts": (
                     "SELECT statement_type, log_time_ms, data FROM entries "
                     "WHERE idx >= ? AND idx < ? ORDER BY idx"
@@ -204,7 +232,11 @@ class SqlDerivedSource:
 
     def read(self, kind: str, key: bytes, at: int) -> bytes | None:
         rows = self._query("read", (kind, key, at), f"read a {kind} record of the derived state")
-        return bytes(rows[0][0]) if rows else None
+        if not rows:
+            return None
+        data, to_size = rows[0]
+        # A version that ended at or below ``at`` with none after it: deleted by then.
+        return None if to_size is not None and to_size <= at else bytes(data)
 
     def _scan_part(
         self, kind: str, at: int, current: bool, after: bytes, before: bytes

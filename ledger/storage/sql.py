@@ -46,6 +46,7 @@ from sqlalchemy import (
     Table,
     Text,
     func,
+    or_,
     select,
     update,
 )
@@ -273,9 +274,11 @@ class _SqlAppendTransaction:
         self._absent.update(s for s in statement_ids if s not in found)
         return found
 
-    def write_derived(self, size: int, rows: Sequence[tuple[str, bytes, bytes]]) -> None:
+    def write_derived(
+        self, size: int, rows: Sequence[tuple[str, bytes, bytes]], *, new_point: bool = True
+    ) -> None:
         try:
-            write_derived(self._conn, size, rows)
+            write_derived(self._conn, size, rows, new_point=new_point)
         except IntegrityError as exc:
             raise ConflictError(
                 f"couldn't store the derived state at size {size}: it is stored already "
@@ -287,6 +290,19 @@ class _SqlAppendTransaction:
 
     def delete_derived(self) -> int:
         return delete_derived(self._conn)
+
+    def adopt_mldsa_vkey(self, vkey: str) -> None:
+        column = _IDENTITY.c.log_mldsa_vkey
+        changed = self._conn.execute(
+            update(_IDENTITY)
+            .where(_IDENTITY.c.id == 1, or_(column.is_(None), column == vkey))
+            .values(log_mldsa_vkey=vkey)
+        )
+        if changed.rowcount != 1:
+            raise ConflictError(
+                f"couldn't record the log's ML-DSA-44 key {vkey.split('+', 2)[1]}: the log's "
+                "identity holds another one"
+            )
 
     def commit_batch(
         self,

@@ -179,6 +179,7 @@ class Chain:
             signers=signers,
             verified_signers=frozenset(s for n, s in enumerate(signers) if mask >> n & 1),
             body=fields["body"],
+            origin=fields["origin"],
         )
         self.protocol.admit(statement)
         self.protocol.apply(statement)

@@ -16,17 +16,23 @@ tiles that do not match its own checkpoint.
 from __future__ import annotations
 
 from ledger.errors import LedgerError, ProofError
-from ledger.tlog.checkpoint import Checkpoint, LogKey, open_checkpoint
+from ledger.protocol.records import LogKeyRecord
+from ledger.tlog.checkpoint import Checkpoint, LogKey
 from ledger.tlog.merkle import consistency_proof, root_at, verify_consistency
 from ledger.tlog.tiles import TileNodeReader
 from ledger.verifier.evidence import SplitView
 from ledger.verifier.failures import SplitViewError, VerificationFailure
+from ledger.verifier.log_keys import open_checkpoint_at
 from ledger.verifier.sources import LogSource, tile_reader
 from ledger.verifier.trust import TrustState
 
 
-def open_source_checkpoint(source: LogSource, log_key: LogKey) -> tuple[bytes, Checkpoint]:
-    """Step 1: the checkpoint ``source`` serves, as a note and opened with ``log_key``."""
+def open_source_checkpoint(
+    source: LogSource, log_key: LogKey, anchored: LogKeyRecord | None = None
+) -> tuple[bytes, Checkpoint]:
+    """Step 1: the checkpoint ``source`` serves, as a note and opened with ``log_key`` — and,
+    when the history verified before anchored the log's ML-DSA-44 key (``anchored``), with
+    that key too (:func:`~ledger.verifier.log_keys.keys_at`)."""
     try:
         note = source.checkpoint()
     except LedgerError as exc:
@@ -34,7 +40,7 @@ def open_source_checkpoint(source: LogSource, log_key: LogKey) -> tuple[bytes, C
             f"couldn't fetch the checkpoint: {exc}", where="checkpoint"
         ) from exc
     try:
-        return note, open_checkpoint(note, log_key)
+        return note, open_checkpoint_at(note, log_key, anchored)
     except LedgerError as exc:
         raise VerificationFailure(
             f"couldn't open the checkpoint: {exc}", where="checkpoint"

@@ -7,11 +7,11 @@ JSON, is a state equal to the one encoded; a state the encoding cannot hold, or 
 cannot trust, is refused with :class:`~ledger.errors.MalformedError`. Pure: no I/O (the caller
 reads and writes the file).
 
-The **protocol snapshot** (format ``amnesty-ledger.protocol-snapshot/v3``) is the
+The **protocol snapshot** (format ``amnesty-ledger.protocol-snapshot/v4``) is the
 :class:`~ledger.protocol.state.ProtocolState` written out attribute by attribute, with its
 records gathered into one table per class, stored by column::
 
-    {"format": "amnesty-ledger.protocol-snapshot/v3",
+    {"format": "amnesty-ledger.protocol-snapshot/v4",
      "classes": {"<record class>": ["<field>", ...]},
      "models": [["<body model class>", "<its JSON>"], ...],
      "records": {"<record class>": {"n": <count>, "columns": [<list>, ...]}},
@@ -87,7 +87,9 @@ from ledger.errors import MalformedError
 from ledger.protocol.codec import record_classes
 from ledger.protocol.state import ProtocolState
 
-SNAPSHOT_FORMAT: Final = "amnesty-ledger.protocol-snapshot/v3"
+SNAPSHOT_FORMAT: Final = "amnesty-ledger.protocol-snapshot/v4"
+"""v4 (issue 18): the state holds the log's ML-DSA-44 key anchored by a ``log_key`` entry
+(``_log_key``); v3 (keys compared by public key) and older are refused: verify from scratch."""
 
 _SCALARS: Final = (str, int, bool, type(None))
 _SCALAR_SET: Final = frozenset(_SCALARS)
@@ -135,8 +137,11 @@ def restore_protocol(snapshot: Any) -> ProtocolState:
     are, not copied): pass a snapshot fresh from the parser, and do not use it afterwards.
     """
     if not isinstance(snapshot, dict) or snapshot.get("format") != SNAPSHOT_FORMAT:
+        written = snapshot.get("format") if isinstance(snapshot, dict) else None
+        older = f" but {written!r}, written by another version" if isinstance(written, str) else ""
         raise MalformedError(
-            f"couldn't restore the protocol state: it is not {SNAPSHOT_FORMAT}; verify from scratch"
+            f"couldn't restore the protocol state: it is not {SNAPSHOT_FORMAT}{older} (which "
+            "does not record a log key anchored in the log); verify from scratch"
         )
     classes, models = _registry()
     layouts = snapshot.get("classes")

@@ -21,7 +21,7 @@ tiles and roots), the last entry's log time (log time never decreases), and the 
 (``""`` when the level has none): the compact range (frontier) of the tree is computed from
 them, and loading checks that they hash to the checkpoint's root.
 
-The ``protocol`` value is a **protocol snapshot** (format ``amnesty-ledger.protocol-snapshot/v3``),
+The ``protocol`` value is a **protocol snapshot** (format ``amnesty-ledger.protocol-snapshot/v4``),
 written and read by :mod:`ledger.verifier.snapshot`, which documents the format and what loading
 refuses. Then the state file's own checks apply (signed checkpoint, edge tiles against its root,
 protocol size equal to the checkpoint size).
@@ -48,9 +48,17 @@ import orjson
 from ledger.atomic import write_atomically
 from ledger.errors import LedgerError, MalformedError
 from ledger.protocol.state import ProtocolState
-from ledger.tlog.checkpoint import Checkpoint, LogKey, open_checkpoint
+from ledger.tlog.checkpoint import (
+    Checkpoint,
+    KeyPolicy,
+    LogKey,
+    LogKeys,
+    log_keys,
+    open_checkpoint,
+)
 from ledger.tlog.merkle import HASH_SIZE
 from ledger.tlog.tiles import TILE_HEIGHT, TILE_WIDTH, TiledTree
+from ledger.verifier.log_keys import checkpoint_size, learned_keys
 from ledger.verifier.snapshot import restore_protocol, snapshot_protocol
 
 STATE_FORMAT: Final = "amnesty-ledger.verifier-state/v1"
@@ -120,10 +128,18 @@ class TrustState:
     def from_json(cls, value: Any, log_key: LogKey) -> TrustState:
         """Read a state file's JSON object, checking it against the log key ``log_key``.
 
-        Steps: (1) the format and the fields' types; (2) the log vkey is ``log_key``; (3) the
-        checkpoint's signature verifies under it; (4) the edge tiles have the widths the size
-        implies and hash to the checkpoint's root; (5) the protocol snapshot restores to a state
-        of exactly ``size`` entries. Raises :class:`MalformedError` naming the first failure.
+        Steps: (1) the format and the fields' types; (2) the log vkey is ``log_key``'s; (3) the
+        protocol snapshot restores; (4) the checkpoint's signature verifies under ``log_key``
+        and the ML-DSA-44 key the restored history anchored, if it includes one
+        (:func:`~ledger.verifier.log_keys.learned_keys`); (5) the edge tiles have the widths the
+        size implies and hash to the checkpoint's root; (6) the protocol state has exactly
+        ``size`` entries. Raises :class:`MalformedError` naming the first failure.
+
+        A checkpoint from before any anchor is held to the Ed25519 key (a line of a pinned
+        ML-DSA-44 key on it must still verify): this file is the verifier's own, written after
+        a run that checked the checkpoint under the policy pinned then, and a log that adds its
+        ML-DSA-44 key later has no such line on it; the next run holds its new checkpoint to
+        the whole pinned policy.
         """
         # Step 1: shape.
         if not isinstance(value, dict) or value.get("format") != STATE_FORMAT:
@@ -139,16 +155,24 @@ class TrustState:
             raise MalformedError(f"couldn't read the trust state: {exc!r}") from None
         if not isinstance(last, int) or not isinstance(tools, dict):
             raise MalformedError("couldn't read the trust state: bad last_log_time_ms or tools")
-        # Steps 2-3: the log and its signature.
+        # Steps 2-4: the log, its history, and the checkpoint's signature.
         if vkey != log_key.vkey():
             raise MalformedError(
                 f"couldn't use the trust state: it is for log key {vkey}, not {log_key.vkey()}"
             )
+        protocol = restore_protocol(snapshot)
+        anchored = protocol.log_key
         try:
-            checkpoint = open_checkpoint(note, log_key)
+            keys: LogKey
+            if anchored is not None and checkpoint_size(note) > anchored.index:
+                keys = learned_keys(log_key, anchored)
+            else:
+                pinned = log_keys(log_key)
+                keys = LogKeys(pinned.ed25519, pinned.mldsa44, KeyPolicy.ED25519)
+            checkpoint = open_checkpoint(note, keys)
         except LedgerError as exc:
             raise MalformedError(f"couldn't use the trust state's checkpoint: {exc}") from exc
-        # Step 4: the edge.
+        # Step 5: the edge.
         for level, edge in enumerate(edges):
             width = (checkpoint.size >> (TILE_HEIGHT * level)) & (TILE_WIDTH - 1)
             if len(edge) != width * HASH_SIZE:
@@ -156,8 +180,7 @@ class TrustState:
                     f"couldn't read the trust state: edge tile {level} is {len(edge)} bytes, the "
                     f"tree of size {checkpoint.size} needs {width * HASH_SIZE}"
                 )
-        # Step 5: the protocol.
-        protocol = restore_protocol(snapshot)
+        # Step 6: the protocol.
         if protocol.size != checkpoint.size:
             raise MalformedError(
                 f"couldn't read the trust state: its protocol state has {protocol.size} entries, "

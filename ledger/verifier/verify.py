@@ -30,7 +30,10 @@ Steps of a verification (the numbers the code's comments use):
    ``log_time_ms`` does not decrease, its ``prev`` is the root of all entries before it (the
    hash chain), then the protocol admits and applies it (or ``entry_check`` accepts it);
 6. recompute every hash tile and compare it byte for byte with the tile the source serves;
-7. the recomputed root must equal the checkpoint's root hash.
+7. the recomputed root must equal the checkpoint's root hash;
+8. if the entries anchored the log's ML-DSA-44 key (a ``log_key`` entry), the checkpoint, which
+   includes it, must verify under that key too, with the pinned policy
+   (:mod:`ledger.verifier.log_keys`); a later run checks it at step 1.
 
 Where each step is: 1 and 2 in :mod:`ledger.verifier.consistency`, 3 in
 :mod:`ledger.verifier.bundles`, 4 in :mod:`ledger.verifier.entry_checks`, 5 in
@@ -69,6 +72,7 @@ from ledger.verifier.entry_checks import (
     statement_pool,
 )
 from ledger.verifier.failures import VerificationFailure
+from ledger.verifier.log_keys import open_checkpoint_at
 from ledger.verifier.sources import LogSource, fetch_tile
 from ledger.verifier.trust import TrustState
 
@@ -205,8 +209,9 @@ def verify_ledger(
     checkpoint is inconsistent with ``trusted``, and
     :class:`~ledger.verifier.failures.VerificationFailure` for anything else that fails.
     """
-    # Step 1: the checkpoint.
-    note, checkpoint = open_source_checkpoint(source, log_key)
+    # Step 1: the checkpoint (under the ML-DSA-44 key too if the trusted history anchored it).
+    anchored = None if trusted is None else trusted.protocol.log_key
+    note, checkpoint = open_source_checkpoint(source, log_key, anchored)
     if trusted is None:
         start = _Start.empty()
     else:
@@ -230,6 +235,19 @@ def verify_ledger(
             run.execute(pool=pool, in_flight=2 * workers + 2, fetch_threads=fetch_threads)
     else:
         run.execute(pool=None, in_flight=1, fetch_threads=fetch_threads)
+    learned = run.chain.protocol.log_key
+    if learned is not None and learned != anchored:
+        # Step 8: the new entries anchored the log's ML-DSA-44 key (a log_key entry the body's
+        # threshold signed), and the checkpoint includes that entry: from here on the key signs
+        # every checkpoint, so this one must carry its line (under the pinned policy).
+        try:
+            open_checkpoint_at(note, log_key, learned)
+        except LedgerError as exc:
+            raise VerificationFailure(
+                f"couldn't verify the checkpoint of size {checkpoint.size} under the "
+                f"ML-DSA-44 key the log added at entry {learned.index}: {exc}",
+                where="checkpoint",
+            ) from exc
     return run.result(note)
 
 

@@ -14,6 +14,9 @@ root at that size (a split view). An older witness's 409 at ``old`` = size is st
 split view. 429 and 503 raise :class:`WitnessBusyError` with the ``Retry-After`` they carry,
 404 raises :class:`WitnessNotConfiguredError` (the witness does not know this log yet); the
 caller backs off (``ledger.witness.cosigner``).
+
+:func:`fetch_cosigned_checkpoint` reads a witness's latest cosigned checkpoint of a log from its
+read endpoint (``GET <monitoring prefix>/<origin hash>/checkpoint``, C2SP PR #273/#277).
 """
 
 from __future__ import annotations
@@ -47,6 +50,7 @@ from ledger.witness.witness import (
     AddCheckpointRequest,
     ConflictingRootError,
     OldSizeMismatchError,
+    checkpoint_path,
     format_add_checkpoint,
     parse_size,
 )
@@ -239,6 +243,43 @@ def request_cosignatures(
     finally:
         if client is None:
             http.close()
+
+
+def fetch_cosigned_checkpoint(
+    monitoring_url: str,
+    origin: str,
+    *,
+    client: httpx.Client | None = None,
+    timeout: float = 5.0,
+) -> bytes | None:
+    """Read the latest checkpoint the witness at ``monitoring_url`` (its monitoring prefix)
+    cosigned for ``origin``: ``GET <prefix>/<origin hash>/checkpoint`` (tlog-witness's read
+    endpoint). Returns the note as served, unverified (the caller opens it with the log key and
+    the witness's keys), or ``None`` on 404 (never cosigned, or a witness without the endpoint).
+
+    Raises :class:`WitnessBusyError` (429, 503), :class:`~ledger.client.source.RemoteError` for
+    another error status, :class:`StorageError` when the witness is unreachable.
+    """
+    url = monitoring_url.rstrip("/") + checkpoint_path(origin)
+    http = client if client is not None else httpx.Client(timeout=timeout)
+    try:
+        try:
+            response = http.get(url, headers={"User-Agent": USER_AGENT})
+        except httpx.HTTPError as exc:
+            raise StorageError(f"couldn't read witness checkpoint {url}: {exc}") from exc
+    finally:
+        if client is None:
+            http.close()
+    action = f"read the checkpoint witness {url} cosigned"
+    if response.status_code == 404:
+        return None
+    if response.status_code in (429, 503):
+        error = remote_error(response, action, peer="witness")
+        retry = parse_retry_after(response.headers.get("retry-after"), time.time())
+        raise WitnessBusyError(str(error), response.status_code, error.problem, retry)
+    if response.status_code != 200:
+        raise remote_error(response, action, peer="witness")
+    return response.content
 
 
 def _conflict_size(response: httpx.Response, url: str) -> int:

@@ -21,6 +21,14 @@ declares — provided the request function makes one HTTP request per call (the 
 
 The HTTP request itself is an adapter (``ledger.witness.client.request_cosignatures``) passed in
 as :data:`RequestCosignatures`, so this module does no I/O of its own but through the store.
+
+The signer's memory (:mod:`ledger.server.published`) keeps each witness's latest cosigned
+checkpoint outside the database: the cosigner hands every new cosignature to ``remember``
+(:meth:`~ledger.server.published.PublishedCheckpoint.remember_cosigned`), and a starting server
+calls :func:`recall_cosigned`, which reads each witness's read endpoint (the adapter
+``ledger.witness.client.fetch_cosigned_checkpoint``) and remembers what it returns, so that the
+startup check refuses a database behind what any witness cosigned — even when the memory file
+itself was lost or restored from an old copy.
 """
 
 from __future__ import annotations
@@ -36,7 +44,8 @@ from typing import Final
 
 from ledger.errors import LedgerError, MalformedError
 from ledger.server.logview import LogView
-from ledger.tlog.note import NoteSignature, VerifierKey
+from ledger.tlog.checkpoint import Checkpoint
+from ledger.tlog.note import NoteSignature, VerifierKey, format_note, parse_note
 from ledger.witness.client import WitnessBusyError, WitnessNotConfiguredError
 from ledger.witness.witness import ConflictingRootError, OldSizeMismatchError
 
@@ -51,6 +60,13 @@ RequestCosignatures = Callable[
 ]
 """(witness URL, witness keys, checkpoint note, old size, proof, prove) -> the verified lines,
 one per key."""
+
+RememberCosigned = Callable[[Sequence[VerifierKey], bytes], object]
+"""(witness keys, the log's checkpoint note with that witness's lines) -> anything: keeps it."""
+
+FetchCosigned = Callable[[str, str], bytes | None]
+"""(witness URL, origin) -> the checkpoint the witness serves as its latest cosigned one for
+``origin`` (unverified), or None if it has none."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,8 +197,13 @@ class Cosigner:
         pacing: Pacing | None = None,
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
+        remember: RememberCosigned | None = None,
     ) -> None:
+        """``remember``, if given, is called with each witness's keys and the checkpoint note
+        with its new lines after every cosignature (the signer's memory); its failure is logged
+        and never stops a round."""
         self.view = view
+        self.remember = remember
         self.witnesses = tuple(witnesses)
         self.request = request
         self.interval_s = interval_s
@@ -250,10 +271,25 @@ class Cosigner:
             for line in lines:
                 key = next(k for k in witness.keys if line.is_from(k))
                 self.view.store.add_cosignature(size, key.vkey(), line.line())
+            self._remember(witness, signed.note, lines)
             self.known[name] = size
             self.failures.pop(name, None)
             done += 1
         return done
+
+    def _remember(
+        self, witness: WitnessEndpoint, note_bytes: bytes, lines: Sequence[NoteSignature]
+    ) -> None:
+        """Hand the cosigned checkpoint to the signer's memory, if there is one."""
+        if self.remember is None:
+            return
+        note = parse_note(note_bytes)
+        for line in lines:
+            note = note.with_signature(line)
+        try:
+            self.remember(witness.keys, format_note(note))
+        except LedgerError as exc:
+            log.error("couldn't remember witness %s's cosignature: %s", witness.url, exc)
 
     def _failed(self, witness: WitnessEndpoint, exc: LedgerError) -> None:
         """Remember and log a failed request (retried when the witness is next due)."""
@@ -279,3 +315,39 @@ class Cosigner:
                 self.cosign_latest()
             except Exception:  # the cosigner must never take the service down
                 log.exception("cosigning round failed")
+
+
+def recall_cosigned(
+    witnesses: Sequence[WitnessEndpoint],
+    origin: str,
+    fetch: FetchCosigned,
+    remember: RememberCosigned,
+) -> dict[str, int]:
+    """Ask each witness for the latest checkpoint it cosigned for ``origin`` (its read endpoint,
+    at its URL taken as its monitoring prefix) and ``remember`` it; return the sizes learned,
+    by witness label.
+
+    Meant for start-up, before the stored tree is checked against the signer's memory. Best
+    effort: a witness that is unreachable, has no read endpoint or nothing for this log is
+    skipped with a log line (the memory file still holds what the cosigner kept), and so is one
+    whose answer does not verify (``remember`` refuses it). One request per witness.
+    """
+    learned: dict[str, int] = {}
+    for witness in witnesses:
+        try:
+            note = fetch(witness.url, origin)
+        except LedgerError as exc:
+            log.warning("couldn't ask witness %s what it cosigned: %s", witness.url, exc)
+            continue
+        if note is None:
+            log.info("witness %s has no cosigned checkpoint of this log to show", witness.url)
+            continue
+        try:
+            remember(witness.keys, note)
+            size = Checkpoint.parse(parse_note(note).text).size
+        except LedgerError as exc:
+            log.warning("ignoring what witness %s says it cosigned: %s", witness.url, exc)
+            continue
+        learned[witness.label] = size
+        log.info("witness %s cosigned size %d of this log", witness.url, size)
+    return learned

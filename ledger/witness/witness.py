@@ -27,6 +27,11 @@ A 409 answer carries the witness's size (``text/x.tlog.size``, ``<size>\\n``), a
 does. A witness may hold two keys under one name — Ed25519 (type 0x04, cosignature/v1) and
 ML-DSA-44 (type 0x06, subtree/v1) — and then answers with both lines.
 
+The optional read endpoint (C2SP PR #273 as amended by PR #277, July 2026):
+:meth:`Witness.cosigned_checkpoint` is the latest checkpoint cosigned for a log, with the log's
+verified lines and the witness's lines as returned, served at ``GET <monitoring
+prefix>/<origin hash>/checkpoint`` (:func:`checkpoint_path`), 404 for a log never cosigned.
+
 Kept whole: the request's format, the state's compare-and-swap contract and the rules that decide
 between them are one protocol; the race the spec warns about is only answered by reading the
 swap and the checks it protects side by side.
@@ -37,7 +42,7 @@ Invariants:
   compare-and-swap (:meth:`WitnessState.compare_and_swap`); a request that loses the race is
   checked again against the state that won. So two racing requests can never roll the state
   back or get two inconsistent checkpoints cosigned (the race in the spec's last section).
-- The new checkpoint is durable before the cosignature is computed and returned.
+- The new checkpoint and its cosignature lines are durable before the lines are returned.
 - For one origin, cosignature timestamps never decrease.
 - A smaller checkpoint than the stored one is never cosigned: ``old`` must equal the stored size
   (else 409) and must not exceed the checkpoint's size (else 400).
@@ -85,11 +90,16 @@ from ledger.tlog.note import (
     excerpt,
     format_note,
     parse_note,
+    parse_signature_line,
 )
 from ledger.verifier.evidence import SplitView
+from ledger.verifier.mirror import origin_hash
 
 ADD_CHECKPOINT_PATH: Final = "/add-checkpoint"
 """Appended to the witness's submission prefix."""
+
+CHECKPOINT_PATH_SUFFIX: Final = "/checkpoint"
+"""The read endpoint is ``GET <monitoring prefix>/<origin hash>`` + this (C2SP PR #273, #277)."""
 
 SIZE_CONTENT_TYPE: Final = "text/x.tlog.size"
 """Content type of a 409 answer, whose body is the witness's tree size and a newline."""
@@ -235,6 +245,12 @@ def format_add_checkpoint(request: AddCheckpointRequest) -> bytes:
     return ("\n".join(lines) + "\n\n").encode("ascii") + format_note(request.note)
 
 
+def checkpoint_path(origin: str) -> str:
+    """``/<origin hash>/checkpoint``: where, under the monitoring prefix, the latest checkpoint
+    a witness cosigned for ``origin`` is read."""
+    return f"/{origin_hash(origin)}{CHECKPOINT_PATH_SUFFIX}"
+
+
 def format_size(size: int) -> bytes:
     """The body of a 409 answer: ``size`` in decimal and a newline."""
     return f"{size}\n".encode("ascii")
@@ -259,11 +275,15 @@ def parse_size(body: bytes) -> int:
 @dataclass(frozen=True, slots=True)
 class WitnessedCheckpoint:
     """The latest checkpoint a witness cosigned for one log: the note as the log submitted it
-    (its signatures, verbatim), the parsed checkpoint, and the cosignature's timestamp."""
+    (its signatures, verbatim), the parsed checkpoint, the cosignature's timestamp, and the
+    cosignature lines the witness returned for it (empty in a record written before the read
+    endpoint existed: they are then made again from the timestamp, see
+    :meth:`Witness.cosigned_checkpoint`)."""
 
     note: bytes
     checkpoint: Checkpoint
     timestamp: int
+    cosignatures: tuple[NoteSignature, ...] = ()
 
 
 class WitnessState(Protocol):
@@ -295,7 +315,11 @@ class JsonFileWitnessState:
 
         {"format": "amnesty-ledger.witness-state/v1",
          "witness": "<the witness's vkey>",
-         "logs": {"<origin>": {"checkpoint": "<signed checkpoint note>", "timestamp": <int>}}}
+         "logs": {"<origin>": {"checkpoint": "<signed checkpoint note>", "timestamp": <int>,
+                               "cosignatures": ["— <name> <base64>", ...]}}}
+
+    ``cosignatures`` (the lines returned for that checkpoint, without their newline) is absent
+    from records written before the read endpoint existed; such a file still opens.
 
     Every read and write takes an ``fcntl`` lock on a sibling file ``.<name>.lock`` (shared to
     read, exclusive to swap) plus a thread lock, and each swap re-reads the file under the
@@ -415,12 +439,25 @@ def _encode_state(logs: Mapping[str, WitnessedCheckpoint], witness: VerifierKey)
     value = {
         "format": STATE_FORMAT,
         "witness": witness.vkey(),
-        "logs": {
-            origin: {"checkpoint": record.note.decode("utf-8"), "timestamp": record.timestamp}
-            for origin, record in logs.items()
-        },
+        "logs": {origin: _encode_record(record) for origin, record in logs.items()},
     }
     return (json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()
+
+
+def _encode_record(record: WitnessedCheckpoint) -> dict[str, Any]:
+    value: dict[str, Any] = {
+        "checkpoint": record.note.decode("utf-8"),
+        "timestamp": record.timestamp,
+    }
+    if record.cosignatures:
+        value["cosignatures"] = [line.line()[:-1] for line in record.cosignatures]
+    return value
+
+
+def _decode_cosignatures(origin: str, value: Any) -> tuple[NoteSignature, ...]:
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        raise MalformedError(f"log {origin!r}: cosignatures is not a non-empty list of lines")
+    return tuple(parse_signature_line(line) for line in value)
 
 
 def _decode_state(data: bytes, witness: VerifierKey) -> dict[str, WitnessedCheckpoint]:
@@ -441,9 +478,18 @@ def _decode_state(data: bytes, witness: VerifierKey) -> dict[str, WitnessedCheck
         raise MalformedError("logs is not an object")
     logs: dict[str, WitnessedCheckpoint] = {}
     for origin, record in value["logs"].items():
-        if not isinstance(record, dict) or set(record) != {"checkpoint", "timestamp"}:
-            raise MalformedError(f"log {origin!r}: want exactly checkpoint and timestamp")
+        if not isinstance(record, dict) or not (
+            {"checkpoint", "timestamp"}
+            <= set(record)
+            <= {"checkpoint", "timestamp", "cosignatures"}
+        ):
+            raise MalformedError(
+                f"log {origin!r}: want checkpoint, timestamp and optionally cosignatures"
+            )
         note, timestamp = record["checkpoint"], record["timestamp"]
+        lines = (
+            _decode_cosignatures(origin, record["cosignatures"]) if "cosignatures" in record else ()
+        )
         if not isinstance(note, str):
             raise MalformedError(f"log {origin!r}: checkpoint is not a string")
         if type(timestamp) is not int or not 0 <= timestamp <= MAX_INT63:
@@ -454,7 +500,7 @@ def _decode_state(data: bytes, witness: VerifierKey) -> dict[str, WitnessedCheck
             raise MalformedError(
                 f"log {origin!r} holds a checkpoint of {excerpt(checkpoint.origin)}"
             )
-        logs[origin] = WitnessedCheckpoint(note_bytes, checkpoint, timestamp)
+        logs[origin] = WitnessedCheckpoint(note_bytes, checkpoint, timestamp, lines)
     return logs
 
 
@@ -542,9 +588,9 @@ class Witness:
         and the roots are equal (else :class:`ProofError`, :class:`ConflictingRootError`), at
         larger ones the proof verifies from the stored checkpoint (else :class:`ProofError`);
         (6) ``timestamp`` is not before the stored one (else :class:`StaleTimestampError`);
-        (7) the state is swapped to this checkpoint, durably; (8) the cosignature lines over the
-        checkpoint at ``timestamp`` (POSIX seconds) are returned, one per key of the witness
-        (cosignature/v1 for 0x04, subtree/v1 for 0x06).
+        (7) the state is swapped to this checkpoint and the cosignature lines over it at
+        ``timestamp`` (POSIX seconds), one per key of the witness (cosignature/v1 for 0x04,
+        subtree/v1 for 0x06), durably; (8) those lines are returned.
         """
         checkpoint = request.checkpoint()
         what = f"checkpoint of {excerpt(checkpoint.origin)} size {checkpoint.size}"
@@ -579,6 +625,7 @@ class Witness:
                 f"couldn't add {what}: old size {request.old_size} is larger than the checkpoint"
             )
         note = format_note(request.note)
+        lines: tuple[NoteSignature, ...] | None = None
         for _ in range(_CAS_ATTEMPTS):
             stored = self.state.latest(checkpoint.origin)
             self._check_consistency(request, checkpoint, note, stored, what)
@@ -587,21 +634,67 @@ class Witness:
                     f"couldn't cosign {what}: timestamp {timestamp} is before {stored.timestamp}, "
                     "the time of the last cosignature for this log"
                 )
+            if lines is None:
+                # Computed, not yet returned: the read endpoint serves these very lines.
+                lines = tuple(signer.cosign(checkpoint, timestamp) for signer in self.signers)
             try:
                 self.state.compare_and_swap(
-                    checkpoint.origin, stored, WitnessedCheckpoint(note, checkpoint, timestamp)
+                    checkpoint.origin,
+                    stored,
+                    WitnessedCheckpoint(note, checkpoint, timestamp, lines),
                 )
             except ConflictError:
                 # Another request changed the state between our read and our write: nothing
                 # was written; check this request again against the state that won.
                 continue
-            # The checkpoint is durable. A crash from here on loses only this answer: the log
-            # retries, gets 409 with this size, and resubmits with old == size, which step 5
-            # accepts and cosigns again.
-            return tuple(signer.cosign(checkpoint, timestamp) for signer in self.signers)
+            # The checkpoint and its cosignature are durable. A crash from here on loses only
+            # this answer: the log retries, gets 409 with this size, and resubmits with
+            # old == size, which step 5 accepts and cosigns again.
+            return lines
         raise StorageError(
             f"couldn't add {what}: the witness state kept changing ({_CAS_ATTEMPTS} attempts)"
         )
+
+    def log_for_hash(self, hashed: str) -> str | None:
+        """The origin of the configured log whose :func:`origin_hash` is ``hashed``, if any."""
+        return next((origin for origin in self._logs if origin_hash(origin) == hashed), None)
+
+    def cosigned_checkpoint(self, origin: str) -> bytes | None:
+        """The latest checkpoint this witness cosigned for ``origin``, as the read endpoint
+        serves it; ``None`` if the origin is not a configured log or was never cosigned.
+
+        The note is the checkpoint's text, then the log's signature lines that verify under a
+        configured key of the origin (as the log submitted them; other lines are dropped: the
+        witness vouches only for what it verified), then this witness's cosignature lines as
+        :meth:`add_checkpoint` returned them. A record kept by an older release has no lines:
+        they are made again at its stored timestamp (byte for byte the same for Ed25519, whose
+        signatures are deterministic; a new signature over the same message for ML-DSA-44).
+        Raises :class:`~ledger.errors.FatalError` if the stored log lines no longer verify
+        under the configured keys (the state or the configuration changed under it).
+        """
+        keys = self._logs.get(origin)
+        if keys is None:
+            return None
+        stored = self.state.latest(origin)
+        if stored is None:
+            return None
+        note = parse_note(stored.note)
+        try:
+            verified = verified_log_keys(note, stored.checkpoint, keys)
+        except SignatureError as err:
+            raise FatalError(
+                f"couldn't serve the cosigned checkpoint of {excerpt(origin)}: {err}"
+            ) from None
+        log_lines = [line for line in note.signatures if any(line.is_from(k) for k in verified)]
+        if not log_lines:
+            raise FatalError(
+                f"couldn't serve the cosigned checkpoint of {excerpt(origin)}: no line of it "
+                "verifies under the log keys configured now"
+            )
+        own = stored.cosignatures or tuple(
+            signer.cosign(stored.checkpoint, stored.timestamp) for signer in self.signers
+        )
+        return format_note(Note(note.text, (*log_lines, *own)))
 
     def _check_consistency(
         self,
