@@ -129,6 +129,11 @@ REPORT_TEMPLATES = _templates(
         r"  subjects by standing: [a-z]+ \d+(, [a-z]+ \d+)*",
         r"  subjects ever granted: \d+; subjects terminated: \d+",
         r"  entries by type: [a-z_]+ \d+(, [a-z_]+ \d+)*",
+        r"SIGNATURE STRENGTH \(what a forger of Ed25519 could have made\)",
+        r"  protected only by Ed25519: \d+ entries(: \d+(–\d+)?(, \d+(–\d+)?)*"
+        r"( and \d+ more runs)?)?",
+        r"  protected by Ed25519 and ML-DSA-44 too: \d+ entries",
+        r"  Ed25519-only by type: [a-z_]+ \d+(, [a-z_]+ \d+)*",
     ],
     exact=[LITERAL.sub(Q, line) for line in audit._READING],
 )
