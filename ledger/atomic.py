@@ -28,23 +28,29 @@ def fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
-def write_atomically(path: Path, data: bytes) -> None:
+def write_atomically(path: Path, data: bytes, *, mode: int = 0o666, what: str = "") -> None:
     """Replace ``path`` with ``data`` so that a crash leaves the old file or the new one.
 
-    Creates missing parent directories. Raises :class:`StorageError` naming the path.
+    Creates missing parent directories. The new file is created with ``mode`` (less the
+    umask) before any byte is written, so a private key is never readable by others, not
+    even while it is being written: pass ``0o600`` for one. Raises :class:`StorageError`
+    naming ``what`` (default: the path).
     """
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(temporary, "wb") as handle:
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+        with os.fdopen(fd, "wb") as handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+        # Flushed: from here a crash leaves the old file (the rename did not happen) or the
+        # complete new one (rename is atomic); the directory flush makes the rename durable.
         os.replace(temporary, path)
     except OSError as exc:
         with contextlib.suppress(OSError):
             temporary.unlink()
-        raise StorageError(f"couldn't write {path}: {exc}") from exc
+        raise StorageError(f"couldn't write {what or path}: {exc}") from exc
     fsync_directory(path.parent)
 
 

@@ -38,12 +38,10 @@ The crash windows, and why each is safe:
 
 from __future__ import annotations
 
-import contextlib
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from ledger.atomic import fsync_directory
+from ledger.atomic import write_atomically
 from ledger.errors import FatalError, RefusedError, StorageError
 from ledger.protocol.quoting import quote
 from ledger.protocol.records import LogKeyRecord
@@ -211,22 +209,11 @@ def add_mldsa_key_to_file(key_path: Path) -> tuple[LogSigners, bool]:
     if signers.mldsa44 is not None:
         return signers, False
     added = LogSigners(signers.ed25519, Signer.generate(signers.name, ALG_MLDSA44))
-    data = added.text().encode("utf-8")
-    temporary = key_path.with_name(f".{key_path.name}.{os.getpid()}.tmp")
-    try:
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        # Flushed: from here a crash leaves the old file (the rename did not happen) or the
-        # complete new one (rename is atomic); the directory flush makes the rename durable.
-        os.replace(temporary, key_path)
-    except OSError as exc:
-        with contextlib.suppress(OSError):
-            temporary.unlink()
-        raise StorageError(f"couldn't write the log key file {key_path}: {exc}") from exc
-    fsync_directory(key_path.parent)
+    # A crash leaves the old key file (Ed25519 alone: the server keeps signing as before) or
+    # the new one, complete and private from its first byte.
+    write_atomically(
+        key_path, added.text().encode("utf-8"), mode=0o600, what=f"the log key file {key_path}"
+    )
     return added, True
 
 
