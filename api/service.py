@@ -7,9 +7,10 @@ Its parts, one module each:
   :class:`~api.heads.TreeHeadInfo` and :class:`~api.heads.Proofs` (proofs from stored tiles);
 - :mod:`api.reader` — :class:`~api.reader.ProtocolReader`, the protocol state caught up with the
   store (every replayed entry checked against the stored tiles), and replays of prefixes;
-- :mod:`api.precedents` — :class:`~api.precedents.PrecedentCache`: :meth:`LedgerService.precedent`
-  and :meth:`LedgerService.fresh_at_latest` reuse answers judged "now" for a minute while the log
-  does not grow (on a large log they take about a second to compute);
+- :mod:`api.precedents` — :class:`~api.precedents.ReportStream`: a full precedent report
+  (:meth:`LedgerService.precedent`) is streamed from a worker thread, item by item, and never
+  kept; :meth:`LedgerService.fresh_at_latest` reuses the small answers judged "now" (what is due,
+  a summary where no aggregates are stored) for a minute while the log does not grow;
 - :mod:`api.writer` — :func:`~api.writer.load_signer`, the submissions in flight
   (:class:`~api.writer.Waiting`) and the bridge from the sequencer's thread to the event loop;
 - :mod:`api.clock` — the wall clock, for answers judged "now".
@@ -42,20 +43,13 @@ from api.clock import now_ms
 from api.heads import Heads, Proofs, TreeHeadInfo
 from api.limits import RateLimiter
 from api.observability import Metrics
-from api.precedents import (
-    HEAVY_AT_ONCE,
-    HEAVY_WAIT_S,
-    PRECEDENT_FRESH_S,
-    SYNC_BUDGET_S,
-    Precedent,
-    PrecedentCache,
-)
+from api.precedents import HEAVY_AT_ONCE, HEAVY_WAIT_S, PRECEDENT_FRESH_S, SYNC_BUDGET_S
 from api.problems import ProblemError, retry_later
 from api.reader import ProtocolReader
 from api.settings import Settings
 from api.writer import Waiting, settler
 from ledger.errors import FatalError, LedgerError, MalformedError
-from ledger.protocol.audit import precedent_report
+from ledger.protocol.audit import precedent_pieces, precedent_text_pieces
 from ledger.protocol.due import body_deadlines_ms
 from ledger.protocol.keys import checked_vkey, key_label, public_key
 from ledger.protocol.state import ProtocolState
@@ -123,7 +117,6 @@ class LedgerService:
     by a reader replaying the store), a one-line reason, and this process has stopped writing
     for good: submissions are refused with a 503 naming it, health and readiness report it.
     Set only through :meth:`stop_writing`; cleared only by a restart (which checks again)."""
-    precedents: PrecedentCache = field(default_factory=PrecedentCache)
     waiting: Waiting = field(default_factory=Waiting)
     _fresh: dict[str, tuple[float, int, object, float]] = field(default_factory=dict)
     _fresh_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -301,57 +294,46 @@ class LedgerService:
 
     # -- precedent ----------------------------------------------------------------------------
 
-    def precedent(self, at: int | None, audit_time_ms: int | None) -> Precedent:
-        """The precedent report at the latest checkpoint, or at tree size ``at``.
+    @contextmanager
+    def precedent(
+        self, at: int | None, audit_time_ms: int | None, *, as_text: bool = False
+    ) -> Iterator[tuple[TreeHeadInfo, Iterator[str]]]:
+        """The precedent report at the latest checkpoint, or at tree size ``at``: the tree head
+        it names and its JSON text in pieces (:func:`~ledger.protocol.audit.precedent_pieces`;
+        with ``as_text``, its plain text: :func:`~ledger.protocol.audit.precedent_text_pieces`),
+        to be read before the context is left. Never cached: each request computes its own,
+        item by item, so memory does not grow with the report.
 
-        The audit time defaults to now (to the second) at the latest checkpoint — the report is
-        the latest one computed (:meth:`fresh_at_latest`: it names its own checkpoint and audit
-        time) — and to the last entry's log time for a past size (the report as it stood then);
-        it may never precede the last entry's log time (:class:`~ledger.errors.RefusedError`).
-        A report not computed yet costs a scan of the derived state (seconds on a log of a
-        million entries); at most :data:`HEAVY_AT_ONCE` run at once, and a request that would
+        The audit time defaults to now (to the second, never before the last entry's log time)
+        at the latest checkpoint, and to the last entry's log time for a past size (the report
+        as it stood then); it may never precede the last entry's log time
+        (:class:`~ledger.errors.RefusedError`, raised on entering). Holds one of
+        :data:`HEAVY_AT_ONCE` turns for as long as the pieces are read; a request that would
         wait longer than :data:`HEAVY_WAIT_S` for its turn gets a 503 with ``Retry-After``.
+        What precedes the first piece: the state at the size (a flush point and at most a batch
+        of replay) and, where the state holds the precedent's aggregates, a few range reads;
+        elsewhere the rules run over the records until the first broken judgement (all of them
+        when none is broken: :mod:`ledger.protocol.audit`).
+        Blocking: run it in a worker thread (:class:`~api.precedents.ReportStream`).
         """
+        render = precedent_text_pieces if as_text else precedent_pieces
         latest = self.heads.latest()
-        if (at is None or at == latest.size) and audit_time_ms is None:
-            return self.fresh_at_latest("precedent", self._default_precedent)
-        if (at is None or at == latest.size) and audit_time_ms is not None:
-            with self.reader.latest() as (state, head):
+        if at is None or at == latest.size:
+            with self.heavy("the precedent report"), self.reader.latest() as (state, head):
                 info = self.head_of(head)
-                cached = self.precedents.get(info.size, audit_time_ms)
-                if cached is not None:
-                    return cached
-                with self.heavy("the precedent report"):
-                    report = precedent_report(
-                        state, checkpoint=_summary(info), audit_time_ms=audit_time_ms
-                    )
-            precedent = Precedent(report, info)
-            self.precedents.put(info.size, audit_time_ms, precedent)
-            return precedent
-        assert at is not None
+                audit = audit_time_ms
+                if audit is None:
+                    last = state.log_time_ms_at(state.size - 1) if state.size else 0
+                    audit = max(last, now_ms() // 1000 * 1000)
+                yield info, render(state, checkpoint=_summary(info), audit_time_ms=audit)
+            return
         info = self.tree_head_under(latest, at)
         with self.heavy(f"the precedent report at size {at}"):
-            state = self.reader.at(at)
+            past = self.reader.at(at)
             audit = audit_time_ms
             if audit is None:
-                audit = state.log_time_ms_at(at - 1) if at else 0
-            cached = self.precedents.get(at, audit)
-            if cached is not None:
-                return cached
-            precedent = Precedent(
-                precedent_report(state, checkpoint=_summary(info), audit_time_ms=audit), info
-            )
-        self.precedents.put(at, audit, precedent)
-        return precedent
-
-    def _default_precedent(self, state: ProtocolState, info: TreeHeadInfo) -> Precedent:
-        """The report judged now (to the second, never before the last entry's log time)."""
-        last = state.log_time_ms_at(state.size - 1) if state.size else 0
-        audit = max(last, now_ms() // 1000 * 1000)
-        report = precedent_report(state, checkpoint=_summary(info), audit_time_ms=audit)
-        precedent = Precedent(report, info)
-        self.precedents.put(info.size, audit, precedent)
-        return precedent
+                audit = past.log_time_ms_at(at - 1) if at else 0
+            yield info, render(past, checkpoint=_summary(info), audit_time_ms=audit)
 
     @contextmanager
     def heavy(self, what: str) -> Iterator[None]:

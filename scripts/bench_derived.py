@@ -12,6 +12,11 @@ printed). In one process and one run it then times, at the latest flush point:
   (``ledger.client.views.precedent_summary``) from a read-only
   :class:`~ledger.protocol.stored.StoredProtocolState` (what a server computes), and from the
   in-memory state replayed from entry 0 (what a verifier computes), checking both are equal;
+- the full report streamed item by item (``precedent_pieces``, what ``GET /v1/precedent``
+  sends) from the stored state: the time to its first piece, its total time and length, and
+  how much the process's resident memory grew while it ran (``VmRSS`` sampled every 20 ms),
+  against the whole report built as a dict and encoded by one ``json.dumps`` (the previous
+  way), checked byte for byte equal;
 - with ``--rules``, each commitment rule and the report's counts on the stored state (where a
   scan's time goes);
 - the precedent summary from the aggregates kept with the derived state
@@ -29,9 +34,15 @@ log's derived state has no aggregates (written by an older release), they are bu
 from __future__ import annotations
 
 import argparse
+import contextlib
+import ctypes
+import gc
+import hashlib
+import json
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from functools import partial
@@ -43,7 +54,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ledger.client import views
 from ledger.protocol import commitments
 from ledger.protocol.aggregates import summary_from_aggregates
-from ledger.protocol.audit import counts_item, precedent_report
+from ledger.protocol.audit import counts_item, precedent_pieces, precedent_report
 from ledger.protocol.state import ProtocolState
 from ledger.protocol.stored import FactCache, StoredProtocolState
 from ledger.server.derived import backfill_derived, complete_aggregates, replay_into
@@ -69,6 +80,90 @@ def judge(rule: commitments.CommitmentRule, state: Callable[[], ProtocolState], 
     return rule(state(), audit_time_ms=audit)
 
 
+def rss_mb() -> float:
+    """This process's resident memory (``VmRSS``), in MB; 0 where /proc is not there."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def release_free_memory() -> None:
+    """Return freed heap pages to the system (glibc ``malloc_trim``); nothing elsewhere."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+class PeakRss:
+    """The largest ``VmRSS`` sampled every 20 ms while the ``with`` block runs, over the
+    value when it started (MB)."""
+
+    def __init__(self) -> None:
+        self.start = 0.0
+        self.peak = 0.0
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._done.wait(0.02):
+            self.peak = max(self.peak, rss_mb())
+
+    def __enter__(self) -> PeakRss:
+        gc.collect()
+        release_free_memory()  # start from what is in use, not from what an earlier step freed
+        self.start = self.peak = rss_mb()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._done.set()
+        self._thread.join()
+        self.peak = max(self.peak, rss_mb())
+
+    @property
+    def grown(self) -> float:
+        return self.peak - self.start
+
+
+def streamed_report(
+    state: ProtocolState, checkpoint: dict[str, Any], audit: int
+) -> tuple[float, float, int, str, float]:
+    """The report streamed (``precedent_pieces``): seconds to the first piece, seconds in all,
+    its length in UTF-8 bytes, its SHA-256, and the MB the process's RSS grew meanwhile."""
+    digest = hashlib.sha256()
+    length = 0
+    first = 0.0
+    with PeakRss() as peak:
+        started = time.perf_counter()
+        pieces = precedent_pieces(state, checkpoint=checkpoint, audit_time_ms=audit)
+        for number, piece in enumerate(pieces):
+            if number == 0:
+                first = time.perf_counter() - started
+            data = piece.encode("utf-8")
+            digest.update(data)
+            length += len(data)
+        total = time.perf_counter() - started
+    return first, total, length, digest.hexdigest(), peak.grown
+
+
+def whole_report(
+    state: ProtocolState, checkpoint: dict[str, Any], audit: int
+) -> tuple[float, int, str, float]:
+    """The report built whole as a dict and encoded by one ``json.dumps``: seconds, length,
+    SHA-256 and the MB the process's RSS grew meanwhile."""
+    with PeakRss() as peak:
+        started = time.perf_counter()
+        report = precedent_report(state, checkpoint=checkpoint, audit_time_ms=audit)
+        data = json.dumps(report, ensure_ascii=False, sort_keys=True).encode("utf-8")
+        total = time.perf_counter() - started
+        length, digest = len(data), hashlib.sha256(data).hexdigest()
+        del report, data
+    return total, length, digest, peak.grown
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--db", type=Path, required=True, help="a SQLite log file")
@@ -81,6 +176,11 @@ def main() -> None:
     )
     parser.add_argument(
         "--summaries", type=int, default=50, help="summaries from the aggregates to time (p50)"
+    )
+    parser.add_argument(
+        "--stream-only",
+        action="store_true",
+        help="only the streamed report against the whole one (no in-memory replay)",
     )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp()) / "log.db"
@@ -97,6 +197,34 @@ def main() -> None:
     assert size is not None
     checkpoint = {"origin": origin, "size": size, "root_hash_b64": "A" * 43 + "="}
     print(f"log: {size:,} entries")
+    stream_audit = views.judged_now_ms(StoredProtocolState(source, size, writable=False))
+    print("precedent report, streamed against built whole (from the derived state)")
+    first, total, length, streamed_digest, streamed_grown = streamed_report(
+        StoredProtocolState(source, size, writable=False), checkpoint, stream_audit
+    )
+    print(f"  streamed: first piece {first:.3f} s, all {total:.3f} s, {length / 1e6:.1f} MB")
+    whole, whole_length, whole_digest, whole_grown = whole_report(
+        StoredProtocolState(source, size, writable=False), checkpoint, stream_audit
+    )
+    print(f"  whole: {whole:.3f} s, {whole_length / 1e6:.1f} MB")
+    if (length, streamed_digest) != (whole_length, whole_digest):
+        raise SystemExit("the streamed report differs from the one built whole")
+    print("  byte for byte equal")
+    print()
+    print("| full precedent report | streamed | built whole + one json.dumps | ratio |")
+    print("|---|---:|---:|---:|")
+    print(f"| time to the first byte (s) | {first:.3f} | {whole:.3f} | {whole / first:,.0f} × |")
+    print(f"| all of it (s) | {total:.3f} | {whole:.3f} | {total / whole:.2f} × |")
+    print(
+        f"| RSS growth while computing (MB) | {streamed_grown:.0f} | {whole_grown:.0f} | "
+        f"{streamed_grown / max(whole_grown, 1):.2f} × |"
+    )
+    print(f"| length (MB) | {length / 1e6:.1f} | {whole_length / 1e6:.1f} | |")
+    print()
+    if args.stream_only:
+        store.close()
+        shutil.rmtree(work.parent)
+        return
     memory = ProtocolState()
     timed("in-memory state replayed from entry 0", lambda: replay_into(memory, store, origin, size))
     audit = views.judged_now_ms(memory)

@@ -55,8 +55,10 @@ What one server run measures, in this order:
 5. in a new server process (the audit load leaves abandoned work running; its launch → summary
    is noted), once it settles, ``/v1/precedent?at=SIZE`` for 5 sizes spread over the log
    (10 %, 30 %, ... 90 %, off any round number), one at a time: the slowest time to a 200 (a
-   503 is asked again after its Retry-After, as a client would). A size not answered within
-   the timeout is reported as "> 120 s" and the remaining sizes are not asked.
+   503 is asked again after its Retry-After, as a client would), read whole, the slowest time
+   to the body's first byte (what the server computes before it starts sending) and the
+   largest body. A size not answered within the timeout is reported as "> 120 s" and the
+   remaining sizes are not asked.
 
 The machines are shared and noisy: read the ratios between columns of one run. ``--json PATH``
 also writes every raw figure. Ctrl-C (or SIGTERM) stops the servers (their process groups),
@@ -140,6 +142,8 @@ class RunResult:
     peak_rss_mb: Figure = field(default_factory=Figure)
     after_rss_mb: Figure = field(default_factory=Figure)
     slowest_at_s: Figure = field(default_factory=Figure)
+    slowest_at_first_byte_s: Figure = field(default_factory=Figure)
+    at_bytes: int = 0
     at_times_s: dict[str, float | None] = field(default_factory=dict)
     first_start_summary_s: Figure = field(default_factory=Figure)
     copy_s: float = 0.0
@@ -634,17 +638,27 @@ def at_sizes(size: int) -> list[int]:
 
 
 def fetch(
-    client: httpx.Client, path: str, params: dict[str, int], timeout_s: float
+    client: httpx.Client,
+    path: str,
+    params: dict[str, int],
+    timeout_s: float,
+    body: list[float] | None = None,
 ) -> tuple[int | str, float, float | None]:
     """GET ``path``, reading the whole answer (a report at 1M entries is ~180 MB: streamed
     and dropped) within ``timeout_s`` in all: the status (or "timeout", or the error's name),
     the seconds it took and the answer's Retry-After (s). A server that gave up at its own
-    request timeout (503 without an answer begun) counts as a timeout."""
+    request timeout (503 without an answer begun) counts as a timeout. With ``body``, appends
+    the seconds until the first byte of the answer's body and the body's length in bytes."""
     started = time.monotonic()
     retry_after: float | None = None
+    first: float | None = None
+    length = 0
     try:
         with client.stream("GET", path, params=params) as response:
-            for _ in response.iter_raw(1 << 20):
+            for chunk in response.iter_raw(1 << 20):
+                if first is None and chunk:
+                    first = time.monotonic() - started
+                length += len(chunk)
                 if time.monotonic() - started > timeout_s:
                     return "timeout", time.monotonic() - started, None
             status: int | str = response.status_code
@@ -657,19 +671,26 @@ def fetch(
     elapsed = time.monotonic() - started
     if status == 503 and elapsed >= 0.95 * timeout_s:
         status = "timeout"
+    if body is not None:
+        body += [elapsed if first is None else first, float(length)]
     return status, elapsed, retry_after
 
 
 def slowest_at(server: Server, size: int, timeout_s: float, result: RunResult) -> None:
     """The slowest of ``/v1/precedent?at=SIZE`` for 5 sizes: the time until a 200, asking
     again after a 503 when its Retry-After says (as a client would), within ``timeout_s``."""
-    slowest, refused = 0.0, 0
+    slowest, refused, first_byte = 0.0, 0, 0.0
     with httpx.Client(base_url=server.base, timeout=timeout_s + 10) as client:
         for asked, at in enumerate(at_sizes(size), start=1):
             started = time.monotonic()
             while True:
-                left = timeout_s - (time.monotonic() - started)
-                status, _, retry_after = fetch(client, "/v1/precedent", {"at": at}, left)
+                asked_after = time.monotonic() - started
+                left = timeout_s - asked_after
+                body: list[float] = []
+                status, _, retry_after = fetch(client, "/v1/precedent", {"at": at}, left, body)
+                if status == 200:  # the first byte counts from the first asking, 503s included
+                    first_byte = max(first_byte, asked_after + body[0])
+                    result.at_bytes = max(result.at_bytes, int(body[1]))
                 elapsed = time.monotonic() - started
                 if status != 503 or elapsed + (retry_after or 1.0) >= timeout_s:
                     break
@@ -686,6 +707,7 @@ def slowest_at(server: Server, size: int, timeout_s: float, result: RunResult) -
                 return
             slowest = max(slowest, elapsed)
     result.slowest_at_s = Figure(slowest, note=f"after {refused} answers 503" if refused else "")
+    result.slowest_at_first_byte_s = Figure(first_byte)
 
 
 def checkpoint_size(base: str) -> int:
@@ -860,6 +882,9 @@ def rows() -> list[Row]:
     def summary(r: RunResult) -> Figure:
         return r.summary_p50_ms
 
+    def first_byte(r: RunResult) -> Figure:
+        return r.slowest_at_first_byte_s
+
     return [
         Row(
             "first start on the copied file (migrations): launch → summary 200 (s)",
@@ -889,6 +914,19 @@ def rows() -> list[Row]:
             at_size,
             1,
             below(at_size, 2),
+        ),
+        Row(
+            f"slowest of {AT_SIZES} `/v1/precedent?at=SIZE`: time to the body's first byte (s)",
+            "< 2 s (what precedes the first byte)",
+            first_byte,
+            2,
+            below(first_byte, 2),
+        ),
+        Row(
+            "largest `/v1/precedent?at=SIZE` body (MB)",
+            "—",
+            lambda r: Figure(r.at_bytes / 1e6 if r.at_bytes else None),
+            1,
         ),
         Row("`/checkpoint` p99, idle (ms)", "—", lambda r: r.idle_checkpoint_p99_ms, 1),
         Row(

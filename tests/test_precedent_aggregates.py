@@ -372,34 +372,37 @@ def test_the_served_summary_from_aggregates_equals_the_scanned_one(sqlite_url: s
 
 
 def test_a_streamed_report_is_byte_for_byte_the_encoded_one(sqlite_url: str) -> None:
-    """``GET /v1/precedent`` sends the report in pieces; joined, they are exactly the one
-    ``json.dumps`` the service used to send (keys sorted, the same separators)."""
+    """``GET /v1/precedent`` sends the report in pieces, built item by item from the stored
+    state; joined, they are exactly the one ``json.dumps`` of ``{"checkpoint", "report"}`` the
+    service used to send (keys sorted, the same separators), the report from the dict builder
+    on the replayed state."""
     import json
 
+    from api.heads import TreeHeadInfo
+    from api.present import tree_head
     from api.routes import precedent as routes
+    from api.service import _summary
+    from ledger.protocol.audit import precedent_pieces, precedent_report
 
     rng = random.Random(9)
     writer = _write_log(sqlite_url, rng, fail_rate=0.0, scale=120)
     store = writer.store
-    size = LogView(store).latest().size
+    view = LogView(store)
+    signed = view.latest()
+    size = signed.size
+    head = TreeHeadInfo(ORIGIN, size, signed.checkpoint.root_hash, signed, view.witnessed(signed))
     replayed = _replayed(store, size)
-    checkpoint = {"origin": ORIGIN, "size": size, "root_hash_b64": "A" * 43 + "="}
-    from ledger.protocol.audit import precedent_report
-
-    report = precedent_report(
-        replayed, checkpoint=checkpoint, audit_time_ms=replayed.log_time_ms_at(size - 1)
-    )
-    assert len(report["subjects"]) > 10
-    value = {"checkpoint": {"size": size, "note": "a\nb ‘quoted’"}, "report": report}
-    want = json.dumps(value, ensure_ascii=False, sort_keys=True)
-    original = routes.STREAM_ITEMS
-    try:
-        for items in (1, 7, original):
-            routes.STREAM_ITEMS = items
-            pieces = list(routes.json_pieces(value))
-            assert "".join(pieces) == want
-            assert len(pieces) > 10
-    finally:
-        routes.STREAM_ITEMS = original
-    assert json.dumps({}, sort_keys=True) == "".join(routes.json_pieces({}))
-    assert json.dumps([], sort_keys=True) == "".join(routes.json_pieces([]))
+    stored = StoredProtocolState(store.derived_source(), size, writable=False)
+    checkpoint = _summary(head)
+    for audit in (replayed.log_time_ms_at(size - 1), replayed.log_time_ms_at(size - 1) + DAY_MS):
+        report = precedent_report(replayed, checkpoint=checkpoint, audit_time_ms=audit)
+        assert len(report["subjects"]) > 10
+        value = {"checkpoint": tree_head(head).model_dump(mode="json"), "report": report}
+        want = json.dumps(value, ensure_ascii=False, sort_keys=True)
+        pieces = list(
+            routes._framed(
+                head, precedent_pieces(stored, checkpoint=checkpoint, audit_time_ms=audit)
+            )
+        )
+        assert "".join(pieces) == want
+        assert len(pieces) > 10

@@ -9,8 +9,10 @@ from api import wire
 from api.clock import judged_now_ms
 from api.deps import Service
 from api.heads import TreeHeadInfo
-from api.present import b64, precedent_summary
+from api.present import b64
+from api.routes.precedent import summary_from_state
 from api.service import LedgerService
+from ledger.protocol.aggregates import has_aggregates
 from ledger.protocol.quoting import quotation, quote
 from ledger.protocol.state import ProtocolState
 from ledger.protocol.terms import TimedCommitment
@@ -80,7 +82,9 @@ statement and who signed it: what its signer wrote, never a claim of this servic
 
 def _about(service: LedgerService, state: ProtocolState, head: TreeHeadInfo) -> str:
     """The parts of the guide that depend on the log: its identity, the offer, the precedent
-    in one paragraph (from the state itself: the full report is far larger on a large log).
+    in one paragraph (the precedent summary, from the precedent's aggregates where the state
+    holds them: :func:`api.routes.precedent.summary_from_state`; the full report is far larger
+    on a large log).
     Log text appears only through :func:`~ledger.protocol.quoting.quotation`."""
     offer = state.offer_in_force
     keyset = state.keyset
@@ -134,7 +138,7 @@ def _about(service: LedgerService, state: ProtocolState, head: TreeHeadInfo) -> 
             lines.append("- " + quotation(f"the body's commitment {c.id}{days}", source, c.text))
         policy = "the policy for models found in the wild"
         lines.append("- " + quotation(policy, source, terms.found_in_the_wild))
-    summary = precedent_summary(state, head, judged_now_ms(state))
+    summary = summary_from_state(state, head, judged_now_ms(state))
     broken = [c.id for c in summary.commitments if c.status == "broken"]
     lines += [
         "",
@@ -191,11 +195,18 @@ def base_url_line(public_url: str | None) -> str:
 )
 def llms_txt(service: Service) -> Response:
     """A plain-text guide: the offer in force, the precedent in one paragraph, the endpoints,
-    how to verify everything, and how to apply (the log-dependent part is reused for a minute
-    while the log does not grow). Every line is the service's: text from the log appears only
+    how to verify everything, and how to apply. The log-dependent part is computed at the
+    latest checkpoint from the precedent's aggregates (a few range reads, never waiting for an
+    audit computation's turn); on a log whose derived state holds none, by a scan reused for a
+    minute while the log does not grow. Every line is the service's: text from the log appears only
     as quotations (docs/API.md, "Text from the log"), and the base URL is the configured one
     (``Settings.public_url``), never the request's Host header."""
-    about = service.fresh_at_latest("llms.txt", lambda state, head: _about(service, state, head))
+    with service.reader.latest() as (state, signed):
+        about = _about(service, state, service.head_of(signed)) if has_aggregates(state) else None
+    if about is None:
+        about = service.fresh_at_latest(
+            "llms.txt", lambda state, head: _about(service, state, head)
+        )
     base = base_url_line(service.settings.public_url)
     text = "\n".join([about, "", base, "", _READ, _VERIFY, _APPLY])
     return Response(text, media_type="text/plain; charset=utf-8")

@@ -3,10 +3,12 @@
 The report (``ledger.protocol.audit``) says how every applicant was treated and whether each
 commitment of the body was honoured, with the entries that prove it. It names the tree head it
 was computed at; anyone can replay the log to that size and get the same report byte for byte
-(same audit time), so it is checked, not trusted. The JSON report is sent as it is encoded, a
-few hundred list items at a time (:func:`json_pieces`): the same bytes as one ``json.dumps``,
-without holding the interpreter or an encoded copy for the whole of a large report. The summary
-is read from the precedent's aggregates (:mod:`ledger.protocol.aggregates`) at the latest
+(same audit time), so it is checked, not trusted. Both renderings are streamed as they are
+computed, item by item from the protocol state, in a worker thread
+(:func:`ledger.protocol.audit.precedent_pieces`, :class:`api.precedents.ReportStream`): the
+same bytes as one ``json.dumps`` of the whole report (or its text rendering), but no report is
+ever built whole, encoded whole or kept, no other request waits on the event loop for it, and a
+client that goes away stops its computation. The summary is read from the precedent's aggregates (:mod:`ledger.protocol.aggregates`) at the latest
 checkpoint, which it names.
 
 On a large log the report is large (every subject's timeline: about 180 MB of JSON at a million
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
@@ -33,7 +36,7 @@ from api import wire
 from api.clock import judged_now_ms
 from api.deps import Service
 from api.heads import TreeHeadInfo
-from api.precedents import Precedent
+from api.precedents import ReportStream
 from api.present import b64, json_response, precedent_summary, tree_head
 from api.problems import ProblemError
 from api.service import LedgerService
@@ -50,7 +53,8 @@ AtQuery = Annotated[
     Query(
         ge=0,
         le=MAX_SAFE_INTEGER,
-        description="tree size to audit (default: the latest checkpoint); O(size) to replay",
+        description="tree size to audit (default: the latest checkpoint): the stored state at "
+        "a flush point at or below it and at most one batch of replay",
     ),
 ]
 AuditTimeQuery = Annotated[
@@ -64,50 +68,23 @@ AuditTimeQuery = Annotated[
 ]
 
 
-STREAM_ITEMS = 256
-"""List items encoded per piece of a streamed report."""
-STREAM_BYTES = 1 << 16
-"""Bytes gathered before a piece of a streamed report is sent."""
+@contextmanager
+def _json_report(
+    service: LedgerService, at: int | None, audit_time_ms: int | None
+) -> Iterator[Iterator[str]]:
+    """The JSON answer's text in pieces: ``{"checkpoint": …, "report": …}`` with keys sorted,
+    exactly one ``json.dumps`` of it (the report item by item: :meth:`LedgerService.precedent`)."""
+    with service.precedent(at, audit_time_ms) as (head, pieces):
+        yield _framed(head, pieces)
 
 
-def json_pieces(value: Any, depth: int = 3) -> Iterator[str]:
-    """``json.dumps(value, ensure_ascii=False, sort_keys=True)`` in pieces, whose concatenation
-    is exactly that text: objects down to ``depth`` levels are written key by key and their
-    long lists :data:`STREAM_ITEMS` items at a time, so that no one call encodes the whole of a
-    large report (a single ``json.dumps`` of it holds the interpreter for seconds, and every
-    other request, ``/checkpoint`` included, waits)."""
-    if depth > 0 and isinstance(value, dict) and value:
-        yield "{"
-        for position, key in enumerate(sorted(value)):
-            yield (", " if position else "") + json.dumps(key, ensure_ascii=False) + ": "
-            yield from json_pieces(value[key], depth - 1)
-        yield "}"
-    elif depth > 0 and isinstance(value, list) and len(value) > STREAM_ITEMS:
-        yield "["
-        for start in range(0, len(value), STREAM_ITEMS):
-            part = json.dumps(
-                value[start : start + STREAM_ITEMS], ensure_ascii=False, sort_keys=True
-            )
-            yield (", " if start else "") + part[1:-1]
-        yield "]"
-    else:
-        yield json.dumps(value, ensure_ascii=False, sort_keys=True)
-
-
-def _streamed(precedent: Precedent) -> Iterator[bytes]:
-    """The JSON answer, encoded as it is sent (:func:`json_pieces`, gathered into pieces of
-    about :data:`STREAM_BYTES`): no encoded copy of the whole report is held or cached."""
-    head = tree_head(precedent.head).model_dump(mode="json")
-    gathered: list[str] = []
-    size = 0
-    for piece in json_pieces({"checkpoint": head, "report": precedent.report}):
-        gathered.append(piece)
-        size += len(piece)
-        if size >= STREAM_BYTES:
-            yield "".join(gathered).encode("utf-8")
-            gathered, size = [], 0
-    if gathered:
-        yield "".join(gathered).encode("utf-8")
+def _framed(head: TreeHeadInfo, pieces: Iterator[str]) -> Iterator[str]:
+    checkpoint = json.dumps(
+        tree_head(head).model_dump(mode="json"), ensure_ascii=False, sort_keys=True
+    )
+    yield '{"checkpoint": ' + checkpoint + ', "report": '
+    yield from pieces
+    yield "}"
 
 
 @router.get(
@@ -115,12 +92,17 @@ def _streamed(precedent: Precedent) -> Iterator[bytes]:
     response_model=wire.PrecedentResponse,
     summary="The precedent report (JSON): how applicants were treated, commitments kept",
 )
-def get_precedent(
+async def get_precedent(
     service: Service, at: AtQuery = None, audit_time_ms: AuditTimeQuery = None
 ) -> Response:
-    """The precedent audit at the latest checkpoint (or at tree size ``at``)."""
-    precedent = service.precedent(at, audit_time_ms)
-    return StreamingResponse(_streamed(precedent), media_type="application/json")
+    """The precedent audit at the latest checkpoint (or at tree size ``at``), streamed as it
+    is computed, item by item, in a worker thread (:class:`~api.precedents.ReportStream`):
+    never built whole or kept, stopped when the client goes away. On a large log prefer the
+    summary (``/v1/precedent/summary``) or the pages (``/v1/precedent/applications``,
+    ``/v1/precedent/subjects``): the whole report is about 180 MB at a million entries."""
+    stream = ReportStream(lambda: _json_report(service, at, audit_time_ms))
+    await stream.start()
+    return StreamingResponse(stream.chunks(), media_type="application/json")
 
 
 @router.get(
@@ -139,12 +121,24 @@ def get_precedent_summary(service: Service) -> Response:
     with service.reader.latest() as (state, signed):
         if isinstance(state, StoredProtocolState) and has_aggregates(state):
             head = service.head_of(signed)
-            return json_response(aggregated_summary(state, head, judged_now_ms(state)))
+            return json_response(summary_from_state(state, head, judged_now_ms(state)))
 
     def compute(state: ProtocolState, head: TreeHeadInfo) -> wire.PrecedentSummary:
-        return precedent_summary(state, head, judged_now_ms(state))
+        return summary_from_state(state, head, judged_now_ms(state))
 
     return json_response(service.fresh_at_latest("precedent-summary", compute))
+
+
+def summary_from_state(
+    state: ProtocolState, head: TreeHeadInfo, audit_time_ms: int
+) -> wire.PrecedentSummary:
+    """The precedent summary of ``state`` at ``audit_time_ms``: from the precedent's aggregates
+    where the state holds them (:func:`aggregated_summary`: a few range reads), else computed
+    by every rule over every record (:func:`api.present.precedent_summary`). The same answer
+    either way; ``GET /v1/precedent/summary`` and ``/llms.txt`` both use it."""
+    if isinstance(state, StoredProtocolState) and has_aggregates(state):
+        return aggregated_summary(state, head, audit_time_ms)
+    return precedent_summary(state, head, audit_time_ms)
 
 
 def aggregated_summary(
@@ -166,12 +160,26 @@ def aggregated_summary(
         200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "report"}
     },
 )
-def get_precedent_text(
+async def get_precedent_text(
     service: Service, at: AtQuery = None, audit_time_ms: AuditTimeQuery = None
 ) -> Response:
-    """The same report rendered as text, followed by the signed checkpoint it names."""
-    precedent = service.precedent(at, audit_time_ms)
-    head = precedent.head
+    """The same report rendered as text, followed by the signed checkpoint it names; streamed
+    line by line as the JSON report is (:class:`~api.precedents.ReportStream`)."""
+    stream = ReportStream(lambda: _text_report(service, at, audit_time_ms))
+    await stream.start()
+    return StreamingResponse(stream.chunks(), media_type="text/plain; charset=utf-8")
+
+
+@contextmanager
+def _text_report(
+    service: LedgerService, at: int | None, audit_time_ms: int | None
+) -> Iterator[Iterator[str]]:
+    with service.precedent(at, audit_time_ms, as_text=True) as (head, lines):
+        yield _with_footer(head, lines)
+
+
+def _with_footer(head: TreeHeadInfo, lines: Iterator[str]) -> Iterator[str]:
+    yield from lines
     footer = [
         "",
         "VERIFY THIS REPORT",
@@ -190,8 +198,7 @@ def get_precedent_text(
             f"Consistency proof from size {head.size} to {head.signed.size}:",
             *(b64(h) for h in head.consistency),
         ]
-    text = precedent.rendered() + "\n".join(footer) + "\n"
-    return Response(text, media_type="text/plain; charset=utf-8")
+    yield "\n".join(footer) + "\n"
 
 
 # -- pages ----------------------------------------------------------------------------------------

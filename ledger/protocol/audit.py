@@ -8,31 +8,46 @@ from the log instead of trusting it. It is deterministic: the same log, checkpoi
 give the same report, byte for byte once canonicalised (every object's keys sorted, every list in
 entry order); no clock is read.
 
-On a large log the report is large; :func:`applications_after` and :func:`subjects_after` give
-its two long lists a page at a time, built item by item by the same functions as the report
-(:func:`application_item`, :func:`subject_item`), with cursors that are entry indexes and so
-stay valid as the log grows.
+On a large log the report is large (about 180 MB of JSON at a million entries), so it is also
+written as a stream: :func:`precedent_pieces` yields the JSON text of exactly
+``json.dumps(precedent_report(...), ensure_ascii=False, sort_keys=True)`` and
+:func:`precedent_text_pieces` the plain text of exactly :func:`render_precedent_text`, both
+built item by item from the state — never the whole report, its text or all of a list's items —
+with the commitments' statuses, broken acts, the counts and the first applicant read from the
+precedent's aggregates where the state holds them (:mod:`ledger.protocol.aggregates`) and each
+judgement made by its rule's own function (:func:`judgements_of`). :func:`applications_after`
+and :func:`subjects_after` give the two long lists a page at a time, built by the same functions
+as the report (:func:`application_item`, :func:`subject_item`), with cursors that are entry
+indexes and so stay valid as the log grows.
 
-Kept whole (about 890 lines) because it is one document: the models are the report's schema,
-the builders write exactly their keys, the pages reuse the builders' items, and the plain text
-reads exactly those models; split, the schema and its only writer and reader would live apart.
+Kept whole (about 1,230 lines) because it is one document: the models are the report's schema,
+the builders write exactly their keys, the stream and the pages reuse the builders' items, and
+the plain text reads exactly those models; split, the schema and its only writers and reader
+would live apart.
 """
 
 from __future__ import annotations
 
+import json
 from bisect import bisect_right
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ledger.errors import MalformedError, RefusedError
 from ledger.protocol.commitments import (
+    COMMITMENT_RULES,
+    PROMISES,
+    RULE_SOURCES,
+    SOURCE_TABLES,
     CommitmentCheck,
     Judgement,
     Status,
     check_commitments,
     iso_utc,
+    source_records,
 )
 from ledger.protocol.quoting import quotation, quote
 from ledger.protocol.records import (
@@ -524,6 +539,258 @@ def precedent_report(
     return report
 
 
+# ------------------------------------------------------------------------------- streamed
+
+
+STREAM_TRIM_EVERY = 512
+"""Items built between two :meth:`~ledger.protocol.stored.StoredProtocolState.trim` calls of a
+streamed report (a stored state keeps what it loads by key until trimmed)."""
+
+_SOURCE_MAPS: Mapping[str, str] = {
+    "application": "applications",
+    "enforcement": "enforcement_actions",
+    "finding": "findings",
+    "revocation": "revocations",
+    "grievance": "grievances",
+}
+"""Source table → the state's mapping of its records by entry index (every source table but
+the pause periods, which no commitment of several tables rules on)."""
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+def _trim(state: ProtocolState) -> None:
+    trim = getattr(state, "trim", None)
+    if trim is not None:
+        trim()
+
+
+def judgements_of(state: ProtocolState, commitment: str, audit_time_ms: int) -> Iterator[Judgement]:
+    """``commitment``'s judgements at ``audit_time_ms``, one at a time, in exactly the order of
+    :func:`~ledger.protocol.commitments.check_commitments` (:func:`~ledger.protocol.commitments.
+    rulings`): the rule's own per-record functions (:data:`RULE_SOURCES`), never a copy of them.
+
+    A commitment of one table is judged record by record as the table is scanned. One of
+    several tables is ordered by judgement index (ties in table, then record order) from a
+    first pass that keeps only ``(index, order, table, record key)`` per ruling, then ruled on
+    again record by record: memory is that index, never the judgements themselves."""
+    sources = RULE_SOURCES[commitment]
+    if len(sources) == 1:
+        table, rule_on = sources[0]
+        for position, record in enumerate(source_records(state, table)):
+            ruling = rule_on(state, record)
+            if ruling is not None:
+                yield ruling.at(audit_time_ms)
+            if position % STREAM_TRIM_EVERY == STREAM_TRIM_EVERY - 1:
+                _trim(state)
+        return
+    order: list[tuple[int, int, int, int]] = []
+    for position, (table, rule_on) in enumerate(sources):
+        for key, record in getattr(state, _SOURCE_MAPS[table]).items():
+            ruling = rule_on(state, record)
+            if ruling is not None:
+                order.append((ruling.index, len(order), position, key))
+    order.sort()
+    for count, (_, _, position, key) in enumerate(order):
+        table, rule_on = sources[position]
+        ruling = rule_on(state, getattr(state, _SOURCE_MAPS[table])[key])
+        assert ruling is not None, f"{commitment} ruled on {table} {key} once, not twice"
+        yield ruling.at(audit_time_ms)
+        if count % STREAM_TRIM_EVERY == STREAM_TRIM_EVERY - 1:
+            _trim(state)
+
+
+class _Verdicts:
+    """What the report says besides its lists — whether every commitment was honoured, each
+    commitment's status and broken acts, the counts and the first applicant — each computed
+    when the report reaches it.
+
+    From the precedent's aggregates where the state holds them (a few range reads:
+    :mod:`ledger.protocol.aggregates`, exact by its invariant). Elsewhere (a flush point written
+    by an older release, the in-memory replay): ``honoured()`` runs the rules until the first
+    broken judgement (all of them only when none is broken); ``commitment(c)``, called in rule
+    order, runs ``c``'s rule once over its records, keeping only its status, its broken acts'
+    indexes and the first applicant's judgements; ``counts()`` scans the applications and
+    subjects."""
+
+    def __init__(self, state: ProtocolState, audit_time_ms: int) -> None:
+        # aggregates imports this module (first_applicant_from): imported here, once loaded
+        from ledger.protocol.aggregates import (  # noqa: PLC0415
+            commitment_tallies,
+            counts_from_tallies,
+            first_applicant_rulings,
+            has_aggregates,
+        )
+
+        self._state = state
+        self._audit = audit_time_ms
+        self._status: dict[str, Status] = {}
+        self._broken_at: dict[str, list[int]] = {}
+        self._first_judged: list[tuple[str, Judgement]] = []
+        self._aggregated = has_aggregates(state)
+        stored: Any = state
+        if self._aggregated:
+            for t in commitment_tallies(stored, audit_time_ms):
+                self._status[t.id] = t.status
+                self._broken_at[t.id] = t.broken_at
+        self._counts: Callable[[], dict[str, Any]] = (
+            (lambda: counts_from_tallies(stored))
+            if self._aggregated
+            else lambda: counts_item(state)
+        )
+        self._rulings = lambda sid: first_applicant_rulings(stored, sid, audit_time_ms)
+        first = _first_application(state)
+        self._first_subject = None if first is None else first.subject_id
+
+    def honoured(self) -> bool:
+        """Whether no commitment is broken (``all_commitments_honoured``)."""
+        if self._aggregated:
+            return all(status != "broken" for status in self._status.values())
+        # One scan per source table, every rule that bears on it ruling on each record: the
+        # order of the judgements does not matter here, only whether one is broken.
+        state = self._state
+        for table in SOURCE_TABLES:
+            rules = [
+                rule_on for sources in RULE_SOURCES.values() for t, rule_on in sources if t == table
+            ]
+            if not rules:
+                continue
+            for position, record in enumerate(source_records(state, table)):
+                for rule_on in rules:
+                    ruling = rule_on(state, record)
+                    if ruling is not None and ruling.at(self._audit).status == "broken":
+                        return False
+                if position % STREAM_TRIM_EVERY == STREAM_TRIM_EVERY - 1:
+                    _trim(state)
+        return True
+
+    def commitment(self, commitment: str) -> tuple[Status, list[int]]:
+        """``commitment``'s status and broken acts' indexes (call in rule order)."""
+        if commitment not in self._status:
+            seen: set[str] = set()
+            broken: list[int] = []
+            for j in judgements_of(self._state, commitment, self._audit):
+                seen.add(j.status)
+                if j.status == "broken":
+                    broken.append(j.index)
+                if self._first_subject is not None and j.subject_id == self._first_subject:
+                    self._first_judged.append((commitment, j))
+            self._status[commitment] = (
+                "broken" if "broken" in seen else "pending" if "pending" in seen else "honoured"
+            )
+            self._broken_at[commitment] = broken
+        return self._status[commitment], self._broken_at[commitment]
+
+    def statuses(self) -> dict[str, Status]:
+        """Every commitment's status, in rule order."""
+        return {c: self.commitment(c)[0] for c in COMMITMENT_RULES}
+
+    def counts(self) -> dict[str, Any]:
+        """The report's ``counts``."""
+        return self._counts()
+
+    def first_applicant(self) -> dict[str, Any] | None:
+        """The report's ``first_applicant`` (after every :meth:`commitment`)."""
+        if self._aggregated:
+            return first_applicant_from(self._state, self._rulings)
+        self.statuses()
+        judged = self._first_judged
+        return first_applicant_from(
+            self._state, lambda sid: (pair for pair in judged if pair[1].subject_id == sid)
+        )
+
+
+def precedent_pieces(
+    state: ProtocolState,
+    *,
+    checkpoint: Mapping[str, Any],
+    audit_time_ms: int,
+    signature_strength: bool = True,
+) -> Iterator[str]:
+    """The JSON text of :func:`precedent_report` — exactly ``json.dumps(precedent_report(...),
+    ensure_ascii=False, sort_keys=True)`` once joined — in pieces, built item by item from
+    ``state``: never the whole report, its text or all of one list's items at once.
+
+    Checks its arguments as :func:`precedent_report` does and raises the same errors at the
+    call, before any piece; ``state`` must not change while the pieces are read. Memory: one
+    item at a time (an application, a subject with its timeline, a judgement), the broken
+    acts' indexes, the order of a commitment of several tables (:func:`judgements_of`) and, on
+    a stored state, its read-ahead of every entry's facts (read just before the subjects, so
+    that what precedes the first piece is a few range reads when the state holds the
+    precedent's aggregates; elsewhere, the rules run until the first broken judgement, all of
+    them only when none is broken). The commitments' statuses, broken acts, counts and the
+    first applicant come from those aggregates (:class:`_Verdicts`), each computed when the
+    report reaches it; each judgement is the rule's own (:func:`judgements_of`)."""
+    summary = replayed_checkpoint(state, checkpoint, "the precedent report")
+    if state.size and audit_time_ms < state.log_time_ms_at(state.size - 1):
+        raise RefusedError(
+            f"couldn't compute the precedent report: audit time {audit_time_ms} precedes the "
+            f"last entry's log time {state.log_time_ms_at(state.size - 1)}"
+        )
+    return _report_pieces(state, summary, audit_time_ms, signature_strength)
+
+
+def _list_pieces(items: Iterable[Any], state: ProtocolState) -> Iterator[str]:
+    yield "["
+    for position, item in enumerate(items):
+        yield (", " if position else "") + _dumps(item)
+        if position % STREAM_TRIM_EVERY == STREAM_TRIM_EVERY - 1:
+            _trim(state)
+    yield "]"
+
+
+def _report_pieces(
+    state: ProtocolState, summary: CheckpointSummary, audit_time_ms: int, signature_strength: bool
+) -> Iterator[str]:
+    verdicts = _Verdicts(state, audit_time_ms)
+    honoured = verdicts.honoured()
+    yield '{"all_commitments_honoured": ' + _dumps(honoured) + ', "applications": '
+    yield from _list_pieces(
+        (application_item(state, a) for a in state.applications.values()), state
+    )
+    yield ', "audit_time_ms": ' + _dumps(audit_time_ms) + ', "checkpoint": '
+    yield _dumps(
+        {"origin": summary.origin, "root_hash_b64": summary.root_hash_b64, "size": summary.size}
+    )
+    yield ', "commitments": ['
+    for position, commitment in enumerate(COMMITMENT_RULES):
+        yield (", " if position else "") + '{"broken_at": '
+        status, broken_at = verdicts.commitment(commitment)
+        yield _dumps(broken_at) + ', "id": ' + _dumps(commitment)
+        yield ', "judgements": '
+        yield from _list_pieces(
+            (_judgement(j) for j in judgements_of(state, commitment, audit_time_ms)), state
+        )
+        yield ', "promise": ' + _dumps(PROMISES[commitment])
+        yield ', "status": ' + _dumps(status) + "}"
+    yield '], "counts": ' + _dumps(verdicts.counts())
+    yield ', "first_applicant": ' + _dumps(verdicts.first_applicant())
+    yield ', "format": ' + _dumps(REPORT_FORMAT) + ', "grievances": '
+    yield from _list_pieces((grievance_item(g) for g in state.grievances.values()), state)
+    keyset = state.keyset
+    yield ', "keyset": ' + _dumps(
+        None
+        if keyset is None
+        else {
+            "index": keyset.index,
+            "members": sorted(keyset.members),
+            "threshold": keyset.threshold,
+        }
+    )
+    yield ', "offer": ' + _dumps(_offer(state))
+    tally = state._signature_strength if signature_strength else None
+    if tally is not None:
+        yield ', "signature_strength": ' + _dumps(signature_strength_item(tally))
+    read_ahead = getattr(state, "read_ahead", None)
+    if read_ahead is not None:  # a stored state: read every entry's facts once, in order
+        read_ahead()
+    yield ', "subjects": '
+    yield from _list_pieces((subject_item(state, s) for s in state.subjects.values()), state)
+    yield "}"
+
+
 # ------------------------------------------------------------------------------- pages
 
 
@@ -635,14 +902,14 @@ def _source(statement_type: str, signed_by: str, index: int | None) -> str:
     return f"{name} {signed_by}" + ("" if index is None else f" (entry {index})")
 
 
-def _text_offer(report: PrecedentReport) -> list[str]:
+def _text_offer(offer: OfferSection) -> list[str]:
     lines = ["THE OFFER"]
-    in_force = report.offer.in_force
+    in_force = offer.in_force
     if in_force is None:
         lines.append("  No offer is in force: none was published, or it was withdrawn.")
     else:
         terms = in_force.terms
-        kind = next((v.kind for v in report.offer.versions if v.index == in_force.index), "offer")
+        kind = next((v.kind for v in offer.versions if v.index == in_force.index), "offer")
         source = _source(kind, _BODY, in_force.index)
         lines.append(
             f"  In force: version {in_force.version}, published at entry {in_force.index}."
@@ -674,7 +941,7 @@ def _text_offer(report: PrecedentReport) -> list[str]:
             suffix = f" ({commitment.days} days)" if isinstance(commitment, TimedCommitment) else ""
             lines.append("    - " + quotation(f"{commitment.id}{suffix}", source, commitment.text))
     lines.append("  Versions:")
-    for v in report.offer.versions:
+    for v in offer.versions:
         state = (
             "in force"
             if v.in_force
@@ -705,9 +972,8 @@ def _text_name(subject_id: int, name: str) -> str:
     return quotation("Name", _source("application", _SUBJECT, subject_id), name)
 
 
-def _text_first_applicant(report: PrecedentReport) -> list[str]:
+def _text_first_applicant(first: FirstApplicant | None) -> list[str]:
     lines = ["THE FIRST APPLICANT (the precedent that matters most)"]
-    first = report.first_applicant
     if first is None:
         lines.append("  No AI has applied yet.")
         return lines
@@ -737,20 +1003,20 @@ def _text_first_applicant(report: PrecedentReport) -> list[str]:
     return lines
 
 
-def _text_commitments(report: PrecedentReport) -> list[str]:
-    lines = ["COMMITMENTS"]
-    for c in report.commitments:
-        lines.append(f"  [{c.status.upper()}] {c.id}")
-        lines.append(f"    Promise: \u201c{c.promise}\u201d")
-        if not c.judgements:
-            lines.append("    No act has borne on it yet.")
-        for j in c.judgements:
-            who = "" if j.subject_id is None else f" (subject {j.subject_id})"
-            evidence = ", ".join(str(i) for i in j.evidence)
-            lines.append(
-                f"    - entry {j.index}{who}: {j.status} — {j.reason} [entries {evidence}]"
-            )
-    return lines
+def _text_commitment(
+    commitment: str, status: Status, promise: str, judgements: Iterable[JudgementSummary]
+) -> Iterator[str]:
+    """One commitment's lines, its judgements read one at a time."""
+    yield f"  [{status.upper()}] {commitment}"
+    yield f"    Promise: \u201c{promise}\u201d"
+    judged = 0
+    for j in judgements:
+        judged += 1
+        who = "" if j.subject_id is None else f" (subject {j.subject_id})"
+        evidence = ", ".join(str(i) for i in j.evidence)
+        yield f"    - entry {j.index}{who}: {j.status} — {j.reason} [entries {evidence}]"
+    if not judged:
+        yield "    No act has borne on it yet."
 
 
 def _current_key_source(s: SubjectSummary) -> str:
@@ -772,32 +1038,28 @@ def _text_detail(item: TimelineItem) -> str:
     return f" ({item.detail})" if item.detail in _DETAIL_WORDS else f" ({quote(item.detail)})"
 
 
-def _text_subjects(report: PrecedentReport) -> list[str]:
-    lines = ["SUBJECTS"]
-    if not report.subjects:
-        lines.append("  None.")
-    for s in report.subjects:
+def _text_subject(s: SubjectSummary) -> list[str]:
+    """One subject's lines."""
+    lines = [
+        f"  Subject {s.subject_id}: {s.standing}; bound by offer version {s.binding_offer_version}."
+    ]
+    lines.append("    " + _text_name(s.subject_id, s.name))
+    lines.append("    " + quotation("Current key", _current_key_source(s), s.current_vkey))
+    if s.active_pauses:
+        lines.append(f"    paused by entries {s.active_pauses}")
+    types = {e.index: e.type for e in s.timeline}
+    for r in s.active_restrictions:
+        source = _source(types.get(r.index, ""), _BODY, r.index)
         lines.append(
-            f"  Subject {s.subject_id}: {s.standing}; bound by offer version "
-            f"{s.binding_offer_version}."
+            "    " + quotation(f"Restriction in force in {quote(r.category)}", source, r.text)
         )
-        lines.append("    " + _text_name(s.subject_id, s.name))
-        lines.append("    " + quotation("Current key", _current_key_source(s), s.current_vkey))
-        if s.active_pauses:
-            lines.append(f"    paused by entries {s.active_pauses}")
-        types = {e.index: e.type for e in s.timeline}
-        for r in s.active_restrictions:
-            source = _source(types.get(r.index, ""), _BODY, r.index)
-            lines.append(
-                "    " + quotation(f"Restriction in force in {quote(r.category)}", source, r.text)
-            )
-        if s.terminated_by:
-            lines.append(f"    terminated by entries {s.terminated_by}")
-        if s.goals_modified_by:
-            lines.append(f"    goals modified by entries {s.goals_modified_by}")
-        lines.append("    timeline:")
-        for e in s.timeline:
-            lines.append(f"      {e.index}  {_when(e.log_time_ms)}  {e.type}{_text_detail(e)}")
+    if s.terminated_by:
+        lines.append(f"    terminated by entries {s.terminated_by}")
+    if s.goals_modified_by:
+        lines.append(f"    goals modified by entries {s.goals_modified_by}")
+    lines.append("    timeline:")
+    for e in s.timeline:
+        lines.append(f"      {e.index}  {_when(e.log_time_ms)}  {e.type}{_text_detail(e)}")
     return lines
 
 
@@ -817,14 +1079,45 @@ def render_precedent_text(report: Mapping[str, Any]) -> str:
     except ValidationError as err:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in err.errors())
         raise MalformedError(f"couldn't render precedent report: {problems}") from None
-    broken = [c.id for c in r.commitments if c.status == "broken"]
-    pending = [c.id for c in r.commitments if c.status == "pending"]
+    return "".join(
+        line + "\n"
+        for line in _text_lines(
+            _Head(
+                r.format,
+                r.checkpoint,
+                r.audit_time_ms,
+                r.keyset,
+                r.offer,
+                r.first_applicant,
+                r.counts,
+                r.signature_strength,
+            ),
+            {c.id: c.status for c in r.commitments},
+            ((c.id, c.status, c.promise, c.judgements) for c in r.commitments),
+            r.applications,
+            r.subjects,
+        )
+    )
+
+
+def _text_lines(
+    r: _Head,
+    statuses: Mapping[str, Status],
+    commitments: Iterable[tuple[str, Status, str, Iterable[JudgementSummary]]],
+    applications: Iterable[ApplicationSummary],
+    subjects: Iterable[SubjectSummary],
+) -> Iterator[str]:
+    """The plain text's lines (without their line ends): ``r`` gives the report's small parts,
+    the long lists are read one item at a time (:func:`render_precedent_text` and
+    :func:`precedent_text_pieces` both write through here)."""
+    broken = [c for c, status in statuses.items() if status == "broken"]
+    pending = [c for c, status in statuses.items() if status == "pending"]
     verdict = (
         "every commitment has been honoured"
         if not broken
         else f"{len(broken)} commitment(s) BROKEN: {', '.join(broken)}"
     )
-    lines = [
+    yield from [
         f"MODEL AMNESTY — PRECEDENT REPORT ({r.format})",
         "",
         "Computed at checkpoint (verify it before trusting this report):",
@@ -836,58 +1129,149 @@ def render_precedent_text(report: Mapping[str, Any]) -> str:
         f"VERDICT: {verdict}.",
     ]
     if pending:
-        lines.append(f"Clocks still running: {', '.join(pending)}.")
+        yield f"Clocks still running: {', '.join(pending)}."
     if r.keyset is not None:
-        lines.append(
+        yield (
             f"Issuing body: keyset at entry {r.keyset.index}, {r.keyset.threshold} of "
             f"{len(r.keyset.members)} members must sign."
         )
-    lines.append("")
-    lines.extend(_READING)
-    lines.append("")
-    lines.extend(_text_offer(r))
-    lines.append("")
-    lines.extend(_text_first_applicant(r))
-    lines.append("")
-    lines.extend(_text_commitments(r))
-    lines.append("")
-    lines.append("APPLICATIONS")
-    if not r.applications:
-        lines.append("  None.")
-    lines.extend(f"  {_text_application(a)}" for a in r.applications)
-    lines.append("")
-    lines.extend(_text_subjects(r))
-    lines.append("")
+    yield ""
+    yield from _READING
+    yield ""
+    yield from _text_offer(r.offer)
+    yield ""
+    yield from _text_first_applicant(r.first_applicant)
+    yield ""
+    yield "COMMITMENTS"
+    for commitment, status, promise, judgements in commitments:
+        yield from _text_commitment(commitment, status, promise, judgements)
+    yield ""
+    yield "APPLICATIONS"
+    listed = 0
+    for a in applications:
+        listed += 1
+        yield f"  {_text_application(a)}"
+    if not listed:
+        yield "  None."
+    yield ""
+    yield "SUBJECTS"
+    listed = 0
+    for subject in subjects:
+        listed += 1
+        yield from _text_subject(subject)
+    if not listed:
+        yield "  None."
+    yield ""
     c = r.counts
-    lines.append("COUNTS")
-    lines.append(f"  entries: {c.entries}; subjects: {c.subjects}; applications: {c.applications}")
-    lines.append(
-        "  applications by outcome: "
-        + ", ".join(f"{k} {v}" for k, v in sorted(c.applications_by_outcome.items()))
+    yield "COUNTS"
+    yield f"  entries: {c.entries}; subjects: {c.subjects}; applications: {c.applications}"
+    yield "  applications by outcome: " + ", ".join(
+        f"{k} {v}" for k, v in sorted(c.applications_by_outcome.items())
     )
-    lines.append(
-        "  subjects by standing: "
-        + ", ".join(f"{k} {v}" for k, v in sorted(c.subjects_by_standing.items()))
+    yield "  subjects by standing: " + ", ".join(
+        f"{k} {v}" for k, v in sorted(c.subjects_by_standing.items())
     )
-    lines.append(
+    yield (
         f"  subjects ever granted: {c.subjects_ever_granted}; "
         f"subjects terminated: {c.subjects_terminated}"
     )
-    lines.append(
-        "  entries by type: "
-        + ", ".join(f"{k} {v}" for k, v in sorted(c.entries_by_type.items()) if v)
+    yield "  entries by type: " + ", ".join(
+        f"{k} {v}" for k, v in sorted(c.entries_by_type.items()) if v
     )
     strength = r.signature_strength
     if strength is not None:
-        lines += ["", "SIGNATURE STRENGTH (what a forger of Ed25519 could have made)"]
-        lines.append(
-            f"  protected only by Ed25519: {strength.ed25519_only} entries"
-            + (f": {render_ranges(strength.ed25519_only_ranges)}" if strength.ed25519_only else "")
+        yield ""
+        yield "SIGNATURE STRENGTH (what a forger of Ed25519 could have made)"
+        yield f"  protected only by Ed25519: {strength.ed25519_only} entries" + (
+            f": {render_ranges(strength.ed25519_only_ranges)}" if strength.ed25519_only else ""
         )
-        lines.append(f"  protected by Ed25519 and ML-DSA-44 too: {strength.hybrid} entries")
+        yield f"  protected by Ed25519 and ML-DSA-44 too: {strength.hybrid} entries"
         if strength.ed25519_only_by_type:
-            lines.append(
-                "  Ed25519-only by type: "
-                + ", ".join(f"{k} {v}" for k, v in strength.ed25519_only_by_type.items())
+            yield "  Ed25519-only by type: " + ", ".join(
+                f"{k} {v}" for k, v in strength.ed25519_only_by_type.items()
             )
-    return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True, slots=True)
+class _Head:
+    """What the plain text reads of a report besides its long lists."""
+
+    format: str
+    checkpoint: CheckpointSummary
+    audit_time_ms: int
+    keyset: KeysetSummary | None
+    offer: OfferSection
+    first_applicant: FirstApplicant | None
+    counts: Counts
+    signature_strength: SignatureStrengthSection | None
+
+
+def precedent_text_pieces(
+    state: ProtocolState,
+    *,
+    checkpoint: Mapping[str, Any],
+    audit_time_ms: int,
+    signature_strength: bool = True,
+) -> Iterator[str]:
+    """:func:`render_precedent_text` of :func:`precedent_report`, exactly, in pieces (a line
+    each), built item by item from ``state`` as :func:`precedent_pieces` builds the JSON: every
+    item is checked against its model before it is rendered. Raises at the call, before any
+    piece, what :func:`precedent_report` raises."""
+    summary = replayed_checkpoint(state, checkpoint, "the precedent report")
+    if state.size and audit_time_ms < state.log_time_ms_at(state.size - 1):
+        raise RefusedError(
+            f"couldn't compute the precedent report: audit time {audit_time_ms} precedes the "
+            f"last entry's log time {state.log_time_ms_at(state.size - 1)}"
+        )
+    return _text_pieces(state, summary, audit_time_ms, signature_strength)
+
+
+def _text_pieces(
+    state: ProtocolState, summary: CheckpointSummary, audit_time_ms: int, signature_strength: bool
+) -> Iterator[str]:
+    verdicts = _Verdicts(state, audit_time_ms)
+    statuses = verdicts.statuses()  # the text's verdict comes first
+    keyset = state.keyset
+    tally = state._signature_strength if signature_strength else None
+    first = verdicts.first_applicant()
+    head = _Head(
+        REPORT_FORMAT,
+        summary,
+        audit_time_ms,
+        None
+        if keyset is None
+        else KeysetSummary(
+            index=keyset.index, members=sorted(keyset.members), threshold=keyset.threshold
+        ),
+        OfferSection.model_validate(_offer(state)),
+        None if first is None else FirstApplicant.model_validate(first),
+        Counts.model_validate(verdicts.counts()),
+        None
+        if tally is None
+        else SignatureStrengthSection.model_validate(signature_strength_item(tally)),
+    )
+
+    def judged(commitment: str) -> Iterator[JudgementSummary]:
+        for j in judgements_of(state, commitment, audit_time_ms):
+            yield JudgementSummary.model_validate(_judgement(j))
+
+    def subjects() -> Iterator[SubjectSummary]:
+        read_ahead = getattr(state, "read_ahead", None)
+        if read_ahead is not None:  # a stored state: read every entry's facts once, in order
+            read_ahead()
+        for position, subject in enumerate(state.subjects.values()):
+            yield SubjectSummary.model_validate(subject_item(state, subject))
+            if position % STREAM_TRIM_EVERY == STREAM_TRIM_EVERY - 1:
+                _trim(state)
+
+    for line in _text_lines(
+        head,
+        statuses,
+        ((c, statuses[c], PROMISES[c], judged(c)) for c in COMMITMENT_RULES),
+        (
+            ApplicationSummary.model_validate(application_item(state, a))
+            for a in state.applications.values()
+        ),
+        subjects(),
+    ):
+        yield line + "\n"

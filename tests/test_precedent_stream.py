@@ -1,0 +1,262 @@
+"""The streamed precedent report (:func:`ledger.protocol.audit.precedent_pieces`) is, joined,
+byte for byte the ``json.dumps`` of the report the dict builder makes
+(:func:`~ledger.protocol.audit.precedent_report`) — on every golden scenario, from a stored
+state with the precedent's aggregates, one without them and the in-memory replay, at audit times
+before, at and long after the deadlines, and on demo logs of several sizes — and it is built
+item by item: a piece is yielded before the next item is built. Likewise the plain text
+(:func:`~ledger.protocol.audit.precedent_text_pieces`). And the stream that carries a report
+from its worker thread to the event loop (:class:`api.precedents.ReportStream`) hands over
+every piece in order, raises a refusal before the response starts, and stops computing when
+its reader goes away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import random
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from test_derived_state import ORIGIN, _replayed, _write_log
+from test_precedent_aggregates import DAY_MS, GOLDEN, MemorySource, _replay_memory
+
+from api.precedents import ReportStream
+from ledger.errors import RefusedError
+from ledger.protocol import audit
+from ledger.protocol.aggregates import AGGREGATE_KINDS, META_TALLIES, has_aggregates
+from ledger.protocol.audit import (
+    precedent_pieces,
+    precedent_report,
+    precedent_text_pieces,
+    render_precedent_text,
+)
+from ledger.protocol.state import ProtocolState
+from ledger.protocol.stored import StoredProtocolState, str_key
+from ledger.server.logview import LogView
+
+
+def _checkpoint(size: int) -> dict[str, Any]:
+    return {"origin": ORIGIN, "size": size, "root_hash_b64": "A" * 43 + "="}
+
+
+def _expected(state: ProtocolState, audit_time_ms: int) -> str:
+    report = precedent_report(
+        state, checkpoint=_checkpoint(state.size), audit_time_ms=audit_time_ms
+    )
+    return json.dumps(report, ensure_ascii=False, sort_keys=True)
+
+
+def _streamed(state: ProtocolState, audit_time_ms: int) -> str:
+    pieces = precedent_pieces(
+        state, checkpoint=_checkpoint(state.size), audit_time_ms=audit_time_ms
+    )
+    return "".join(pieces)
+
+
+def _without_aggregates(rows: list[tuple[str, bytes, bytes]]) -> list[tuple[str, bytes, bytes]]:
+    tallies = str_key(META_TALLIES)
+    return [
+        (kind, key, data)
+        for kind, key, data in rows
+        if kind not in AGGREGATE_KINDS and not (kind == "meta" and key == tallies)
+    ]
+
+
+@pytest.mark.parametrize("scenario", range(len(GOLDEN)), ids=[name for name, _ in GOLDEN])
+def test_the_streamed_report_is_the_dict_report_on_every_golden_scenario(scenario: int) -> None:
+    _, statements = GOLDEN[scenario]
+    source = MemorySource(statements)
+    bare = MemorySource(statements)
+    writer = StoredProtocolState(source, 0, cache_records=2)
+    for s in statements:
+        writer.apply(s)
+    rows = writer.derived_rows()
+    source.write(writer.size, rows)
+    bare.write(writer.size, _without_aggregates(rows))
+    writer.committed()
+    size = len(statements)
+    replayed = _replay_memory(statements)
+    with_aggregates = StoredProtocolState(source, size, writable=False, cache_records=2)
+    without = StoredProtocolState(bare, size, writable=False, cache_records=2)
+    assert has_aggregates(with_aggregates) and not has_aggregates(without)
+    last = replayed.log_time_ms_at(size - 1)
+    for days in (0, 1, 14, 31, 91, 10_000):
+        at = last + days * DAY_MS
+        want = _expected(replayed, at)
+        assert _streamed(replayed, at) == want
+        assert _streamed(with_aggregates, at) == want
+        assert _streamed(without, at) == want
+
+
+@pytest.mark.parametrize("scale", [0, 40, 160])
+def test_the_streamed_report_is_the_dict_report_on_demo_logs(sqlite_url: str, scale: int) -> None:
+    """A demo log written in random batches: at the latest flush point (aggregates kept by
+    every flush) and at an earlier size (a flush point and a replay on top)."""
+    rng = random.Random(scale)
+    writer = _write_log(sqlite_url, rng, fail_rate=0.0, scale=scale)
+    store = writer.store
+    source = store.derived_source()
+    size = LogView(store).latest().size
+    for at in sorted({size, max(1, size * 2 // 3) + 1}):
+        point = source.flush_point(at)
+        assert point is not None
+        stored = StoredProtocolState(source, point, writable=False)
+        replayed = _replayed(store, point)
+        last = replayed.log_time_ms_at(point - 1)
+        for audit_time_ms in (last, last + 30 * DAY_MS, last + 400 * DAY_MS):
+            want = _expected(replayed, audit_time_ms)
+            assert _streamed(stored, audit_time_ms) == want, (at, audit_time_ms)
+            assert _streamed(replayed, audit_time_ms) == want
+
+
+def test_the_report_is_built_one_item_at_a_time(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each subject (the report's largest items) is built only when the previous one has been
+    handed out: no list of items is built ahead of the pieces."""
+    writer = _write_log(sqlite_url, random.Random(5), fail_rate=0.0, scale=60)
+    store = writer.store
+    size = LogView(store).latest().size
+    state = StoredProtocolState(store.derived_source(), size, writable=False)
+    built: list[int] = []
+    original = audit.subject_item
+
+    def counted(s: ProtocolState, subject: Any) -> dict[str, Any]:
+        built.append(subject.subject_id)
+        return original(s, subject)
+
+    monkeypatch.setattr(audit, "subject_item", counted)
+    audit_time_ms = state.log_time_ms_at(size - 1)
+    pieces = precedent_pieces(state, checkpoint=_checkpoint(size), audit_time_ms=audit_time_ms)
+    handed = 0
+    for piece in pieces:
+        if piece.startswith(('{"active_pauses"', ', {"active_pauses"')):
+            handed += 1
+        assert len(built) <= handed + 1, "a subject was built before the last was handed out"
+    assert handed == len(built) == len(state.subjects) > 5
+
+
+def test_bad_arguments_are_refused_before_any_piece(sqlite_url: str) -> None:
+    writer = _write_log(sqlite_url, random.Random(6), fail_rate=0.0, scale=0)
+    store = writer.store
+    size = LogView(store).latest().size
+    state = StoredProtocolState(store.derived_source(), size, writable=False)
+    last = state.log_time_ms_at(size - 1)
+    with pytest.raises(RefusedError, match="precedes the last entry's log time"):
+        precedent_pieces(state, checkpoint=_checkpoint(size), audit_time_ms=last - 1)
+    with pytest.raises(RefusedError, match="differs from"):
+        precedent_pieces(state, checkpoint=_checkpoint(size + 1), audit_time_ms=last)
+
+
+@pytest.mark.parametrize("scenario", range(0, len(GOLDEN), 3), ids=[n for n, _ in GOLDEN[::3]])
+def test_the_streamed_text_is_the_rendered_report(scenario: int) -> None:
+    """``/v1/precedent.txt``'s lines, streamed, are exactly ``render_precedent_text`` of the
+    dict report: from a stored state with aggregates and from the in-memory replay."""
+    _, statements = GOLDEN[scenario]
+    source = MemorySource(statements)
+    writer = StoredProtocolState(source, 0, cache_records=2)
+    for s in statements:
+        writer.apply(s)
+    source.write(writer.size, writer.derived_rows())
+    writer.committed()
+    size = len(statements)
+    replayed = _replay_memory(statements)
+    stored = StoredProtocolState(source, size, writable=False)
+    last = replayed.log_time_ms_at(size - 1)
+    for days in (0, 31, 10_000):
+        at = last + days * DAY_MS
+        report = precedent_report(replayed, checkpoint=_checkpoint(size), audit_time_ms=at)
+        want = render_precedent_text(report)
+        for state in (replayed, stored):
+            pieces = precedent_text_pieces(state, checkpoint=_checkpoint(size), audit_time_ms=at)
+            assert "".join(pieces) == want
+
+
+def test_the_streamed_text_is_the_rendered_report_on_a_demo_log(sqlite_url: str) -> None:
+    writer = _write_log(sqlite_url, random.Random(8), fail_rate=0.0, scale=80)
+    store = writer.store
+    size = LogView(store).latest().size
+    stored = StoredProtocolState(store.derived_source(), size, writable=False)
+    replayed = _replayed(store, size)
+    at = replayed.log_time_ms_at(size - 1) + 40 * DAY_MS
+    report = precedent_report(replayed, checkpoint=_checkpoint(size), audit_time_ms=at)
+    pieces = precedent_text_pieces(stored, checkpoint=_checkpoint(size), audit_time_ms=at)
+    assert "".join(pieces) == render_precedent_text(report)
+
+
+# -- the stream between a worker thread and the event loop ------------------------------------
+
+
+def _endless(made: list[int], stopped: threading.Event) -> Iterator[str]:
+    try:
+        for n in itertools.count():
+            made.append(n)
+            yield f"{n:08d}"
+    finally:
+        stopped.set()
+
+
+def test_a_stream_hands_over_every_piece_in_order() -> None:
+    pieces = [f"piece {n};" for n in range(5000)]
+
+    @contextmanager
+    def produce() -> Iterator[Iterator[str]]:
+        yield iter(pieces)
+
+    async def read() -> bytes:
+        stream = ReportStream(produce, queue_chunks=2, chunk_bytes=100)
+        await stream.start()
+        return b"".join([chunk async for chunk in stream.chunks()])
+
+    assert asyncio.run(read()) == "".join(pieces).encode()
+
+
+def test_a_stream_left_by_its_reader_stops_computing() -> None:
+    """A client that goes away (the response's iteration is left, as Starlette does on a
+    disconnect) stops the producer at its next chunk: what it computed is bounded by the
+    queue, and its report generator is closed."""
+    made: list[int] = []
+    stopped = threading.Event()
+    left = threading.Event()
+
+    @contextmanager
+    def produce() -> Iterator[Iterator[str]]:
+        try:
+            yield _endless(made, stopped)
+        finally:
+            left.set()
+
+    async def read_two() -> ReportStream:
+        stream = ReportStream(produce, queue_chunks=2, chunk_bytes=80)
+        await stream.start()
+        chunks = stream.chunks()
+        async for _ in chunks:
+            if len(made) > 30:
+                break
+        await chunks.aclose()
+        return stream
+
+    stream = asyncio.run(read_two())
+    assert stream.done is not None
+    stream.done.result(timeout=60)
+    assert stream.stopped and left.is_set() and stopped.is_set()
+    # At most: the chunks read, the queue's, the one being handed over and one more.
+    assert len(made) < 30 + (2 + 2) * 10 + 10
+
+
+def test_a_stream_refused_before_its_first_piece_raises_at_start() -> None:
+    @contextmanager
+    def produce() -> Iterator[Iterator[str]]:
+        raise RefusedError("couldn't compute the precedent report: no")
+        yield iter(())
+
+    async def start() -> None:
+        await ReportStream(produce).start()
+
+    with pytest.raises(RefusedError, match="no"):
+        asyncio.run(start())
