@@ -337,6 +337,43 @@ class VerifierKey:
             ) from None
 
 
+def parse_private_key_line(text: str) -> tuple[str, str, bytes]:
+    """Split a ``PRIVATE+KEY+<name>+<hex8>+<base64 key data>`` line, strictly: the key name
+    valid, the key ID 8 lowercase hex digits, the key data canonical base64. Returns the name,
+    the key ID as written and the decoded key data (type and seed: each key type checks its
+    own). Messages never include key material; no surrounding whitespace is accepted."""
+    if not text.startswith(PRIVATE_KEY_PREFIX):
+        raise MalformedError("couldn't parse private key: it does not start with PRIVATE+KEY+")
+    parts = text[len(PRIVATE_KEY_PREFIX) :].split("+", 2)
+    if len(parts) != 3:
+        raise MalformedError(
+            "couldn't parse private key: want PRIVATE+KEY+<name>+<hex8>+<base64 key>"
+        )
+    name, hex8, key64 = parts
+    check_key_name(name)
+    if not _HEX8.fullmatch(hex8):
+        raise MalformedError(
+            f"couldn't parse private key of {excerpt(name)}: key id is not 8 lowercase hex digits"
+        )
+    try:
+        raw = decode_base64(key64, "private key")
+    except MalformedError:
+        raise MalformedError(
+            f"couldn't parse private key of {excerpt(name)}: key data is not canonical base64"
+        ) from None
+    return name, hex8, raw
+
+
+def check_private_key_id(name: str, hex8: str, key_id: bytes) -> None:
+    """Refuse a private key line whose key ID (``hex8``) is not ``key_id``, the ID of the
+    public key its seed derives."""
+    if key_id.hex() != hex8:
+        raise MalformedError(
+            f"couldn't parse private key of {excerpt(name)}: key id {hex8} is not "
+            f"{key_id.hex()}, the id of its public key"
+        )
+
+
 class Signer:
     """A private key with its key name and signature type: Ed25519 or ML-DSA-44.
 
@@ -401,26 +438,7 @@ class Signer:
         ID of the derived public key. Error messages never include the key material. No
         surrounding whitespace is accepted: callers strip file contents.
         """
-        if not text.startswith(PRIVATE_KEY_PREFIX):
-            raise MalformedError("couldn't parse private key: it does not start with PRIVATE+KEY+")
-        parts = text[len(PRIVATE_KEY_PREFIX) :].split("+", 2)
-        if len(parts) != 3:
-            raise MalformedError(
-                "couldn't parse private key: want PRIVATE+KEY+<name>+<hex8>+<base64 key>"
-            )
-        name, hex8, key64 = parts
-        check_key_name(name)
-        if not _HEX8.fullmatch(hex8):
-            raise MalformedError(
-                f"couldn't parse private key of {excerpt(name)}: "
-                "key id is not 8 lowercase hex digits"
-            )
-        try:
-            raw = decode_base64(key64, "private key")
-        except MalformedError:
-            raise MalformedError(
-                f"couldn't parse private key of {excerpt(name)}: key data is not canonical base64"
-            ) from None
+        name, hex8, raw = parse_private_key_line(text)
         alg = raw[0] if raw else -1
         if alg not in SUPPORTED_ALGS:
             raise MalformedError(
@@ -433,11 +451,7 @@ class Signer:
                 f"not {1 + _SEED_SIZES[alg]} (type byte and a {_SEED_SIZES[alg]}-byte seed)"
             )
         signer = cls(name, raw[1:], alg)
-        if signer.verifier_key.key_id.hex() != hex8:
-            raise MalformedError(
-                f"couldn't parse private key of {excerpt(name)}: key id {hex8} is not "
-                f"{signer.verifier_key.key_id.hex()}, the id of its public key"
-            )
+        check_private_key_id(name, hex8, signer.verifier_key.key_id)
         return signer
 
     @property

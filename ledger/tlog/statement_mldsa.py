@@ -46,9 +46,11 @@ from ledger.tlog.note import (
     MLDSA44_SIGNATURE_SIZE,
     PRIVATE_KEY_PREFIX,
     check_key_name,
+    check_private_key_id,
     decode_base64,
     encode_base64,
     excerpt,
+    parse_private_key_line,
 )
 
 STATEMENT_MLDSA44_TYPE: Final = b"\xffamnesty-ledger/ml-dsa44"
@@ -219,32 +221,14 @@ class StatementMLDSA44Signer:
     def parse_private_key(cls, text: str) -> StatementMLDSA44Signer:
         """Parse ``PRIVATE+KEY+<name>+<hex8>+<base64(type ‖ seed)>`` strictly; the key ID must
         be the derived public key's. Messages never include key material."""
-        if not text.startswith(PRIVATE_KEY_PREFIX):
-            raise MalformedError("couldn't parse private key: it does not start with PRIVATE+KEY+")
-        parts = text[len(PRIVATE_KEY_PREFIX) :].split("+", 2)
-        if len(parts) != 3:
-            raise MalformedError(
-                "couldn't parse private key: want PRIVATE+KEY+<name>+<hex8>+<base64 key>"
-            )
-        name, hex8, key64 = parts
-        check_key_name(name)
-        try:
-            raw = decode_base64(key64, "private key")
-        except MalformedError:
-            raise MalformedError(
-                f"couldn't parse private key of {excerpt(name)}: key data is not canonical base64"
-            ) from None
+        name, hex8, raw = parse_private_key_line(text)
         if not raw.startswith(STATEMENT_MLDSA44_TYPE) or len(raw) != 24 + MLDSA44_SEED_SIZE:
             raise MalformedError(
                 f"couldn't parse private key of {excerpt(name)}: not an ML-DSA-44 statement key "
                 f"(the 24-byte type and a {MLDSA44_SEED_SIZE}-byte seed)"
             )
         signer = cls(name, raw[len(STATEMENT_MLDSA44_TYPE) :])
-        if signer.verifier_key.key_id.hex() != hex8:
-            raise MalformedError(
-                f"couldn't parse private key of {excerpt(name)}: key id {hex8} is not "
-                f"{signer.verifier_key.key_id.hex()}, the id of its public key"
-            )
+        check_private_key_id(name, hex8, signer.verifier_key.key_id)
         return signer
 
     @property
