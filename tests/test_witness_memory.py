@@ -16,6 +16,7 @@ import hashlib
 import json
 import shutil
 import sqlite3
+import threading
 import time
 from pathlib import Path
 
@@ -316,5 +317,39 @@ def test_recall_skips_a_witness_that_is_down_or_says_what_does_not_verify(tmp_pa
         assert learned == {W1.vkey: 3}
         remembered = memory.read()
         assert remembered is not None and remembered.witnessed[W1.vkey].note == honest
+    finally:
+        log.close()
+
+
+def test_recall_asks_every_witness_at_once(tmp_path: Path) -> None:
+    """A start waits for the slowest witness, not for the sum of their timeouts: the requests
+    are in flight together (each waits at a barrier only all of them reach; asked one after
+    the other, the first would wait alone and break it), and each answer is still
+    remembered."""
+    log = Log(tmp_path / "log.db")
+    try:
+        note = log.grow(3)
+        memory = _memory(tmp_path, log)
+        memory.confirm(note)
+        checkpoint = open_checkpoint(note, log.signer.verifier_key)
+        witnesses = [
+            WitnessEndpoint("http://one.invalid", (W1.verifier_key,)),
+            WitnessEndpoint("http://two.invalid", (W2.verifier_key,)),
+            WitnessEndpoint(f"http://127.0.0.1:{free_port()}", (W1.verifier_key,)),
+        ]
+        answers = {
+            witnesses[0].url: _cosigned(note, W1.cosign(checkpoint, 9)),
+            witnesses[1].url: _cosigned(note, W2.cosign(checkpoint, 9)),
+        }
+        together = threading.Barrier(len(witnesses), timeout=30)
+
+        def fetch(url: str, origin: str) -> bytes | None:
+            together.wait()
+            if url in answers:
+                return answers[url]
+            return fetch_cosigned_checkpoint(url, origin, timeout=2)  # down: refused
+
+        learned = recall_cosigned(witnesses, log.signer.name, fetch, memory.remember_cosigned)
+        assert learned == {W1.vkey: 3, W2.vkey: 3}
     finally:
         log.close()

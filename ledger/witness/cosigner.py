@@ -39,6 +39,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Final
 
@@ -330,14 +331,25 @@ def recall_cosigned(
     Meant for start-up, before the stored tree is checked against the signer's memory. Best
     effort: a witness that is unreachable, has no read endpoint or nothing for this log is
     skipped with a log line (the memory file still holds what the cosigner kept), and so is one
-    whose answer does not verify (``remember`` refuses it). One request per witness.
+    whose answer does not verify (``remember`` refuses it). One request per witness, all of
+    them at once (a start waits for the slowest witness, never for the sum of their
+    timeouts); the answers are remembered one at a time, in the policy's order.
     """
-    learned: dict[str, int] = {}
-    for witness in witnesses:
+
+    def ask(witness: WitnessEndpoint) -> bytes | LedgerError | None:
         try:
-            note = fetch(witness.url, origin)
+            return fetch(witness.url, origin)
         except LedgerError as exc:
-            log.warning("couldn't ask witness %s what it cosigned: %s", witness.url, exc)
+            return exc
+
+    with ThreadPoolExecutor(
+        max_workers=max(1, min(len(witnesses), 16)), thread_name_prefix="recall-witness"
+    ) as pool:
+        answers = list(pool.map(ask, witnesses))
+    learned: dict[str, int] = {}
+    for witness, note in zip(witnesses, answers, strict=True):
+        if isinstance(note, LedgerError):
+            log.warning("couldn't ask witness %s what it cosigned: %s", witness.url, note)
             continue
         if note is None:
             log.info("witness %s has no cosigned checkpoint of this log to show", witness.url)
