@@ -124,17 +124,11 @@ def _write_log(url: str, rng: random.Random, *, fail_rate: float, scale: int) ->
     return writer
 
 
-@pytest.mark.parametrize("engine", ["sqlite", "postgresql"])
 def test_derived_state_equals_a_replay_after_random_batches_failures_and_restarts(
-    engine: str, request: pytest.FixtureRequest, tmp_path: Path
+    db_url: str,
 ) -> None:
-    url = (
-        f"sqlite:///{tmp_path / 'log.db'}"
-        if engine == "sqlite"
-        else str(request.getfixturevalue("pg_url"))
-    )
     rng = random.Random(20261203)
-    writer = _write_log(url, rng, fail_rate=0.15, scale=400)
+    writer = _write_log(db_url, rng, fail_rate=0.15, scale=400)
     assert writer.flaky.failures >= 3 and writer.restarts >= 2, "the test must exercise both"
     store = writer.store
     source = store.derived_source()

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -261,17 +260,11 @@ def test_aggregates_are_built_from_a_flush_point_that_has_none() -> None:
 # -- the demo log through the sequencer, on SQLite and PostgreSQL ----------------------------------
 
 
-@pytest.mark.parametrize("engine", ["sqlite", "postgresql"])
 def test_stored_aggregates_equal_a_replay_after_random_batches_failures_and_restarts(
-    engine: str, request: pytest.FixtureRequest, tmp_path: Path
+    db_url: str,
 ) -> None:
-    url = (
-        f"sqlite:///{tmp_path / 'log.db'}"
-        if engine == "sqlite"
-        else str(request.getfixturevalue("pg_url"))
-    )
     rng = random.Random(20261204)
-    writer = _write_log(url, rng, fail_rate=0.15, scale=300)
+    writer = _write_log(db_url, rng, fail_rate=0.15, scale=300)
     assert writer.flaky.failures >= 2 and writer.restarts >= 1
     store = writer.store
     source = store.derived_source()
