@@ -61,6 +61,9 @@ class TestLog:
     key_path: Path
     members: list[Signer]
     entries: dict[str, tuple[int, bytes]] = field(default_factory=dict)
+    derived: bool = False
+    """Whether each append writes the derived state with its batch, as a serving writer does
+    (a flush point at every size); otherwise the log has none (servers replay it)."""
 
     def settings(self, **overrides: Any) -> Settings:
         values: dict[str, Any] = {
@@ -76,8 +79,13 @@ class TestLog:
         """Append one statement directly with the sequencer (no server)."""
         store = SqlLogStore(self.url)
         try:
-            policy = StatementPolicy(ORIGIN)
+            policy = (
+                StatementPolicy(ORIGIN, store.derived_source())
+                if self.derived
+                else StatementPolicy(ORIGIN)
+            )
             sequencer = Sequencer(store, self.log_signer, policy)
+            sequencer.warm_up()
             (result,) = sequencer.sequence_now([policy.prepare(note)])
         finally:
             store.close()
@@ -114,15 +122,16 @@ class TestLog:
         )
 
 
-def make_log(folder: Path, *, offer: bool = True) -> TestLog:
-    """A fresh log: 3-of-5 keyset genesis and (by default) the default offer."""
+def make_log(folder: Path, *, offer: bool = True, derived: bool = False) -> TestLog:
+    """A fresh log: 3-of-5 keyset genesis and (by default) the default offer; with
+    ``derived``, its derived state written with every append (:attr:`TestLog.derived`)."""
     signer = make_signer()
     key_path = folder / "log.key"
     key_path.write_text(signer.private_key_text())
     url = f"sqlite:///{folder / 'log.db'}"
     create_log(url, signer).close()
     members = body_members()
-    log = TestLog(folder, url, signer, key_path, members)
+    log = TestLog(folder, url, signer, key_path, members, derived=derived)
     log.append(
         "keyset",
         log.by_body("keyset", {"members": sorted(m.vkey for m in members), "threshold": 3}),

@@ -28,6 +28,11 @@ from ledger.tlog.note import Signer, sign_note
 from tests.api_support import TestLog, make_log
 from tests.test_client import client_for, lying
 
+BOTH_STATES = pytest.mark.parametrize(
+    "log", [False, True], ids=["replayed", "derived"], indirect=True
+)
+"""Run a test on the log without derived state and with it (the fixture ``log``)."""
+
 APPS = "/v1/precedent/applications"
 SUBJECTS = "/v1/precedent/subjects"
 
@@ -37,10 +42,12 @@ def ai(n: int) -> Signer:
 
 
 @pytest.fixture
-def log(tmp_path: Path) -> TestLog:
+def log(tmp_path: Path, request: pytest.FixtureRequest) -> TestLog:
     """Genesis, offer, then four applicants: one granted, one denied who applies again, one
-    open, one granted; five applications by four subjects (ids 2, 3, 6, 8)."""
-    log = make_log(tmp_path)
+    open, one granted; five applications by four subjects (ids 2, 3, 6, 8). Without derived
+    state (servers replay it), and with it written at every size (the precedent's aggregates
+    included), as a serving writer writes it (the tests marked ``BOTH_STATES``)."""
+    log = make_log(tmp_path, derived=getattr(request, "param", False))
     log.append("a", log.application(ai(1), "Alpha"))  # 2
     log.append("b", log.application(ai(2), "Bravo"))  # 3
     log.append("grant-a", log.decision("a"))  # 4
@@ -83,6 +90,7 @@ def walk(client: TestClient, path: str, key: str, limit: int) -> list[dict[str, 
         assert page["next"] == f"{path}?cursor={cursor}&limit={limit}"
 
 
+@BOTH_STATES
 def test_pages_concatenate_to_the_full_report(client: TestClient) -> None:
     full = client.get("/v1/precedent").json()
     report = full["report"]
@@ -173,6 +181,7 @@ def test_the_limit_bounds_are_accepted(client: TestClient) -> None:
     assert largest.status_code == 200 and largest.json()["applications"] == []
 
 
+@BOTH_STATES
 def test_the_core_pages_are_the_report_s_lists(client: TestClient, log: TestLog) -> None:
     """``applications_after`` and ``subjects_after`` over a state, for every cursor and limit."""
     store = SqlLogStore(log.url)
@@ -226,6 +235,7 @@ def honest(client: TestClient, log: TestLog) -> LedgerClient:
     return LedgerClient("http://testserver", log.log_signer.vkey, http=client)
 
 
+@BOTH_STATES
 def test_the_client_walks_every_page_and_verifies_each_head(
     client: TestClient, log: TestLog
 ) -> None:
@@ -306,3 +316,75 @@ def test_the_client_catches_pages_that_do_not_follow_the_cursor(
     with pytest.raises((VerificationError, MalformedError), match=caught):
         for _ in zip(range(20), liar.iter_precedent_applications(limit=2), strict=False):
             pass
+
+
+SUMMARY = "/v1/precedent/summary"
+YEAR_MS = 365 * 24 * 3600 * 1000
+
+
+def _in_brief(report: dict[str, Any]) -> dict[str, Any]:
+    """What the summary says of a full report: verdicts, first applicant, counts."""
+    counts = report["counts"]
+    return {
+        "audit_time_ms": report["audit_time_ms"],
+        "all_commitments_honoured": report["all_commitments_honoured"],
+        "commitments": [(c["id"], c["status"], c["broken_at"]) for c in report["commitments"]],
+        "first_applicant": report["first_applicant"],
+        "entries": counts["entries"],
+        "applications": counts["applications"],
+        "applications_by_outcome": counts["applications_by_outcome"],
+        "subjects": counts["subjects"],
+        "subjects_ever_granted": counts["subjects_ever_granted"],
+        "subjects_terminated": counts["subjects_terminated"],
+    }
+
+
+def _summary_in_brief(summary: dict[str, Any]) -> dict[str, Any]:
+    return {
+        **{key: summary[key] for key in summary if key not in ("checkpoint", "commitments")},
+        "commitments": [(c["id"], c["status"], c["broken_at"]) for c in summary["commitments"]],
+    }
+
+
+@BOTH_STATES
+def test_the_summary_at_any_size_and_time_is_the_full_reports_in_brief(
+    client: TestClient,
+) -> None:
+    """``/v1/precedent/summary?at=&audit_time_ms=`` takes the full report's parameters with
+    its defaults and says what that report says in brief, naming the same tree head: at every
+    size of the log, judged then and a year later (clocks run out)."""
+    latest = client.get("/v1/precedent").json()["checkpoint"]["size"]
+    for size in range(1, latest):
+        full = client.get("/v1/precedent", params={"at": size}).json()
+        summary = client.get(SUMMARY, params={"at": size})
+        assert summary.status_code == 200, summary.text
+        wire.PrecedentSummary.model_validate(summary.json())
+        assert summary.json()["checkpoint"] == full["checkpoint"]
+        assert _summary_in_brief(summary.json()) == _in_brief(full["report"]), size
+        later = {"at": size, "audit_time_ms": full["report"]["audit_time_ms"] + YEAR_MS}
+        full_later = client.get("/v1/precedent", params=later).json()["report"]
+        assert _summary_in_brief(client.get(SUMMARY, params=later).json()) == _in_brief(full_later)
+    now = client.get(SUMMARY).json()
+    judged = {"audit_time_ms": now["audit_time_ms"] + YEAR_MS}
+    assert _summary_in_brief(client.get(SUMMARY, params=judged).json()) == _in_brief(
+        client.get("/v1/precedent", params=judged).json()["report"]
+    )
+
+
+@BOTH_STATES
+def test_the_summary_refuses_what_the_report_refuses(client: TestClient) -> None:
+    """A size beyond the tree is 404, an audit time before the last entry's log time is 422
+    ``refused``, a malformed parameter 422: each with the report's own answer."""
+    latest = client.get(SUMMARY).json()["checkpoint"]["size"]
+    beyond = client.get(SUMMARY, params={"at": latest + 1})
+    assert (
+        beyond.status_code
+        == 404
+        == client.get("/v1/precedent", params={"at": latest + 1}).status_code
+    )
+    early = client.get(SUMMARY, params={"audit_time_ms": 1})
+    assert early.status_code == 422 and "precedes" in early.json()["detail"]
+    early_past = client.get(SUMMARY, params={"at": 3, "audit_time_ms": 1})
+    assert early_past.status_code == 422 and "precedes" in early_past.json()["detail"]
+    for bad in ({"at": "-1"}, {"at": "x"}, {"audit_time_ms": "soon"}):
+        assert client.get(SUMMARY, params=bad).status_code == 422, bad

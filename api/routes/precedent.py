@@ -40,6 +40,7 @@ from api.precedents import ReportStream
 from api.present import b64, json_response, precedent_summary, tree_head
 from api.problems import ProblemError
 from api.service import LedgerService
+from ledger.errors import RefusedError
 from ledger.protocol.aggregates import has_aggregates, summary_from_aggregates
 from ledger.protocol.audit import applications_after, subjects_after
 from ledger.protocol.state import ProtocolState
@@ -110,23 +111,58 @@ async def get_precedent(
     response_model=wire.PrecedentSummary,
     summary="The precedent in brief: each commitment's verdict, the first applicant, totals",
 )
-def get_precedent_summary(service: Service) -> Response:
+def get_precedent_summary(
+    service: Service, at: AtQuery = None, audit_time_ms: AuditTimeQuery = None
+) -> Response:
     """The verdict on every commitment, the first applicant's treatment and totals, judged now
-    at the latest checkpoint, which it names. Read from the precedent's aggregates kept with
-    the derived state (a few range reads at any log size); on a log whose derived state has
-    none yet, computed by a scan and reused for a minute while the log does not grow. Small at
-    any log size, unlike the full report, which lists every subject's timeline. To read a large
-    precedent, page through its lists: ``GET /v1/precedent/applications`` and
-    ``GET /v1/precedent/subjects`` (``?cursor=&limit=``, ``next_cursor`` to continue)."""
-    with service.reader.latest() as (state, signed):
-        if isinstance(state, StoredProtocolState) and has_aggregates(state):
-            head = service.head_of(signed)
-            return json_response(summary_from_state(state, head, judged_now_ms(state)))
+    at the latest checkpoint, which it names; ``?at=SIZE`` as the precedent stood at an
+    earlier size, ``?audit_time_ms=`` judged at another time (the same parameters and defaults
+    as the full report's: its summary, field for field). Read from the precedent's aggregates
+    kept with the derived state: a few range reads at any log size and any size asked (the
+    state at a past size is its flush point and at most a batch of replay), never waiting for
+    a report's turn. On a log whose derived state has none yet, computed by a scan (judged
+    now at the latest checkpoint: reused for a minute while the log does not grow; otherwise
+    taking a report's turn). Small at any log size, unlike the full report, which lists every
+    subject's timeline. To read a large precedent, page through its lists:
+    ``GET /v1/precedent/applications`` and ``GET /v1/precedent/subjects``
+    (``?cursor=&limit=``, ``next_cursor`` to continue)."""
+    latest = service.heads.latest()
+    if at is None or at == latest.size:
+        with service.reader.latest() as (state, signed):
+            if isinstance(state, StoredProtocolState) and has_aggregates(state):
+                audit = _summary_time(state, audit_time_ms, judged_now_ms(state))
+                return json_response(aggregated_summary(state, service.head_of(signed), audit))
+        if audit_time_ms is None:
 
-    def compute(state: ProtocolState, head: TreeHeadInfo) -> wire.PrecedentSummary:
-        return summary_from_state(state, head, judged_now_ms(state))
+            def compute(state: ProtocolState, head: TreeHeadInfo) -> wire.PrecedentSummary:
+                return summary_from_state(state, head, judged_now_ms(state))
 
-    return json_response(service.fresh_at_latest("precedent-summary", compute))
+            return json_response(service.fresh_at_latest("precedent-summary", compute))
+        with service.heavy("the precedent summary"), service.reader.latest() as (state, signed):
+            audit = _summary_time(state, audit_time_ms, judged_now_ms(state))
+            return json_response(precedent_summary(state, service.head_of(signed), audit))
+    head = service.tree_head_under(latest, at)
+    past = service.reader.at(at)
+    audit = _summary_time(past, audit_time_ms, past.log_time_ms_at(at - 1) if at else 0)
+    if isinstance(past, StoredProtocolState) and has_aggregates(past):
+        return json_response(aggregated_summary(past, head, audit))
+    with service.heavy(f"the precedent summary at size {at}"):
+        return json_response(precedent_summary(past, head, audit))
+
+
+def _summary_time(state: ProtocolState, asked: int | None, default: int) -> int:
+    """The audit time of a summary of ``state``: ``asked`` if given, else ``default``; never
+    before the last entry's log time (:class:`~ledger.errors.RefusedError`, a 422, as for the
+    full report)."""
+    if asked is None:
+        return default
+    last = state.log_time_ms_at(state.size - 1) if state.size else 0
+    if asked < last:
+        raise RefusedError(
+            f"couldn't compute the precedent summary: audit time {asked} precedes the last "
+            f"entry's log time {last}"
+        )
+    return asked
 
 
 def summary_from_state(
