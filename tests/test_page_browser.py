@@ -8,7 +8,8 @@ server shows a second history under the same key after a first visit (with both 
 checkpoints offered as evidence). On a hybrid log (Ed25519 and ML-DSA-44) the page verifies the
 ML-DSA-44 line under its key policy: a changed or missing line fails the policy ``both``, a
 swapped ML-DSA-44 key after a first visit is refused, and a log that added its key by a
-``log_key`` entry still verifies the checkpoints from before it. The proxy is Chromium's own request interception
+``log_key`` entry still verifies the checkpoints from before it (tests/test_page_log_key.py: the
+page checks that entry, anchoring the key its source states). The proxy is Chromium's own request interception
 (``page.route``): the page gets the server's real answer, edited.
 """
 
@@ -348,7 +349,7 @@ LIES: dict[str, tuple[str, RouteHandler, str]] = {
     "edited entries JSON: no keyset before the offer": (
         "**/v1/entries?type=keyset*",
         _edit_json(["entries", 0, "index"], 2),
-        "couldn't check the offer's signers: the server names no keyset entry before it",
+        "couldn't check the offer's signers: the server names no keyset entry before entry 1",
     ),
     "edited applications JSON: an offer as an applicant": (
         "**/v1/precedent/applications*",
@@ -956,7 +957,13 @@ def test_a_hybrid_checkpoint_verifies_under_both_keys(
         "Ed25519 and ML-DSA-44 signatures of the log (key policy both); the 4 entries shown"
     ), shown.sentence
     assert shown.console_errors == [] and shown.page_errors == [] and shown.failed_requests == []
+    # Created hybrid: no log_key entry anchors the ML-DSA-44 key, and the page says so.
+    assert (
+        "the log's ML-DSA-44 key is trusted on first use (the page's source names no log_key "
+        "entry anchoring it, as for a log created with it); this is the first visit"
+    ) in shown.sentence
     page = shown.page
+    assert page.get_attribute("#verification", "data-mldsa44-key") == "first-use"
     assert page.get_attribute("#verification", "data-signatures") == "Ed25519 ML-DSA-44"
     assert page.inner_text("#vkey").split() == [hybrid.log.log_signer.vkey, LOG_MLDSA44.vkey]
     assert "Key policy (the default): both" in page.inner_text("#key-policy")
@@ -1068,6 +1075,8 @@ def test_a_visitor_pins_both_keys_and_chooses_a_policy(
     sentence = page.inner_text("#verification-sentence")
     assert page.get_attribute("#verification", "data-verification") == "verified", sentence
     assert "signed by the log keys you pinned — verified: Ed25519 and ML-DSA-44" in sentence
+    assert "trusted on first use" not in sentence and "anchored" not in sentence
+    assert page.get_attribute("#verification", "data-mldsa44-key") == "pinned"
     page.select_option("#policy-select", "ed25519")
     with page.expect_navigation():
         page.click("text=Use this policy")
@@ -1123,6 +1132,12 @@ def test_a_log_that_adds_its_mldsa_key_verifies_before_and_after(
     assert "Ed25519 and ML-DSA-44 signatures of the log (key policy both)" in again.sentence
     assert "consistent with the checkpoint of 4 entries this browser verified" in again.sentence
     assert again.page.locator("#entry-4 h3").inner_text() == "Entry 4: the log's ML-DSA-44 key"
+    # The key the page's source states is the one entry 4 added, signed by the body's threshold.
+    assert (
+        "the log's ML-DSA-44 key is anchored in the log by entry 4, a log_key statement signed "
+        "by 3 of the 5 members of the body's keyset at entry 0 (3 must sign); consistent with"
+    ) in again.sentence
+    assert again.page.get_attribute("#verification", "data-mldsa44-key") == "anchored"
 
 
 HYBRID_CHECKS = """async ({ vkeys, cases }) => {

@@ -5,6 +5,9 @@
 //    hybrid log, its ML-DSA-44 vkey — with a key policy (ed25519, mldsa44 or both; by default
 //    both when an ML-DSA-44 key is pinned) the visitor may choose; trust on first use keeps the
 //    keys the page stated on a verified visit, so a page that later states others is refused;
+//    an ML-DSA-44 key the page's source states is anchored in the log when the source names the
+//    log_key entry that added it (that entry verified, of that key, signed by the body's
+//    threshold), else said to be trusted on first use;
 // 2. the checkpoint must carry the signatures the policy requires by those keys, each valid
 //    (verify.js: Ed25519, and ML-DSA-44 over the subtree/v1 message, docs/FORMAT.md §7), and be
 //    consistent (RFC 9162 proof) with the last checkpoint this browser verified, kept in
@@ -163,11 +166,13 @@ const metaContent = (name) => document.querySelector(`meta[name="${name}"]`)?.co
 // The keys to pin: the visitor's, else those the page's source states (every vkey that signs the
 // log's checkpoints, else the Ed25519 one of an older server); the visitor's key policy; and the
 // index of the log_key entry that added the ML-DSA-44 key, as the page's source states it (null:
-// the log was created with it, or has none).
+// the log was created with it, or has none; `mldsaKeyEntryUnreadable`: the source states
+// something else than an index or nothing).
 function pinnedKey() {
   const policy = localStorage.getItem(POLICY);
-  const entry = /^(0|[1-9][0-9]{0,15})$/.test(metaContent("amnesty-log-mldsa-key-entry")) ? Number(metaContent("amnesty-log-mldsa-key-entry")) : null;
-  const common = { policy: policy || null, mldsaKeyEntry: entry };
+  const stated = metaContent("amnesty-log-mldsa-key-entry");
+  const entry = /^(0|[1-9][0-9]{0,15})$/.test(stated) ? Number(stated) : null;
+  const common = { policy: policy || null, mldsaKeyEntry: entry, mldsaKeyEntryUnreadable: stated !== "" && entry === null };
   const pinned = localStorage.getItem(PINNED);
   if (pinned) return { vkeys: pinned, pinnedByVisitor: true, ...common };
   return { vkeys: metaContent("amnesty-log-vkeys") || metaContent("amnesty-log-vkey"), pinnedByVisitor: false, ...common };
@@ -272,24 +277,101 @@ const signerNames = (vkeys) => {
 
 // -- the sections -------------------------------------------------------------------------------
 
-// Which members of the body's keyset signed `offer`: keys are compared by their public key, each
-// counted once; fewer than the keyset's threshold fails.
-async function bodySigners(offer, keyset) {
+// Which members of the body's keyset signed `entry`, a verified body statement (the offer, the
+// log_key entry that added the log's ML-DSA-44 key): keys are compared by their public key, each
+// counted once; fewer than the keyset's threshold fails, the reason after `what` (what could not
+// be checked).
+async function bodySigners(entry, keyset, what) {
   if (!keyset || keyset.statement.type !== "keyset" || !Array.isArray(keyset.statement.body.members)) {
-    throw new VerificationFailure("couldn't check the offer's signers: the server names no keyset entry before it");
+    throw new VerificationFailure(`${what}: the server names no keyset entry before entry ${entry.index}`);
   }
   const members = [];
   for (const vkey of keyset.statement.body.members) members.push(await parseVkey(vkey));
   const signers = [];
-  for (const vkey of offer.signedBy) signers.push(await parseVkey(vkey));
+  for (const vkey of entry.signedBy) signers.push(await parseVkey(vkey));
   const hex = (k) => Array.from(k.publicKey, (b) => b.toString(16).padStart(2, "0")).join("");
   const memberKeys = new Set(members.map(hex));
   const signed = new Set(signers.map(hex).filter((k) => memberKeys.has(k)));
   const threshold = keyset.statement.body.threshold;
   if (!Number.isSafeInteger(threshold) || signed.size < threshold) {
-    throw new VerificationFailure(`couldn't check the offer's signers: ${signed.size} members of the keyset at entry ${keyset.index} signed it, it needs ${count(threshold)}`);
+    throw new VerificationFailure(`${what}: entry ${entry.index} is signed by ${signed.size} of the ${count(threshold)} members the keyset at entry ${keyset.index} requires`);
   }
   return { keyset: keyset.index, members: memberKeys.size, threshold, signed: signed.size, names: signers.filter((k) => signed.has(hex(k))).map((k) => k.vkey) };
+}
+
+// -- where the log's ML-DSA-44 key comes from ----------------------------------------------------
+
+const MLDSA_KEY = "couldn't verify the log's ML-DSA-44 key";
+const keyIdOf = (vkey) => {
+  const id = typeof vkey === "string" ? vkey.split("+")[1] ?? "" : "";
+  return /^[0-9a-f]{8}$/.test(id) ? `key ID ${id}` : "an unreadable key";
+};
+const namedEntry = (index) => (index === null ? "no log_key entry" : `entry ${index}`);
+
+// The page's source states the ML-DSA-44 key the page uses (the visitor pinned none): it must say
+// the same as the log's /v1/log (both are the server's word; a proxy that edits one of them
+// contradicts the other), and an index it states must be one (docs/FORMAT.md F7.4).
+async function checkStatedMldsaKey(logKey, key) {
+  if (logKey.mldsaKeyEntryUnreadable) throw new VerificationFailure(`${MLDSA_KEY}: the page's source names its log_key entry by something that is not an entry index`);
+  if (!key.mldsa44) {
+    if (logKey.mldsaKeyEntry !== null) {
+      throw new VerificationFailure(`couldn't trust the log keys: the page's source names entry ${logKey.mldsaKeyEntry} as the log_key entry that added the log's ML-DSA-44 key, and states no ML-DSA-44 key`);
+    }
+    return;
+  }
+  if (key.policy === "ed25519") return;
+  const log = await getJSON("/v1/log");
+  if (!Array.isArray(log.log_vkeys) || log.log_vkeys.join(" ") !== key.vkeys.join(" ")) {
+    throw new VerificationFailure(`${MLDSA_KEY}: the page's source and /v1/log state different log keys`);
+  }
+  const said = log.mldsa_key_entry ?? null;
+  const logEntry = said === null || Number.isSafeInteger(said) ? said : undefined;
+  if (logEntry !== logKey.mldsaKeyEntry) {
+    throw new VerificationFailure(`${MLDSA_KEY}: the page's source names ${namedEntry(logKey.mldsaKeyEntry)} as the one that added it, and /v1/log names ${logEntry === undefined ? "something that is not an entry index" : namedEntry(logEntry)}`);
+  }
+}
+
+// Where the ML-DSA-44 key in use, stated by the page's source, comes from, checked in the verified
+// entries (docs/FORMAT.md F7.4): entry `anchor` (proven included in the checkpoint like every
+// entry; its envelope names its index and its statement this log's origin) must be a log_key
+// statement of exactly that key, signed by the threshold of the keyset in force before it; a log
+// without an anchor (created with its key) is trusted on first use. Any other log_key entry the
+// page verified contradicts the source. The anchor holds only in a tree an Ed25519 signature of
+// the log covers: under the policy mldsa44, a checkpoint without one leaves the key trusted on
+// first use (the ML-DSA-44 key would vouch for itself).
+async function mldsaKeyAnchor(key, anchor, entries, keyset, checkpoint) {
+  const others = () => {
+    for (const entry of entries.values()) {
+      if (entry.statement.type === "log_key" && entry.index !== anchor) {
+        throw new VerificationFailure(`${MLDSA_KEY}: entry ${entry.index} is a log_key statement, and the page's source names ${namedEntry(anchor)} as the one that added it`);
+      }
+    }
+  };
+  if (anchor === null) {
+    others();
+    return { anchored: false, index: null };
+  }
+  const entry = entries.get(anchor);
+  if (entry.statement.type !== "log_key") {
+    const label = typeLabel(entry.statement);
+    throw new VerificationFailure(`${MLDSA_KEY}: entry ${anchor}, which the page's source names as the one that added it, is not a log_key statement${label ? ` (it is ${label})` : ""}`);
+  }
+  const named = entry.statement.body?.vkey;
+  if (named !== key.mldsa44.vkey) {
+    throw new VerificationFailure(`${MLDSA_KEY}: entry ${anchor}, the log_key statement the page's source names, names another key (${keyIdOf(named)}) than the one the page uses (${keyIdOf(key.mldsa44.vkey)})`);
+  }
+  const body = await bodySigners(entry, keyset, MLDSA_KEY);
+  others();
+  return { anchored: checkpoint.signedBy.includes("Ed25519"), index: anchor, body };
+}
+
+// What the verified sentence says of where the ML-DSA-44 key in use comes from.
+function mldsaKeyWords(anchor) {
+  if (anchor.index === null) return "the log's ML-DSA-44 key is trusted on first use (the page's source names no log_key entry anchoring it, as for a log created with it)";
+  const signed = `entry ${anchor.index}, a log_key statement signed by ${anchor.body.signed} of the ${anchor.body.members} members of the body's keyset at entry ${anchor.body.keyset} (${anchor.body.threshold} must sign)`;
+  return anchor.anchored
+    ? `the log's ML-DSA-44 key is anchored in the log by ${signed}`
+    : `the log's ML-DSA-44 key is trusted on first use: it is named by ${signed}, in a tree no Ed25519 signature of the log covers`;
 }
 
 function showOffer(entry, body, section) {
@@ -616,6 +698,12 @@ async function verifyAndShow() {
     if (evidence.earlier) showEvidence(evidence);
     throw error;
   }
+  // An ML-DSA-44 key the page's source states (the visitor pinned none) and the page uses must
+  // be the one a verified log_key entry added, the entry the source names (`anchor`), or be
+  // said to be trusted on first use (a log created with it names no such entry).
+  if (!logKey.pinnedByVisitor) await checkStatedMldsaKey(logKey, key);
+  const anchorWanted = !logKey.pinnedByVisitor && key.mldsa44 !== null && key.policy !== "ed25519";
+  const anchor = anchorWanted ? logKey.mldsaKeyEntry : null;
   // Every version of the offer (not /v1/offer, whose 404 when none is in force would be a
   // console error): the server says which one is in force.
   const [offers, summary] = await Promise.all([getJSON("/v1/offers"), getJSON("/v1/precedent/summary")]);
@@ -633,16 +721,24 @@ async function verifyAndShow() {
   showVerifyHow(logKey, checkpoint, key);
 
   const wanted = [];
-  let keysetIndex = null;
-  if (offerAnswer) {
-    wanted.push(offerAnswer.offer.index);
-    // The body's keyset in force when the offer was logged: the last keyset before it (which one
-    // that is, is the server's word; the keyset entry itself is verified).
+  // The body's keyset in force when an entry the body signed (the offer, the log_key entry) was
+  // logged: the last keyset before it (which one that is, is the server's word; the keyset entry
+  // itself is verified).
+  let keysetIndices = [];
+  const keysetBefore = (index) => {
+    const before = keysetIndices.filter((i) => i < index);
+    return before.length > 0 ? Math.max(...before) : null;
+  };
+  if (offerAnswer || anchor !== null) {
     const keysets = await getJSON("/v1/entries?type=keyset&limit=200");
     const head = await checkAnswerHead(keysets.checkpoint, checkpoint, key);
     if (head.size > checkpoint.size) checkpoint = head;
-    const before = (keysets.entries ?? []).map((e) => e.index).filter((i) => Number.isSafeInteger(i) && i < offerAnswer.offer.index);
-    if (before.length > 0) keysetIndex = Math.max(...before);
+    keysetIndices = (keysets.entries ?? []).map((e) => e.index).filter((i) => Number.isSafeInteger(i));
+  }
+  let keysetIndex = null;
+  if (offerAnswer) {
+    wanted.push(offerAnswer.offer.index);
+    keysetIndex = keysetBefore(offerAnswer.offer.index);
     if (keysetIndex !== null) wanted.push(keysetIndex);
   }
   const fa = summary.first_applicant;
@@ -683,7 +779,19 @@ async function verifyAndShow() {
   const recent = [];
   for (let i = Math.max(0, checkpoint.size - RECENT); i < checkpoint.size; i += 1) recent.push(i);
   wanted.push(...recent);
+  let anchorKeyset = null;
+  if (anchor !== null) {
+    if (anchor >= checkpoint.size) {
+      throw new VerificationFailure(`${MLDSA_KEY}: the page's source names entry ${anchor} as the one that added it, and the signed tree has ${checkpoint.size.toLocaleString("en")} entries`);
+    }
+    anchorKeyset = keysetBefore(anchor);
+    wanted.push(anchor);
+    if (anchorKeyset !== null) wanted.push(anchorKeyset);
+  }
   const entries = await verifiedEntries(wanted, checkpoint);
+  const mldsaAnchor = anchorWanted
+    ? await mldsaKeyAnchor(key, anchor, entries, anchorKeyset === null ? null : entries.get(anchorKeyset), checkpoint)
+    : null;
 
   // The JSON answers must agree with the verified entries they point at.
   const offer = offerAnswer ? entries.get(offerAnswer.offer.index) : null;
@@ -695,7 +803,7 @@ async function verifyAndShow() {
     if (said(offerAnswer.offer.terms?.commitments) !== said(terms.commitments) || offerAnswer.offer.terms?.title !== terms.title) {
       throw new VerificationFailure(`couldn't check the offer: the server's JSON differs from the signed entry ${offer.index}`);
     }
-    body = await bodySigners(offer, keysetIndex === null ? null : entries.get(keysetIndex));
+    body = await bodySigners(offer, keysetIndex === null ? null : entries.get(keysetIndex), "couldn't check the offer's signers");
   }
   if (fa) {
     const application = entries.get(fa.application.index);
@@ -748,9 +856,12 @@ async function verifyAndShow() {
       : "the log key this server states (its own claim: compare it with one published elsewhere)";
   byId("verification").dataset.signatures = checkpoint.signedBy.join(" ");
   byId("verification").dataset.keyPolicy = key.policy;
+  // Where the ML-DSA-44 key in use comes from: anchored | first-use | pinned (none in use: absent).
+  const mldsaSource = key.policy === "ed25519" ? null : logKey.pinnedByVisitor ? "pinned" : mldsaAnchor.anchored ? "anchored" : "first-use";
+  if (mldsaSource) byId("verification").dataset.mldsa44Key = mldsaSource;
   setVerification("verified",
     `Verified in this browser: the checkpoint of ${checkpoint.size.toLocaleString("en")} entries is signed by ${keyWords} — verified: ${signatureWords(key, checkpoint)}; ` +
-    `the ${entries.size} entries shown are proven included in it and their statements' signatures verify; ${consistency}. ` +
+    `the ${entries.size} entries shown are proven included in it and their statements' signatures verify; ${mldsaAnchor ? `${mldsaKeyWords(mldsaAnchor)}; ` : ""}${consistency}. ` +
     "The commitments' verdicts are this server's audit, not checked here: recompute them with amnesty audit.");
 }
 
