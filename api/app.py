@@ -80,6 +80,7 @@ from ledger.server.log_key import LogKeyPolicy
 from ledger.server.logview import LogView
 from ledger.server.published import PublishedCheckpoint, UntrustedStoreError
 from ledger.server.sequencer import Sequencer
+from ledger.storage.engine import set_sqlite_cache_budget
 from ledger.storage.sql import SqlLogStore
 from ledger.tlog.note import NoteSignature, VerifierKey
 from ledger.witness.client import request_cosignatures
@@ -120,6 +121,7 @@ class WriteRateLimit:
 
 def build_service(settings: Settings) -> LedgerService:
     """Open the store, verify its state against the signed checkpoint, start the sequencer."""
+    set_sqlite_cache_budget(settings.sqlite_cache_mib)
     store = SqlLogStore(settings.db, timeouts=settings.storage_timeouts())
     view = LogView(store)
     metrics = Metrics()

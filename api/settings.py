@@ -7,7 +7,7 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from ledger.storage.engine import StorageTimeouts
+from ledger.storage.engine import SQLITE_CACHE_BUDGET_MIB, StorageTimeouts
 
 PUBLIC_URL_PATTERN = (
     r"^https?://([A-Za-z0-9.\-]+|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?"  # scheme, host, port
@@ -86,6 +86,14 @@ class Settings(BaseSettings):
         le=300,
         description="no request waits longer: past it, an answer not yet begun is a 503 "
         "problem with Retry-After (the work it waited on finishes or fails by itself)",
+    )
+    sqlite_cache_mib: int = Field(
+        default=SQLITE_CACHE_BUDGET_MIB,
+        ge=1,
+        le=1 << 20,
+        description="SQLite only: the page caches of all of a server process's database "
+        "connections together, in MiB (SQLite's soft heap limit); memory does not grow "
+        "with the log beyond it",
     )
     db_connect_timeout_s: float = Field(
         default=5.0,

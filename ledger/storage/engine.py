@@ -13,6 +13,8 @@ recovers by itself when the database returns.
 
 from __future__ import annotations
 
+import sqlite3
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -81,6 +83,31 @@ class StorageTimeouts:
 
 DEFAULT_TIMEOUTS = StorageTimeouts()
 
+SQLITE_CACHE_BUDGET_MIB = 64
+"""The default budget of SQLite's page caches in one process, in MiB (see
+:func:`set_sqlite_cache_budget`)."""
+
+
+def set_sqlite_cache_budget(mib: int) -> None:
+    """Bound the memory of SQLite's page caches in this process, all connections together, to
+    about ``mib`` MiB, from now on: SQLite's soft heap limit, which is per process (the last
+    value set holds). Past it, each connection recycles its own least recently used pages
+    instead of taking more. Without it, each connection that once read a large log keeps its
+    own 64 MiB (``cache_size``), and a serving process — a pool of up to 24 connections, a
+    report's and the integrity sweep's among them — grows with the log up to 24 times that.
+    Raises :class:`ValueError` below 1 MiB."""
+    if mib < 1:
+        raise ValueError(f"couldn't bound SQLite's page caches to {mib} MiB: at least 1")
+    with closing(sqlite3.connect(":memory:")) as conn:
+        conn.execute(f"PRAGMA soft_heap_limit={mib << 20}")
+
+
+def sqlite_cache_budget_mib() -> int | None:
+    """The budget in force (see :func:`set_sqlite_cache_budget`), None if there is none."""
+    with closing(sqlite3.connect(":memory:")) as conn:
+        limit = int(conn.execute("PRAGMA soft_heap_limit").fetchone()[0])
+    return limit >> 20 if limit else None
+
 
 def _configure_sqlite(engine: Engine, busy_ms: int) -> None:
     """WAL, synchronous=FULL, and transactions begun by us (``BEGIN`` or ``BEGIN IMMEDIATE``).
@@ -105,6 +132,7 @@ def _configure_sqlite(engine: Engine, busy_ms: int) -> None:
         # level and moves older ones up in sorted slices, so the pages a batch touches do not
         # grow with the log. The rest serves reads (tiles for proofs, entries).
         cursor.execute("PRAGMA cache_size=-65536")
+        # ... within one budget for the whole process (sqlite_cache_budget_mib).
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -127,6 +155,8 @@ def make_engine(url: str, timeouts: StorageTimeouts = DEFAULT_TIMEOUTS) -> Engin
             pool_timeout=timeouts.connect_s,
         )
         _configure_sqlite(engine, int(timeouts.lock_s * 1000))
+        if sqlite_cache_budget_mib() is None:  # the default, unless the process chose one
+            set_sqlite_cache_budget(SQLITE_CACHE_BUDGET_MIB)
         return engine
     return create_engine(
         url,
