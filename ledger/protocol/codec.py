@@ -135,7 +135,7 @@ def _decode(value: Any, resolve: Resolve) -> Any:
     if kind is list:
         if all(type(v) in _SCALARS for v in value):
             return value  # a fresh list from the parser: no one else holds it
-        return [_decode(v, resolve) for v in value]
+        return [v if type(v) in _SCALARS else _decode(v, resolve) for v in value]
     if kind is not dict:
         raise MalformedError(f"couldn't decode a derived-state value of type {kind.__name__}")
     tag = value.get("@")
@@ -145,23 +145,29 @@ def _decode(value: Any, resolve: Resolve) -> Any:
         if cls is None:
             raise MalformedError(f"couldn't decode a derived-state record {value['c']!r}")
         fields = value["v"]
-        if len(fields) < len(_field_names(cls)) and _defaulted(cls, len(fields)):
+        if len(fields) != len(_field_names(cls)) and not (
             # A row written before trailing fields with defaults were added (the ML-DSA-44
             # bindings of keysets and subjects): those fields take their defaults.
-            return cls(*[_decode(v, resolve) for v in fields])
-        if len(fields) != len(_field_names(cls)):
+            len(fields) < len(_field_names(cls)) and _defaulted(cls, len(fields))
+        ):
             raise MalformedError(
                 f"couldn't decode a derived-state {value['c']}: {len(fields)} fields, not "
                 f"{len(_field_names(cls))} (written by another version?)"
             )
-        return cls(*[_decode(v, resolve) for v in fields])
+        # Scalars inline: most fields are, and a call per field was most of a report's decoding.
+        return cls(*[v if type(v) in _SCALARS else _decode(v, resolve) for v in fields])
     if tag == "d":
         keys, values = value["k"], value["v"]
         if len(keys) != len(values):
             raise MalformedError("couldn't decode a derived-state dict: keys and values differ")
-        return {_decode(k, resolve): _decode(v, resolve) for k, v in zip(keys, values, strict=True)}
+        return {
+            (k if type(k) in _SCALARS else _decode(k, resolve)): (
+                v if type(v) in _SCALARS else _decode(v, resolve)
+            )
+            for k, v in zip(keys, values, strict=True)
+        }
     if tag == "t":
-        return tuple(_decode(v, resolve) for v in value["v"])
+        return tuple(v if type(v) in _SCALARS else _decode(v, resolve) for v in value["v"])
     if tag == "f":
         return frozenset(_decode(v, resolve) for v in value["v"])
     if tag == "s":
