@@ -126,9 +126,9 @@ def test_the_report_is_built_one_item_at_a_time(
     built: list[int] = []
     original = audit.subject_item
 
-    def counted(s: ProtocolState, subject: Any) -> dict[str, Any]:
+    def counted(s: ProtocolState, subject: Any, timeline: Any = None) -> dict[str, Any]:
         built.append(subject.subject_id)
-        return original(s, subject)
+        return original(s, subject, timeline)
 
     monkeypatch.setattr(audit, "subject_item", counted)
     audit_time_ms = state.log_time_ms_at(size - 1)
@@ -260,3 +260,30 @@ def test_a_stream_refused_before_its_first_piece_raises_at_start() -> None:
 
     with pytest.raises(RefusedError, match="no"):
         asyncio.run(start())
+
+
+def test_one_scan_of_the_timelines_gives_each_subject_its_own(sqlite_url: str) -> None:
+    """``timelines_of`` (the report's one scan of the timeline table) hands each subject
+    exactly its timeline, also on a state whose overlay holds replayed entries past its flush
+    point (new subjects and new timeline rows), and refuses subjects out of order."""
+    from ledger.server.derived import replay_into
+
+    writer = _write_log(sqlite_url, random.Random(8), fail_rate=0.0, scale=80)
+    store = writer.store
+    source = store.derived_source()
+    size = LogView(store).latest().size
+    point = source.flush_point(size - 30)
+    assert point is not None and point < size
+    pinned = StoredProtocolState(source, point, writable=False)
+    overlaid = StoredProtocolState(source, point)
+    replay_into(overlaid, store, ORIGIN, size)
+    assert overlaid.size == size and len(overlaid.subjects) > len(pinned.subjects)
+    for state in (pinned, overlaid):
+        expected = [(s.subject_id, list(s.timeline)) for s in state.subjects.values()]
+        assert sum(len(t) for _, t in expected) > len(expected) > 5
+        got = [(s.subject_id, t) for s, t in audit.subjects_with_timelines(state)]
+        assert got == expected
+        some = list(state.subjects.values())[1::3]  # not every subject: the others are skipped
+        assert [t for _, t in state.timelines_of(some)] == [list(s.timeline) for s in some]
+        with pytest.raises(ValueError, match="in order"):
+            list(state.timelines_of(list(reversed(some))))

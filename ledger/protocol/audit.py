@@ -327,9 +327,12 @@ def _commitment(check: CommitmentCheck) -> dict[str, Any]:
     }
 
 
-def subject_item(state: ProtocolState, subject: SubjectRecord) -> dict[str, Any]:
+def subject_item(
+    state: ProtocolState, subject: SubjectRecord, timeline: Iterable[int] | None = None
+) -> dict[str, Any]:
     """One item of the report's ``subjects`` (JSON data valid as :class:`SubjectSummary`, keys
-    sorted): the report and the paged reads (:func:`subjects_after`) both use it."""
+    sorted): the report and the paged reads (:func:`subjects_after`) both use it. ``timeline``:
+    the subject's timeline if already read (:func:`subjects_with_timelines`), else read here."""
     binding = state.offer_at(subject.binding_offer_index)
     return {
         "active_pauses": list(subject.active_pauses),
@@ -354,10 +357,22 @@ def subject_item(state: ProtocolState, subject: SubjectRecord) -> dict[str, Any]
                 "log_time_ms": state.log_time_ms_at(index),
                 "type": state.type_at(index),
             }
-            for index in subject.timeline
+            for index in (subject.timeline if timeline is None else timeline)
         ],
         "vkeys": list(subject.vkeys),
     }
+
+
+def subjects_with_timelines(state: ProtocolState) -> Iterator[tuple[SubjectRecord, Any]]:
+    """Every subject in id order with its timeline: on a stored state from one scan of the
+    timeline table (:meth:`~ledger.protocol.stored.StoredProtocolState.timelines_of`), not a
+    range read per subject; elsewhere each subject's own list."""
+    timelines = getattr(state, "timelines_of", None)
+    if timelines is not None:
+        yield from timelines(state.subjects.values())
+        return
+    for subject in state.subjects.values():
+        yield subject, subject.timeline
 
 
 def first_applicant_item(
@@ -787,7 +802,10 @@ def _report_pieces(
     if read_ahead is not None:  # a stored state: read every entry's facts once, in order
         read_ahead()
     yield ', "subjects": '
-    yield from _list_pieces((subject_item(state, s) for s in state.subjects.values()), state)
+    yield from _list_pieces(
+        (subject_item(state, s, timeline) for s, timeline in subjects_with_timelines(state)),
+        state,
+    )
     yield "}"
 
 
@@ -1259,8 +1277,8 @@ def _text_pieces(
         read_ahead = getattr(state, "read_ahead", None)
         if read_ahead is not None:  # a stored state: read every entry's facts once, in order
             read_ahead()
-        for position, subject in enumerate(state.subjects.values()):
-            yield SubjectSummary.model_validate(subject_item(state, subject))
+        for position, (subject, timeline) in enumerate(subjects_with_timelines(state)):
+            yield SubjectSummary.model_validate(subject_item(state, subject, timeline))
             if position % STREAM_TRIM_EVERY == STREAM_TRIM_EVERY - 1:
                 _trim(state)
 

@@ -308,6 +308,10 @@ class StoredTable(MutableMapping[K, V], Generic[K, V]):
         ``(encoded key, live key or None, stored value or None)``."""
         state = self._state
         live = self._live
+        if not live:  # nothing changed in memory: the stored rows as they are
+            for code, data in state.source.scan(self.kind, state.pinned, after, before):
+                yield code, None, data
+            return
         new = sorted(
             (code, k)
             for k, v in self._stored.items()
@@ -984,6 +988,30 @@ class StoredProtocolState(ProtocolState):
             for key, data in self.source.scan("detail", self.pinned)
         }
         self._read_ahead = (types, times, details)
+
+    def timelines_of(
+        self, subjects: Iterable[SubjectRecord]
+    ) -> Iterator[tuple[SubjectRecord, list[int]]]:
+        """Each of ``subjects`` — in ascending subject id, as :attr:`subjects` iterates — with
+        its timeline, from one scan of the timeline table in key order (subject id, then entry
+        index) rather than a range read per subject: for a computation that visits every
+        subject's timeline in order (the full precedent report). Holds one subject's timeline
+        at a time. Raises :class:`ValueError` if the ids do not ascend."""
+        rows = iter(self.timeline_table)
+        row = next(rows, None)
+        last = -1
+        for subject in subjects:
+            sid = subject.subject_id
+            if sid <= last:
+                raise ValueError(f"couldn't read timelines in order: subject {sid} after {last}")
+            last = sid
+            while row is not None and int.from_bytes(row[:8], "big") < sid:
+                row = next(rows, None)  # a subject not asked for
+            timeline: list[int] = []
+            while row is not None and int.from_bytes(row[:8], "big") == sid:
+                timeline.append(int.from_bytes(row[8:], "big"))
+                row = next(rows, None)
+            yield subject, timeline
 
     def _last_log_time(self) -> int | None:
         return self._fact(self.size - 1)[1] if self.size else None

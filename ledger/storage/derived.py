@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import heapq
+import itertools
 import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -263,9 +264,14 @@ class SqlDerivedSource:
     ) -> Iterator[tuple[bytes, bytes]]:
         # A record has one version at ``at``: current now, or superseded after ``at``.
         end = _KEY_END if before is None else before
-        return heapq.merge(
+        superseded = self._scan_part(kind, at, False, after, end)
+        first = next(superseded, None)
+        if first is None:  # none superseded (the latest flush point): no merge, row by row
+            yield from self._scan_part(kind, at, True, after, end)
+            return
+        yield from heapq.merge(
             self._scan_part(kind, at, True, after, end),
-            self._scan_part(kind, at, False, after, end),
+            itertools.chain((first,), superseded),
             key=lambda r: r[0],
         )
 
