@@ -83,6 +83,9 @@ class MemorySource:
     def entry_facts(self, start: int, end: int) -> list[tuple[str, int, bytes]]:
         return [(s.type, s.log_time_ms, bytes(s.leaf_hash)) for s in self.statements[start:end]]
 
+    def entry_types_and_times(self, start: int, end: int) -> list[tuple[str, int]]:
+        return [(s.type, s.log_time_ms) for s in self.statements[start:end]]
+
 
 def _replay_memory(statements: list[LoggedStatement]) -> ProtocolState:
     state = ProtocolState()

@@ -90,6 +90,8 @@ V = TypeVar("V")
 
 FACT_CHUNK = 256
 """Per-entry facts are read and cached this many entries at a time (one level-0 tile)."""
+READ_AHEAD_CHUNK = 16_384
+"""Entries whose type and log time one read of :meth:`StoredProtocolState.read_ahead` takes."""
 
 DerivedRow = tuple[str, bytes, bytes]
 """One record version to write: ``(kind, key, value)``, all as the store keeps them."""
@@ -142,6 +144,11 @@ class DerivedSource(Protocol):
     def entry_facts(self, start: int, end: int) -> list[tuple[str, int, bytes]]:
         """``(statement type, log time, leaf hash)`` of entries ``[start, end)``, in order
         (fewer if the log is shorter)."""
+
+    def entry_types_and_times(self, start: int, end: int) -> list[tuple[str, int]]:
+        """``(statement type, log time)`` of entries ``[start, end)``, in order (fewer if the
+        log is shorter): the facts without the leaf hash, so without reading the entries'
+        bytes (the store keeps both as columns beside each entry, written with it)."""
 
 
 class FactCache:
@@ -356,6 +363,13 @@ class StoredTable(MutableMapping[K, V], Generic[K, V]):
 
     def keys(self) -> Iterator[K]:  # type: ignore[override]
         return iter(self)
+
+    def codes(self) -> Iterator[bytes]:
+        """Every key's encoding, in order: the stored rows' keys as the source returns them
+        when nothing changed in memory (a read-only state's scan, without decoding a key)."""
+        if not self._live:
+            return (code for code, _ in self._state.source.scan(self.kind, self._state.pinned))
+        return (code for code, _, _ in self._merged())
 
     def keys_between(self, after: bytes, before: bytes) -> Iterator[K]:
         """Every key whose encoding lies strictly between ``after`` and ``before``, in order
@@ -963,22 +977,29 @@ class StoredProtocolState(ProtocolState):
         return super().detail_at(index)
 
     def read_ahead(self) -> None:
-        """Read, once, every entry's type and log time up to the flush point (in order, a
-        level-0 tile at a time, each entry checked against its tile as the fact cache does) and
-        every entry's detail, for a computation that visits them all in no useful order — the
-        full precedent report, whose subjects' timelines cross the whole log and would
-        otherwise read each entry's facts and detail one by one, through a cache they thrash.
-        Holds 9 bytes per entry and the details (one string per decision, enforcement act,
-        finding, consent and grievance) for as long as this state lives. Idempotent."""
+        """Read, once, every entry's type and log time up to the flush point (in order,
+        :data:`READ_AHEAD_CHUNK` entries a read, the stored columns only: what a report shows
+        of an entry is its type and log time, which the leaf hash the fact cache checks does
+        not cover, so the entries' bytes are neither read nor hashed here; the integrity
+        sweep checks them) and every entry's detail, for a computation that visits them all in
+        no useful order — the full precedent report, whose subjects' timelines cross the whole
+        log and would otherwise read each entry's facts and detail one by one, through a cache
+        they thrash. Holds 9 bytes per entry and the details (one string per decision,
+        enforcement act, finding, consent and grievance) for as long as this state lives.
+        Idempotent."""
         if self._read_ahead is not None:
             return
         types = bytearray()
         times = array("q")
-        for start in range(0, self.pinned, FACT_CHUNK):
-            rows = self.source.entry_facts(start, min(self.pinned, start + FACT_CHUNK))
-            for statement_type, time_ms, _ in rows:
-                types.append(TYPE_CODE[statement_type])
-                times.append(time_ms)
+        for start in range(0, self.pinned, READ_AHEAD_CHUNK):
+            rows = self.source.entry_types_and_times(
+                start, min(self.pinned, start + READ_AHEAD_CHUNK)
+            )
+            try:
+                types.extend(TYPE_CODE[statement_type] for statement_type, _ in rows)
+            except KeyError as exc:
+                raise MalformedError(f"couldn't read entry types: unknown type {exc}") from None
+            times.extend(time_ms for _, time_ms in rows)
         if len(types) != self.pinned:
             raise MalformedError(
                 f"couldn't read the facts of entries [0, {self.pinned}): {len(types)} found"
@@ -997,7 +1018,7 @@ class StoredProtocolState(ProtocolState):
         index) rather than a range read per subject: for a computation that visits every
         subject's timeline in order (the full precedent report). Holds one subject's timeline
         at a time. Raises :class:`ValueError` if the ids do not ascend."""
-        rows = iter(self.timeline_table)
+        rows = self.timeline_table.codes()  # a timeline key is its own encoding
         row = next(rows, None)
         last = -1
         for subject in subjects:
