@@ -53,7 +53,8 @@ What one server run measures, in this order:
    asked again), the peak RSS (``VmHWM``) under that load, and ``VmRSS`` 5 s after the last
    answer;
 5. in a new server process (the audit load leaves abandoned work running; its launch → summary
-   is noted), once it settles, ``/v1/precedent?at=SIZE`` for 5 sizes spread over the log
+   is noted), once it settles, ``/v1/precedent/summary?at=SIZE`` (its slowest) and then
+   ``/v1/precedent?at=SIZE`` for 5 sizes spread over the log
    (10 %, 30 %, ... 90 %, off any round number), one at a time: the slowest time to a 200 (a
    503 is asked again after its Retry-After, as a client would), read whole, the slowest time
    to the body's first byte (what the server computes before it starts sending) and the
@@ -143,6 +144,7 @@ class RunResult:
     after_rss_mb: Figure = field(default_factory=Figure)
     slowest_at_s: Figure = field(default_factory=Figure)
     slowest_at_first_byte_s: Figure = field(default_factory=Figure)
+    slowest_summary_at_ms: Figure = field(default_factory=Figure)
     at_bytes: int = 0
     at_times_s: dict[str, float | None] = field(default_factory=dict)
     first_start_summary_s: Figure = field(default_factory=Figure)
@@ -678,9 +680,20 @@ def fetch(
 
 def slowest_at(server: Server, size: int, timeout_s: float, result: RunResult) -> None:
     """The slowest of ``/v1/precedent?at=SIZE`` for 5 sizes: the time until a 200, asking
-    again after a 503 when its Retry-After says (as a client would), within ``timeout_s``."""
+    again after a 503 when its Retry-After says (as a client would), within ``timeout_s``;
+    first, the slowest ``/v1/precedent/summary?at=SIZE`` of the same sizes (the precedent in
+    brief as it stood then)."""
     slowest, refused, first_byte = 0.0, 0, 0.0
     with httpx.Client(base_url=server.base, timeout=timeout_s + 10) as client:
+        summary_times: list[float] = []
+        for at in at_sizes(size):
+            status, elapsed, _ = fetch(client, "/v1/precedent/summary", {"at": at}, timeout_s)
+            if status != 200:
+                result.slowest_summary_at_ms = Figure(None, note=f"HTTP {status} at {at}")
+                break
+            summary_times.append(elapsed * 1000)
+        else:
+            result.slowest_summary_at_ms = Figure(max(summary_times))
         for asked, at in enumerate(at_sizes(size), start=1):
             started = time.monotonic()
             while True:
@@ -921,6 +934,12 @@ def rows() -> list[Row]:
             first_byte,
             2,
             below(first_byte, 2),
+        ),
+        Row(
+            f"slowest of {AT_SIZES} `/v1/precedent/summary?at=SIZE` (ms)",
+            "—",
+            lambda r: r.slowest_summary_at_ms,
+            1,
         ),
         Row(
             "largest `/v1/precedent?at=SIZE` body (MB)",
