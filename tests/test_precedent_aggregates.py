@@ -367,7 +367,7 @@ def test_the_served_summary_from_aggregates_equals_the_scanned_one(sqlite_url: s
         assert ours.first_applicant is not None and ours.first_applicant.judgements
 
 
-def test_a_streamed_report_is_byte_for_byte_the_encoded_one(sqlite_url: str) -> None:
+def test_a_streamed_report_is_byte_for_byte_the_encoded_one(db_url: str) -> None:
     """``GET /v1/precedent`` sends the report in pieces, built item by item from the stored
     state; joined, they are exactly the one ``json.dumps`` of ``{"checkpoint", "report"}`` the
     service used to send (keys sorted, the same separators), the report from the dict builder
@@ -381,7 +381,7 @@ def test_a_streamed_report_is_byte_for_byte_the_encoded_one(sqlite_url: str) -> 
     from ledger.protocol.audit import precedent_pieces, precedent_report
 
     rng = random.Random(9)
-    writer = _write_log(sqlite_url, rng, fail_rate=0.0, scale=120)
+    writer = _write_log(db_url, rng, fail_rate=0.0, scale=120)
     store = writer.store
     view = LogView(store)
     signed = view.latest()
