@@ -20,7 +20,12 @@ from api.app import create_app
 from ledger.client.answers import PrecedentPage
 from ledger.client.json_api import LedgerClient
 from ledger.errors import MalformedError, ProofError, SignatureError, VerificationError
-from ledger.protocol.audit import applications_after, precedent_report, subjects_after
+from ledger.protocol.audit import (
+    applications_after,
+    precedent_report,
+    subjects_after,
+    summary_totals,
+)
 from ledger.protocol.state import ProtocolState
 from ledger.server.derived import replay_into
 from ledger.storage.sql import SqlLogStore
@@ -330,12 +335,7 @@ def _in_brief(report: dict[str, Any]) -> dict[str, Any]:
         "all_commitments_honoured": report["all_commitments_honoured"],
         "commitments": [(c["id"], c["status"], c["broken_at"]) for c in report["commitments"]],
         "first_applicant": report["first_applicant"],
-        "entries": counts["entries"],
-        "applications": counts["applications"],
-        "applications_by_outcome": counts["applications_by_outcome"],
-        "subjects": counts["subjects"],
-        "subjects_ever_granted": counts["subjects_ever_granted"],
-        "subjects_terminated": counts["subjects_terminated"],
+        **summary_totals(counts),
     }
 
 

@@ -21,7 +21,12 @@ import base64
 import time
 from typing import Any
 
-from ledger.protocol.audit import application_item, counts_item, first_applicant_item
+from ledger.protocol.audit import (
+    application_item,
+    counts_item,
+    first_applicant_item,
+    summary_totals,
+)
 from ledger.protocol.commitments import check_commitments
 from ledger.protocol.state import ProtocolState
 from ledger.protocol.terms import OfferTerms
@@ -122,12 +127,7 @@ def precedent_summary(state: ProtocolState, audit_time_ms: int) -> dict[str, Any
             for c in checks
         ],
         "first_applicant": first_applicant_item(state, checks),
-        "entries": counts["entries"],
-        "applications": counts["applications"],
-        "applications_by_outcome": counts["applications_by_outcome"],
-        "subjects": counts["subjects"],
-        "subjects_ever_granted": counts["subjects_ever_granted"],
-        "subjects_terminated": counts["subjects_terminated"],
+        **summary_totals(counts),
     }
 
 

@@ -46,7 +46,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ledger.protocol.audit import first_applicant_from
+from ledger.protocol.audit import first_applicant_from, summary_totals
 from ledger.protocol.commitments import (
     COMMITMENT_RULES,
     PROMISES,
@@ -442,10 +442,5 @@ def summary_from_aggregates(state: StoredProtocolState, audit_time_ms: int) -> d
         "first_applicant": first_applicant_from(
             state, lambda subject_id: first_applicant_rulings(state, subject_id, audit_time_ms)
         ),
-        "entries": counts["entries"],
-        "applications": counts["applications"],
-        "applications_by_outcome": counts["applications_by_outcome"],
-        "subjects": counts["subjects"],
-        "subjects_ever_granted": counts["subjects_ever_granted"],
-        "subjects_terminated": counts["subjects_terminated"],
+        **summary_totals(counts),
     }

@@ -285,6 +285,22 @@ def _judgement(j: Judgement) -> dict[str, Any]:
     }
 
 
+SUMMARY_TOTALS: tuple[str, ...] = (
+    "entries",
+    "applications",
+    "applications_by_outcome",
+    "subjects",
+    "subjects_ever_granted",
+    "subjects_terminated",
+)
+"""The report's ``counts`` that the precedent summary repeats, under the same names."""
+
+
+def summary_totals(counts: Mapping[str, Any]) -> dict[str, Any]:
+    """The precedent summary's totals: :data:`SUMMARY_TOTALS` of the report's ``counts``."""
+    return {name: counts[name] for name in SUMMARY_TOTALS}
+
+
 def grievance_item(grievance: GrievanceRecord) -> dict[str, Any]:
     """One item of the report's ``grievances`` (JSON data valid as :class:`GrievanceSummary`,
     keys sorted)."""
