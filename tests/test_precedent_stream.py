@@ -67,8 +67,19 @@ def _without_aggregates(rows: list[tuple[str, bytes, bytes]]) -> list[tuple[str,
     ]
 
 
+BY_KEY_OR_SCAN = pytest.mark.parametrize(
+    "sparse", [0, 10**9], ids=["ruled-records-by-key", "tables-scanned"]
+)
+"""Judge every commitment from the records its ``ruling`` rows list (each read by key), or by a
+scan of its tables (``audit.SPARSE_RULINGS``): the same report either way."""
+
+
+@BY_KEY_OR_SCAN
 @pytest.mark.parametrize("scenario", range(len(GOLDEN)), ids=[name for name, _ in GOLDEN])
-def test_the_streamed_report_is_the_dict_report_on_every_golden_scenario(scenario: int) -> None:
+def test_the_streamed_report_is_the_dict_report_on_every_golden_scenario(
+    scenario: int, sparse: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(audit, "SPARSE_RULINGS", sparse)
     _, statements = GOLDEN[scenario]
     source = MemorySource(statements)
     bare = MemorySource(statements)
@@ -93,10 +104,14 @@ def test_the_streamed_report_is_the_dict_report_on_every_golden_scenario(scenari
         assert _streamed(without, at) == want
 
 
+@BY_KEY_OR_SCAN
 @pytest.mark.parametrize("scale", [0, 40, 160])
-def test_the_streamed_report_is_the_dict_report_on_demo_logs(sqlite_url: str, scale: int) -> None:
+def test_the_streamed_report_is_the_dict_report_on_demo_logs(
+    sqlite_url: str, scale: int, sparse: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A demo log written in random batches: at the latest flush point (aggregates kept by
     every flush) and at an earlier size (a flush point and a replay on top)."""
+    monkeypatch.setattr(audit, "SPARSE_RULINGS", sparse)
     rng = random.Random(scale)
     writer = _write_log(sqlite_url, rng, fail_rate=0.0, scale=scale)
     store = writer.store

@@ -334,6 +334,19 @@ def _after_prefix(prefix: bytes) -> bytes | None:
     return stripped[:-1] + bytes((stripped[-1] + 1,))
 
 
+def acts_judged(state: StoredProtocolState, rule: str) -> int:
+    """How many acts ``rule`` judges (its rulings on every table), from the tallies."""
+    return _tallies(state).get(f"acts:{rule}", 0)
+
+
+def ruled_record_keys(state: StoredProtocolState, rule: str, table: str) -> Iterator[int]:
+    """The keys of the records of ``table`` that ``rule`` rules on (its ``ruling`` rows), in
+    key order: one range read."""
+    prefix = bytes((RULE_CODES[rule], SOURCE_CODES[table]))
+    for key in _prefixed(state.aggregate_tables["ruling"], prefix):
+        yield int.from_bytes(key[2:], "big")
+
+
 def commitment_tallies(state: StoredProtocolState, audit_time_ms: int) -> list[CommitmentTally]:
     """Every commitment's verdict at ``audit_time_ms``, in report order, from the aggregates
     (:class:`ValueError` where none are stored: :func:`has_aggregates`). Reads the tallies,

@@ -610,7 +610,9 @@ def judgements_of(state: ProtocolState, commitment: str, audit_time_ms: int) -> 
     sources = RULE_SOURCES[commitment]
     if len(sources) == 1:
         table, rule_on = sources[0]
-        for position, record in enumerate(source_records(state, table)):
+        ruled = _ruled_records(state, commitment, table)
+        records = source_records(state, table) if ruled is None else (r for _, r in ruled)
+        for position, record in enumerate(records):
             ruling = rule_on(state, record)
             if ruling is not None:
                 yield ruling.at(audit_time_ms)
@@ -619,7 +621,8 @@ def judgements_of(state: ProtocolState, commitment: str, audit_time_ms: int) -> 
         return
     order: list[tuple[int, int, int, int]] = []
     for position, (table, rule_on) in enumerate(sources):
-        for key, record in getattr(state, _SOURCE_MAPS[table]).items():
+        ruled = _ruled_records(state, commitment, table)
+        for key, record in getattr(state, _SOURCE_MAPS[table]).items() if ruled is None else ruled:
             ruling = rule_on(state, record)
             if ruling is not None:
                 order.append((ruling.index, len(order), position, key))
@@ -631,6 +634,37 @@ def judgements_of(state: ProtocolState, commitment: str, audit_time_ms: int) -> 
         yield ruling.at(audit_time_ms)
         if count % STREAM_TRIM_EVERY == STREAM_TRIM_EVERY - 1:
             _trim(state)
+
+
+SPARSE_RULINGS = 4
+"""A commitment that ruled on at most one in this many of a table's records (by the precedent's
+aggregates) is judged from those records alone, each read by key, instead of a scan of the
+table (a restriction rule that judged 3 grants among 83,000 applications)."""
+
+
+def _ruled_records(
+    state: ProtocolState, commitment: str, table: str
+) -> Iterator[tuple[int, Any]] | None:
+    """``(key, record)`` of the records of ``table`` that ``commitment`` rules on, in key
+    order, read by key — where ``state`` holds the precedent's aggregates, which list them
+    (their ``ruling`` rows: exactly the records whose ruling is not None, by the aggregates'
+    invariant), and they are at most one in :data:`SPARSE_RULINGS` of the table's records;
+    otherwise None (scan the table)."""
+    # aggregates imports this module (first_applicant_from): imported here, once loaded
+    from ledger.protocol.aggregates import (  # noqa: PLC0415
+        acts_judged,
+        has_aggregates,
+        ruled_record_keys,
+    )
+
+    name = _SOURCE_MAPS.get(table)
+    if name is None or not has_aggregates(state):
+        return None
+    stored: Any = state
+    records = getattr(state, name)
+    if acts_judged(stored, commitment) * SPARSE_RULINGS > len(records):
+        return None
+    return ((key, records[key]) for key in ruled_record_keys(stored, commitment, table))
 
 
 class _Verdicts:
