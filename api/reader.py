@@ -32,6 +32,7 @@ from ledger.errors import FatalError
 from ledger.protocol.aggregates import settle
 from ledger.protocol.state import ProtocolState
 from ledger.protocol.stored import FactCache, StoredProtocolState
+from ledger.protocol.terms import MAX_SAFE_INTEGER
 from ledger.server.derived import replay_into
 from ledger.server.logview import SignedCheckpoint
 from ledger.storage.sql import SqlLogStore
@@ -115,12 +116,19 @@ class ProtocolReader:
         return state
 
     def _fallback(self, size: int) -> None:
-        if not self._warned_no_derived_state:
-            self._warned_no_derived_state = True
-            log.warning(
-                "this log has no derived state: queries replay it from entry 0; start a "
-                "writer (it backfills) or run `amnesty check-derived --backfill`"
-            )
+        """Say once that queries replay the log from entry 0 because it has no derived state
+        — not for a size below the first flush point of a log that has some (``?at=`` an
+        early size: a replay of fewer entries than one flush holds)."""
+        if self._warned_no_derived_state:
+            return
+        if self._source.flush_point(MAX_SAFE_INTEGER) is not None:
+            log.debug("size %d lies below the first flush point: replayed from entry 0", size)
+            return
+        self._warned_no_derived_state = True
+        log.warning(
+            "this log has no derived state: queries replay it from entry 0; start a "
+            "writer (it backfills) or run `amnesty check-derived --backfill`"
+        )
 
     @contextmanager
     def latest(self) -> Iterator[tuple[ProtocolState, SignedCheckpoint]]:

@@ -36,7 +36,7 @@ from tests.test_client import client_for, lying
 BOTH_STATES = pytest.mark.parametrize(
     "log", [False, True], ids=["replayed", "derived"], indirect=True
 )
-"""Run a test on the log without derived state and with it (the fixture ``log``)."""
+"""Run a test on the log written without derived state and with it (the fixture ``log``)."""
 
 APPS = "/v1/precedent/applications"
 SUBJECTS = "/v1/precedent/subjects"
@@ -49,9 +49,11 @@ def ai(n: int) -> Signer:
 @pytest.fixture
 def log(tmp_path: Path, request: pytest.FixtureRequest) -> TestLog:
     """Genesis, offer, then four applicants: one granted, one denied who applies again, one
-    open, one granted; five applications by four subjects (ids 2, 3, 6, 8). Without derived
-    state (servers replay it), and with it written at every size (the precedent's aggregates
-    included), as a serving writer writes it (the tests marked ``BOTH_STATES``)."""
+    open, one granted; five applications by four subjects (ids 2, 3, 6, 8). Written without
+    derived state (the writing server backfills it when it starts: one flush point at the
+    latest size, earlier sizes replayed from entry 0), and with it written at every size (the
+    precedent's aggregates included), as a serving writer writes it (the tests marked
+    ``BOTH_STATES``)."""
     log = make_log(tmp_path, derived=getattr(request, "param", False))
     log.append("a", log.application(ai(1), "Alpha"))  # 2
     log.append("b", log.application(ai(2), "Bravo"))  # 3
@@ -388,3 +390,28 @@ def test_the_summary_refuses_what_the_report_refuses(client: TestClient) -> None
     assert early_past.status_code == 422 and "precedes" in early_past.json()["detail"]
     for bad in ({"at": "-1"}, {"at": "x"}, {"audit_time_ms": "soon"}):
         assert client.get(SUMMARY, params=bad).status_code == 422, bad
+
+
+@BOTH_STATES
+def test_a_size_below_the_first_flush_point_is_no_missing_derived_state(
+    client: TestClient, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Size 0 lies below every flush point and is replayed from entry 0 (nothing to replay):
+    the operator is not told the log has no derived state (the writing server has written
+    some: with every append, or by its backfill at start). A read-only server on a log that
+    has none says so, once."""
+    with caplog.at_level("DEBUG", logger="api.reader"):
+        for path in (SUMMARY, "/v1/precedent"):
+            answer = client.get(path, params={"at": 0})
+            assert answer.status_code == 200, answer.text
+    assert not [r for r in caplog.records if "has no derived state" in r.getMessage()]
+    (tmp_path / "bare").mkdir()
+    bare = make_log(tmp_path / "bare")
+    with (
+        caplog.at_level("INFO", logger="api.reader"),
+        TestClient(create_app(bare.settings(read_only=True))) as reader,
+    ):
+        for size in (0, 1, 2):
+            assert reader.get(SUMMARY, params={"at": size}).status_code == 200
+    warned = [r for r in caplog.records if "has no derived state" in r.getMessage()]
+    assert len(warned) == 1
