@@ -40,9 +40,8 @@ from api.precedents import ReportStream
 from api.present import b64, json_response, precedent_summary, tree_head
 from api.problems import ProblemError
 from api.service import LedgerService
-from ledger.errors import RefusedError
 from ledger.protocol.aggregates import has_aggregates, summary_from_aggregates
-from ledger.protocol.audit import applications_after, subjects_after
+from ledger.protocol.audit import applications_after, check_audit_time, subjects_after
 from ledger.protocol.state import ProtocolState
 from ledger.protocol.stored import StoredProtocolState
 from ledger.protocol.terms import MAX_SAFE_INTEGER
@@ -156,12 +155,7 @@ def _summary_time(state: ProtocolState, asked: int | None, default: int) -> int:
     full report)."""
     if asked is None:
         return default
-    last = state.log_time_ms_at(state.size - 1) if state.size else 0
-    if asked < last:
-        raise RefusedError(
-            f"couldn't compute the precedent summary: audit time {asked} precedes the last "
-            f"entry's log time {last}"
-        )
+    check_audit_time(state, asked, "the precedent summary")
     return asked
 
 

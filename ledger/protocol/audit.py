@@ -510,6 +510,16 @@ def replayed_checkpoint(
     return summary
 
 
+def check_audit_time(state: ProtocolState, audit_time_ms: int, what: str) -> None:
+    """Refuse (:class:`RefusedError` naming ``what`` could not be computed) an audit time
+    before the last entry's log time: a clock is never judged before an act the log holds."""
+    if state.size and audit_time_ms < state.log_time_ms_at(state.size - 1):
+        raise RefusedError(
+            f"couldn't compute {what}: audit time {audit_time_ms} precedes the "
+            f"last entry's log time {state.log_time_ms_at(state.size - 1)}"
+        )
+
+
 def precedent_report(
     state: ProtocolState,
     *,
@@ -529,11 +539,7 @@ def precedent_report(
     replay and the stored state alike, so the service's report and a verifier's agree.
     """
     summary = replayed_checkpoint(state, checkpoint, "the precedent report")
-    if state.size and audit_time_ms < state.log_time_ms_at(state.size - 1):
-        raise RefusedError(
-            f"couldn't compute the precedent report: audit time {audit_time_ms} precedes the "
-            f"last entry's log time {state.log_time_ms_at(state.size - 1)}"
-        )
+    check_audit_time(state, audit_time_ms, "the precedent report")
     read_ahead = getattr(state, "read_ahead", None)
     if read_ahead is not None:  # a stored state: read every entry's facts once, in order
         read_ahead()
@@ -789,11 +795,7 @@ def precedent_pieces(
     first applicant come from those aggregates (:class:`_Verdicts`), each computed when the
     report reaches it; each judgement is the rule's own (:func:`judgements_of`)."""
     summary = replayed_checkpoint(state, checkpoint, "the precedent report")
-    if state.size and audit_time_ms < state.log_time_ms_at(state.size - 1):
-        raise RefusedError(
-            f"couldn't compute the precedent report: audit time {audit_time_ms} precedes the "
-            f"last entry's log time {state.log_time_ms_at(state.size - 1)}"
-        )
+    check_audit_time(state, audit_time_ms, "the precedent report")
     return _report_pieces(state, summary, audit_time_ms, signature_strength)
 
 
@@ -1286,11 +1288,7 @@ def precedent_text_pieces(
     item is checked against its model before it is rendered. Raises at the call, before any
     piece, what :func:`precedent_report` raises."""
     summary = replayed_checkpoint(state, checkpoint, "the precedent report")
-    if state.size and audit_time_ms < state.log_time_ms_at(state.size - 1):
-        raise RefusedError(
-            f"couldn't compute the precedent report: audit time {audit_time_ms} precedes the "
-            f"last entry's log time {state.log_time_ms_at(state.size - 1)}"
-        )
+    check_audit_time(state, audit_time_ms, "the precedent report")
     return _text_pieces(state, summary, audit_time_ms, signature_strength)
 
 
