@@ -25,7 +25,7 @@ from ledger.protocol.audit import (
     application_item,
     counts_item,
     first_applicant_item,
-    summary_totals,
+    summary_item,
 )
 from ledger.protocol.commitments import check_commitments
 from ledger.protocol.state import ProtocolState
@@ -112,23 +112,21 @@ def precedent_summary(state: ProtocolState, audit_time_ms: int) -> dict[str, Any
     ``audit_time_ms``: the service's ``PrecedentSummary`` without its ``checkpoint``, built by
     the precedent report's own functions, so it can never say other than the report."""
     checks = check_commitments(state, audit_time_ms=audit_time_ms)
-    counts = counts_item(state)
-    return {
-        "audit_time_ms": audit_time_ms,
-        "all_commitments_honoured": all(c.status != "broken" for c in checks),
-        "commitments": [
-            {
-                "id": c.id,
-                "promise": c.promise,
-                "status": c.status,
-                "broken_at": [j.index for j in c.judgements if j.status == "broken"],
-                "acts_judged": len(c.judgements),
-            }
+    return summary_item(
+        audit_time_ms,
+        (
+            (
+                c.id,
+                c.promise,
+                c.status,
+                [j.index for j in c.judgements if j.status == "broken"],
+                len(c.judgements),
+            )
             for c in checks
-        ],
-        "first_applicant": first_applicant_item(state, checks),
-        **summary_totals(counts),
-    }
+        ),
+        first_applicant_item(state, checks),
+        counts_item(state),
+    )
 
 
 def terms_changes(

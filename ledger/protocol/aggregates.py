@@ -46,7 +46,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ledger.protocol.audit import first_applicant_from, summary_totals
+from ledger.protocol.audit import first_applicant_from, summary_item
 from ledger.protocol.commitments import (
     COMMITMENT_RULES,
     PROMISES,
@@ -437,23 +437,14 @@ def summary_from_aggregates(state: StoredProtocolState, audit_time_ms: int) -> d
     (the service's ``PrecedentSummary`` without its ``checkpoint``) — from the aggregates:
     the tallies, the broken and overdue acts, the first applicant's rulings made again, and
     the counts. ``state`` must hold aggregates (:func:`has_aggregates`)."""
-    tallies = commitment_tallies(state, audit_time_ms)
-    counts = counts_from_tallies(state)
-    return {
-        "audit_time_ms": audit_time_ms,
-        "all_commitments_honoured": all(t.status != "broken" for t in tallies),
-        "commitments": [
-            {
-                "id": t.id,
-                "promise": t.promise,
-                "status": t.status,
-                "broken_at": t.broken_at,
-                "acts_judged": t.acts_judged,
-            }
-            for t in tallies
-        ],
-        "first_applicant": first_applicant_from(
+    return summary_item(
+        audit_time_ms,
+        (
+            (t.id, t.promise, t.status, t.broken_at, t.acts_judged)
+            for t in commitment_tallies(state, audit_time_ms)
+        ),
+        first_applicant_from(
             state, lambda subject_id: first_applicant_rulings(state, subject_id, audit_time_ms)
         ),
-        **summary_totals(counts),
-    }
+        counts_from_tallies(state),
+    )

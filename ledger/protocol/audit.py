@@ -301,6 +301,35 @@ def summary_totals(counts: Mapping[str, Any]) -> dict[str, Any]:
     return {name: counts[name] for name in SUMMARY_TOTALS}
 
 
+def summary_item(
+    audit_time_ms: int,
+    verdicts: Iterable[tuple[str, str, Status, list[int], int]],
+    first_applicant: dict[str, Any] | None,
+    counts: Mapping[str, Any],
+) -> dict[str, Any]:
+    """The precedent summary (the service's ``PrecedentSummary`` without its ``checkpoint``):
+    each commitment's ``(id, promise, status, broken acts, acts judged)`` in report order, the
+    report's ``first_applicant`` and its ``counts`` — however they were computed (every rule
+    over every record, or the aggregates)."""
+    commitments = [
+        {
+            "id": commitment,
+            "promise": promise,
+            "status": status,
+            "broken_at": broken_at,
+            "acts_judged": acts_judged,
+        }
+        for commitment, promise, status, broken_at, acts_judged in verdicts
+    ]
+    return {
+        "audit_time_ms": audit_time_ms,
+        "all_commitments_honoured": all(c["status"] != "broken" for c in commitments),
+        "commitments": commitments,
+        "first_applicant": first_applicant,
+        **summary_totals(counts),
+    }
+
+
 def grievance_item(grievance: GrievanceRecord) -> dict[str, Any]:
     """One item of the report's ``grievances`` (JSON data valid as :class:`GrievanceSummary`,
     keys sorted)."""
