@@ -169,44 +169,58 @@ class PublishedCheckpoint:
             ("published", remembered.published),
             ("signed", remembered.pending),
         ):
-            if checkpoint is None:
+            if checkpoint is None or (label == "signed" and checkpoint.size > size):
                 continue
-            if checkpoint.size > size:
-                if label == "signed":
-                    continue
-                raise ForkError(
-                    f"couldn't {doing}: {tree} is at size {size} but this log already "
-                    f"published size {checkpoint.size} (remembered in {self.path}); restore a "
-                    "newer backup, or recover the missing entries with `amnesty recover`"
-                )
-            here = root_at(checkpoint.size)
-            if here != checkpoint.root_hash:
-                raise ForkError(
-                    f"couldn't {doing}: {tree}'s tree at size {checkpoint.size} has root "
-                    f"{_b64(here)} but this log {label} root {_b64(checkpoint.root_hash)} at that "
-                    f"size (remembered in {self.path}): {tree} holds another history, a "
-                    "fork; restore a backup of this log's own database, or recover its entries "
-                    "with `amnesty recover`"
-                )
+            self._refuse_unless_extended(
+                checkpoint,
+                size,
+                root_at,
+                doing=doing,
+                tree=tree,
+                larger=f"this log already published size {checkpoint.size}",
+                differs=f"this log {label} root {_b64(checkpoint.root_hash)}",
+            )
         for record in remembered.witnessed.values():
             cosigned = record.checkpoint
-            if cosigned.size > size:
-                raise ForkError(
-                    f"couldn't {doing}: {tree} is at size {size} but witness {record.name!r} "
-                    f"cosigned size {cosigned.size} of this log (remembered in {self.path}); "
-                    "restore a newer backup, or recover the missing entries with "
-                    "`amnesty recover`"
-                )
-            here = root_at(cosigned.size)
-            if here != cosigned.root_hash:
-                raise ForkError(
-                    f"couldn't {doing}: {tree}'s tree at size {cosigned.size} has root "
-                    f"{_b64(here)} but witness {record.name!r} cosigned root "
-                    f"{_b64(cosigned.root_hash)} at that size (remembered in {self.path}): "
-                    f"{tree} holds another history, a fork; restore a backup of this log's own "
-                    "database, or recover its entries with `amnesty recover`"
-                )
+            self._refuse_unless_extended(
+                cosigned,
+                size,
+                root_at,
+                doing=doing,
+                tree=tree,
+                larger=f"witness {record.name!r} cosigned size {cosigned.size} of this log",
+                differs=f"witness {record.name!r} cosigned root {_b64(cosigned.root_hash)}",
+            )
         return remembered
+
+    def _refuse_unless_extended(
+        self,
+        checkpoint: Checkpoint,
+        size: int,
+        root_at: RootAt,
+        *,
+        doing: str,
+        tree: str,
+        larger: str,
+        differs: str,
+    ) -> None:
+        """Refuse (:class:`ForkError`) unless the tree of ``size`` leaves extends
+        ``checkpoint``: ``larger`` says who vouched for a larger size, ``differs`` for another
+        root at its size (see :meth:`check`)."""
+        if checkpoint.size > size:
+            raise ForkError(
+                f"couldn't {doing}: {tree} is at size {size} but {larger} (remembered in "
+                f"{self.path}); restore a newer backup, or recover the missing entries with "
+                "`amnesty recover`"
+            )
+        here = root_at(checkpoint.size)
+        if here != checkpoint.root_hash:
+            raise ForkError(
+                f"couldn't {doing}: {tree}'s tree at size {checkpoint.size} has root "
+                f"{_b64(here)} but {differs} at that size (remembered in {self.path}): "
+                f"{tree} holds another history, a fork; restore a backup of this log's own "
+                "database, or recover its entries with `amnesty recover`"
+            )
 
     # -- writing ------------------------------------------------------------------------------
 
