@@ -94,7 +94,7 @@ class ProtocolReader:
         """The size of the latest state a query was given (a hint for /healthz)."""
         return self._size
 
-    def _stored_at(self, size: int) -> StoredProtocolState | None:
+    def stored_at(self, size: int) -> StoredProtocolState | None:
         """A read-only stored state at ``size``, or ``None`` if no derived state is stored
         at or below it."""
         point = self._source.flush_point(size)
@@ -139,7 +139,7 @@ class ProtocolReader:
         :data:`STATE_WAIT_S`, then answers 503 with ``Retry-After`` and the progress made.
         """
         head = self._heads.latest()
-        stored = self._stored_at(head.size)
+        stored = self.stored_at(head.size)
         if stored is not None:
             self._size = max(self._size, head.size)
             try:
@@ -174,7 +174,7 @@ class ProtocolReader:
         a log without derived state, a replay from entry 0 (cached; one at a time: while one
         runs, another size is refused at once with a 503 and ``Retry-After``).
         """
-        stored = self._stored_at(size)
+        stored = self.stored_at(size)
         if stored is not None:
             return stored
         self._fallback(size)

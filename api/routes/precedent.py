@@ -141,11 +141,14 @@ def get_precedent_summary(
             audit = _summary_time(state, audit_time_ms, judged_now_ms(state))
             return json_response(precedent_summary(state, service.head_of(signed), audit))
     head = service.tree_head_under(latest, at)
-    past = service.reader.at(at)
-    audit = _summary_time(past, audit_time_ms, past.log_time_ms_at(at - 1) if at else 0)
-    if isinstance(past, StoredProtocolState) and has_aggregates(past):
-        return json_response(aggregated_summary(past, head, audit))
+    stored = service.reader.stored_at(at)
+    if stored is not None and has_aggregates(stored):
+        audit = _summary_time(stored, audit_time_ms, stored.log_time_ms_at(at - 1) if at else 0)
+        return json_response(aggregated_summary(stored, head, audit))
+    # A scan of the state, or a replay from entry 0 first: a report's turn.
     with service.heavy(f"the precedent summary at size {at}"):
+        past = stored if stored is not None else service.reader.at(at)
+        audit = _summary_time(past, audit_time_ms, past.log_time_ms_at(at - 1) if at else 0)
         return json_response(precedent_summary(past, head, audit))
 
 
