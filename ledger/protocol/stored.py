@@ -365,10 +365,7 @@ class StoredTable(MutableMapping[K, V], Generic[K, V]):
         return iter(self)
 
     def codes(self) -> Iterator[bytes]:
-        """Every key's encoding, in order: the stored rows' keys as the source returns them
-        when nothing changed in memory (a read-only state's scan, without decoding a key)."""
-        if not self._live:
-            return (code for code, _ in self._state.source.scan(self.kind, self._state.pinned))
+        """Every key's encoding, in order, without decoding a key."""
         return (code for code, _, _ in self._merged())
 
     def keys_between(self, after: bytes, before: bytes) -> Iterator[K]:
