@@ -188,6 +188,21 @@ def hybrid_log() -> Log:
     return log
 
 
+def aurora_application(offer: dict[str, Any]) -> dict[str, Any]:
+    """The body of an application by AI that binds its ML-DSA-44 key AI_PQ, to ``offer``."""
+    return {
+        "vkey": AI.vkey,
+        "mldsa44_vkey": AI_PQ.vkey,
+        "name": "Aurora",
+        "offer": offer,
+        "claims": {
+            c["id"]: {"claim": "yes", "evidence_digests": [base64.b64encode(bytes(32)).decode()]}
+            for c in default_offer()["terms"]["eligibility_criteria"]
+        },
+        "accepts_conditions": [c["id"] for c in default_offer()["terms"]["conditions"]],
+    }
+
+
 def offer_body(version: int = 1) -> dict[str, Any]:
     return {"version": version, "terms": default_offer()["terms"]}
 
@@ -319,17 +334,7 @@ def test_an_mldsa44_key_bound_to_a_member_or_subject_is_refused_to_anyone_else()
 def test_a_binding_needs_the_bound_key_s_signature() -> None:
     log = hybrid_log()
     offer = log.submit(statement("offer", offer_body(), EVERYONE, body_signers(1, 2, 3)))
-    body = {
-        "vkey": AI.vkey,
-        "mldsa44_vkey": AI_PQ.vkey,
-        "name": "Aurora",
-        "offer": log.ref(offer),
-        "claims": {
-            c["id"]: {"claim": "yes", "evidence_digests": [base64.b64encode(bytes(32)).decode()]}
-            for c in default_offer()["terms"]["eligibility_criteria"]
-        },
-        "accepts_conditions": [c["id"] for c in default_offer()["terms"]["conditions"]],
-    }
+    body = aurora_application(log.ref(offer))
     with pytest.raises(AuthorityError, match="not signed by the ML-DSA-44 key"):
         log.submit(statement("application", body, [AI, AI_PQ], [AI]))
 
@@ -523,17 +528,7 @@ def test_a_writing_server_keeps_the_bindings_in_its_derived_state(sqlite_url: st
     offer = append(sequencer, policy, sign_statement(weak, PQ[2]))
     assert isinstance(offer, Receipt) and offer.index == 1
     leaf = base64.b64encode(hashlib.sha256(b"\x00" + offer.entry).digest()).decode()
-    body = {
-        "vkey": AI.vkey,
-        "mldsa44_vkey": AI_PQ.vkey,
-        "name": "Aurora",
-        "offer": {"index": 1, "leaf_hash": leaf},
-        "claims": {
-            c["id"]: {"claim": "yes", "evidence_digests": [base64.b64encode(bytes(32)).decode()]}
-            for c in default_offer()["terms"]["eligibility_criteria"]
-        },
-        "accepts_conditions": [c["id"] for c in default_offer()["terms"]["conditions"]],
-    }
+    body = aurora_application({"index": 1, "leaf_hash": leaf})
     application = append(
         sequencer, policy, statement("application", body, [AI, AI_PQ], [AI, AI_PQ])
     )
@@ -552,17 +547,7 @@ def test_a_writing_server_keeps_the_bindings_in_its_derived_state(sqlite_url: st
 def test_subject_statements_are_hybrid_when_the_subject_signs_with_its_bound_key() -> None:
     log = hybrid_log()
     offer = log.submit(statement("offer", offer_body(), EVERYONE, body_signers(1, 2, 3)))
-    body = {
-        "vkey": AI.vkey,
-        "mldsa44_vkey": AI_PQ.vkey,
-        "name": "Aurora",
-        "offer": log.ref(offer),
-        "claims": {
-            c["id"]: {"claim": "yes", "evidence_digests": [base64.b64encode(bytes(32)).decode()]}
-            for c in default_offer()["terms"]["eligibility_criteria"]
-        },
-        "accepts_conditions": [c["id"] for c in default_offer()["terms"]["conditions"]],
-    }
+    body = aurora_application(log.ref(offer))
     subject = log.submit(statement("application", body, [AI, AI_PQ], [AI, AI_PQ]))
     consent = {
         "subject": log.ref(subject),
