@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import subprocess
 from pathlib import Path
 
 import httpx
@@ -122,6 +123,13 @@ def test_a_mirror_copies_verifies_cosigns_and_refuses_a_fork(tmp_path: Path) -> 
         "witness", "keygen", "mirror.example/m1", "--out", str(mirror_key)
     ).stdout.strip()
     directory = tmp_path / "mirror"
+
+    def mirror(url: str, *flags: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """``amnesty mirror URL DIRECTORY --vkey LOG_VKEY FLAGS --quiet``."""
+        return amnesty(
+            "mirror", url, str(directory), "--vkey", log_vkey, *flags, "--quiet", check=check
+        )
+
     attester = Attester(db, origin)
     server = Server(db, tmp_path / "server.log")
     server.start()
@@ -134,17 +142,7 @@ def test_a_mirror_copies_verifies_cosigns_and_refuses_a_fork(tmp_path: Path) -> 
     server.start()
     try:
         size = submit(server, attester, 4, "second-")
-        run = amnesty(
-            "mirror",
-            server.url,
-            str(directory),
-            "--vkey",
-            log_vkey,
-            "--key",
-            str(mirror_key),
-            "--json",
-            "--quiet",
-        )
+        run = mirror(server.url, "--key", str(mirror_key), "--json")
         result = json.loads(run.stdout)
         assert result["origin_hash"] == hashlib.sha256(origin.encode()).hexdigest()
         assert len(result["mirror_cosignatures"]) == 1
@@ -159,16 +157,7 @@ def test_a_mirror_copies_verifies_cosigns_and_refuses_a_fork(tmp_path: Path) -> 
             assert httpx.get(f"{server.url}/{path}", timeout=10).content == data, path
         # Growing: the next run proves consistency from the served checkpoint, cosigns again.
         size = submit(server, attester, 2, "third-")
-        amnesty(
-            "mirror",
-            server.url,
-            str(directory),
-            "--vkey",
-            log_vkey,
-            "--key",
-            str(mirror_key),
-            "--quiet",
-        )
+        mirror(server.url, "--key", str(mirror_key))
         assert independently_checked(directory, log_vkey, mirror_vkey)[0] == size
     finally:
         server.stop()
@@ -186,17 +175,7 @@ def test_a_mirror_copies_verifies_cosigns_and_refuses_a_fork(tmp_path: Path) -> 
     try:
         fork_size = submit(fork, Attester(fork_db, origin), 12, "fork-")
         assert fork_size > size
-        refused = amnesty(
-            "mirror",
-            fork.url,
-            str(directory),
-            "--vkey",
-            log_vkey,
-            "--key",
-            str(mirror_key),
-            "--quiet",
-            check=False,
-        )
+        refused = mirror(fork.url, "--key", str(mirror_key), check=False)
     finally:
         fork.stop()
     assert refused.returncode == 1, refused.stderr
@@ -214,9 +193,7 @@ def test_a_mirror_copies_verifies_cosigns_and_refuses_a_fork(tmp_path: Path) -> 
     )
     stale.start()
     try:
-        rolled_back = amnesty(
-            "mirror", stale.url, str(directory), "--vkey", log_vkey, "--quiet", check=False
-        )
+        rolled_back = mirror(stale.url, check=False)
     finally:
         stale.stop()
     assert rolled_back.returncode == 1
