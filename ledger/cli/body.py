@@ -29,6 +29,7 @@ from typing import Annotated, Any
 
 import typer
 
+from ledger.atomic import write_atomically
 from ledger.cli.common import (
     JsonOption,
     emit,
@@ -466,9 +467,10 @@ def member_sign(
         except LedgerError as exc:
             fail_with(exc, 2)
         names.append(signer.vkey.split("+", 2)[1])
-    tmp = file.with_name(file.name + ".tmp")
-    tmp.write_bytes(data)
-    tmp.replace(file)
+    try:
+        write_atomically(file, data, what=f"the signed statement {file}")
+    except LedgerError as exc:
+        fail_with(exc, 2)
     typer.echo(f"signed {file} with key(s) {', '.join(names)}", err=True)
 
 

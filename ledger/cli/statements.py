@@ -19,6 +19,7 @@ from typing import Annotated, Any
 
 import typer
 
+from ledger.atomic import write_atomically
 from ledger.cli.common import JsonOption, emit, fail, fail_with, read_file, read_signer
 from ledger.errors import LedgerError
 from ledger.protocol.statements import STATEMENT_TYPES, parse_body
@@ -187,11 +188,9 @@ def sign(
     signer = read_signer(key)
     try:
         signed = sign_statement(read_file(file), signer)
+        write_atomically(file, signed, what=f"the signed statement {file}")
     except LedgerError as exc:
         fail_with(exc, 2)
-    tmp = file.with_name(file.name + ".tmp")
-    tmp.write_bytes(signed)
-    tmp.replace(file)
     typer.echo(f"signed {file} as {signer.vkey}", err=True)
 
 
