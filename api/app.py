@@ -46,6 +46,7 @@ from api.observability import (
 )
 from api.problems import install_problem_handlers, problem_response
 from api.reader import ProtocolReader
+from api.report_cache import ReportCache, default_folder
 from api.routes import (
     applications,
     due,
@@ -181,11 +182,24 @@ def build_service(settings: Settings) -> LedgerService:
         proofs=Proofs(view),
         reader=ProtocolReader(store, heads, view.origin, facts=facts),
         cosigner=build_cosigner(settings, view, published) if sequencer is not None else None,
+        report_cache=report_cache_for(settings, store),
     )
     if sequencer is not None:
         sequencer.on_fatal = service.stop_writing
     service.reader.on_damage = service.stop_writing
     return service
+
+
+def report_cache_for(settings: Settings, store: SqlLogStore) -> ReportCache | None:
+    """The report cache the settings ask for (:mod:`api.report_cache`), or None (0 MiB)."""
+    if settings.report_cache_mib == 0:
+        return None
+    folder = settings.report_cache_dir or default_folder(store.database_file(), store.url)
+    return ReportCache(
+        folder,
+        budget_bytes=settings.report_cache_mib << 20,
+        min_free_bytes=settings.min_free_disk_bytes,
+    )
 
 
 def preflight(settings: Settings) -> None:

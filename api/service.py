@@ -46,6 +46,7 @@ from api.observability import Metrics
 from api.precedents import HEAVY_AT_ONCE, HEAVY_WAIT_S, PRECEDENT_FRESH_S, SYNC_BUDGET_S
 from api.problems import ProblemError, retry_later
 from api.reader import ProtocolReader
+from api.report_cache import KeptReport, Rendering, ReportCache, report_key
 from api.settings import Settings
 from api.writer import Waiting, settler
 from ledger.errors import FatalError, LedgerError, MalformedError
@@ -112,6 +113,8 @@ class LedgerService:
     proofs: Proofs
     reader: ProtocolReader
     cosigner: Cosigner | None = None
+    report_cache: ReportCache | None = None
+    """Where finished repeatable reports are kept (:mod:`api.report_cache`); None: not kept."""
     integrity_failure: str | None = None
     """None while the store is sound; once damage or a fork is detected (by the sequencer, or
     by a reader replaying the store), a one-line reason, and this process has stopped writing
@@ -301,8 +304,10 @@ class LedgerService:
         """The precedent report at the latest checkpoint, or at tree size ``at``: the tree head
         it names and its JSON text in pieces (:func:`~ledger.protocol.audit.precedent_pieces`;
         with ``as_text``, its plain text: :func:`~ledger.protocol.audit.precedent_text_pieces`),
-        to be read before the context is left. Never cached: each request computes its own,
-        item by item, so memory does not grow with the report.
+        to be read before the context is left. Computed item by item, so memory does not grow
+        with the report; a repeatable request's report (an explicit audit time, or a past size)
+        is also kept, as it is computed, in the report cache (:mod:`api.report_cache`), which
+        answers the same request next time (:meth:`kept_precedent`).
 
         The audit time defaults to now (to the second, never before the last entry's log time)
         at the latest checkpoint, and to the last entry's log time for a past size (the report
@@ -317,6 +322,7 @@ class LedgerService:
         Blocking: run it in a worker thread (:class:`~api.precedents.ReportStream`).
         """
         render = precedent_text_pieces if as_text else precedent_pieces
+        rendering: Rendering = "text" if as_text else "json"
         latest = self.heads.latest()
         if at is None or at == latest.size:
             with self.heavy("the precedent report"), self.reader.latest() as (state, head):
@@ -325,7 +331,10 @@ class LedgerService:
                 if audit is None:
                     last = state.log_time_ms_at(state.size - 1) if state.size else 0
                     audit = max(last, now_ms() // 1000 * 1000)
-                yield info, render(state, checkpoint=_summary(info), audit_time_ms=audit)
+                pieces = render(state, checkpoint=_summary(info), audit_time_ms=audit)
+                if audit_time_ms is not None:
+                    pieces = self._keeping(rendering, info, audit, pieces)
+                yield info, pieces
             return
         info = self.tree_head_under(latest, at)
         with self.heavy(f"the precedent report at size {at}"):
@@ -333,7 +342,45 @@ class LedgerService:
             audit = audit_time_ms
             if audit is None:
                 audit = past.log_time_ms_at(at - 1) if at else 0
-            yield info, render(past, checkpoint=_summary(info), audit_time_ms=audit)
+            pieces = render(past, checkpoint=_summary(info), audit_time_ms=audit)
+            yield info, self._keeping(rendering, info, audit, pieces)
+
+    def _keeping(
+        self, rendering: Rendering, info: TreeHeadInfo, audit_time_ms: int, pieces: Iterator[str]
+    ) -> Iterator[str]:
+        """``pieces``, kept in the report cache as they pass (when the service has one)."""
+        if self.report_cache is None:
+            return pieces
+        key = report_key(rendering, self.origin, info.size, info.root_hash, audit_time_ms)
+        return self.report_cache.keeping(key, pieces)
+
+    def kept_precedent(
+        self, at: int | None, audit_time_ms: int | None, *, as_text: bool = False
+    ) -> tuple[TreeHeadInfo, KeptReport] | None:
+        """The kept report (:mod:`api.report_cache`) that answers exactly what
+        :meth:`precedent` would compute for this request, checked against its digest, with
+        the tree head to name now (with a consistency proof to the latest checkpoint); or
+        None: no cache, a report judged now (no audit time, at the latest checkpoint), or
+        none kept. Takes no turn: a kept report is read, not computed. Raises
+        :class:`~ledger.server.logview.NotFoundError` for a size past the tree. Blocking."""
+        cache = self.report_cache
+        if cache is None:
+            return None
+        latest = self.heads.latest()
+        size = latest.size if at is None else at
+        info = self.tree_head_under(latest, size)
+        audit = audit_time_ms
+        if audit is None:
+            if size == latest.size:
+                return None  # judged now: never the same report twice
+            if size == 0:
+                audit = 0
+            else:
+                with self.reader.latest() as (state, _):
+                    audit = state.log_time_ms_at(size - 1)
+        rendering: Rendering = "text" if as_text else "json"
+        kept = cache.open(report_key(rendering, self.origin, size, info.root_hash, audit))
+        return None if kept is None else (info, kept)
 
     @contextmanager
     def heavy(self, what: str) -> Iterator[None]:

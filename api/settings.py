@@ -95,6 +95,19 @@ class Settings(BaseSettings):
         "connections together, in MiB (SQLite's soft heap limit); memory does not grow "
         "with the log beyond it",
     )
+    report_cache_mib: int = Field(
+        default=1024,
+        ge=0,
+        le=1 << 24,
+        description="disk space, in MiB, for finished precedent reports kept so that an "
+        "identical repeatable request (a past size, or an explicit audit time) is read, not "
+        "computed again (api.report_cache); 0 keeps none",
+    )
+    report_cache_dir: Path | None = Field(
+        default=None,
+        description="folder of the kept reports (processes on one machine may share it); "
+        "default: beside a SQLite database file (FILE.reports), else under /var/tmp",
+    )
     db_connect_timeout_s: float = Field(
         default=5.0,
         gt=0,

@@ -7,8 +7,10 @@ was computed at; anyone can replay the log to that size and get the same report 
 computed, item by item from the protocol state, in a worker thread
 (:func:`ledger.protocol.audit.precedent_pieces`, :class:`api.precedents.ReportStream`): the
 same bytes as one ``json.dumps`` of the whole report (or its text rendering), but no report is
-ever built whole, encoded whole or kept, no other request waits on the event loop for it, and a
-client that goes away stops its computation. The summary is read from the precedent's aggregates (:mod:`ledger.protocol.aggregates`) at the latest
+ever built whole or encoded whole, no other request waits on the event loop for it, and a
+client that goes away stops its computation. A repeatable request's report (a past size, or
+an explicit audit time) is written to disk as it streams, and the same request later reads it
+from there (:mod:`api.report_cache`), in a frame made for that answer. The summary is read from the precedent's aggregates (:mod:`ledger.protocol.aggregates`) at the latest
 checkpoint, which it names.
 
 On a large log the report is large (every subject's timeline: about 180 MB of JSON at a million
@@ -25,12 +27,13 @@ of either list, so a cursor stays valid as the log grows and a walk never repeat
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
 from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
 
 from api import wire
 from api.clock import judged_now_ms
@@ -39,6 +42,7 @@ from api.heads import TreeHeadInfo
 from api.precedents import ReportStream
 from api.present import b64, json_response, precedent_summary, tree_head
 from api.problems import ProblemError
+from api.report_cache import KeptReport
 from api.service import LedgerService
 from ledger.protocol.aggregates import has_aggregates, summary_from_aggregates
 from ledger.protocol.audit import applications_after, check_audit_time, subjects_after
@@ -79,12 +83,18 @@ def _json_report(
 
 
 def _framed(head: TreeHeadInfo, pieces: Iterator[str]) -> Iterator[str]:
+    before, after = _frame(head)
+    yield before
+    yield from pieces
+    yield after
+
+
+def _frame(head: TreeHeadInfo) -> tuple[str, str]:
+    """The JSON answer's text before and after the report: the tree head it names."""
     checkpoint = json.dumps(
         tree_head(head).model_dump(mode="json"), ensure_ascii=False, sort_keys=True
     )
-    yield '{"checkpoint": ' + checkpoint + ', "report": '
-    yield from pieces
-    yield "}"
+    return '{"checkpoint": ' + checkpoint + ', "report": ', "}"
 
 
 @router.get(
@@ -97,12 +107,33 @@ async def get_precedent(
 ) -> Response:
     """The precedent audit at the latest checkpoint (or at tree size ``at``), streamed as it
     is computed, item by item, in a worker thread (:class:`~api.precedents.ReportStream`):
-    never built whole or kept, stopped when the client goes away. On a large log prefer the
-    summary (``/v1/precedent/summary``) or the pages (``/v1/precedent/applications``,
-    ``/v1/precedent/subjects``): the whole report is about 180 MB at a million entries."""
+    never built whole in memory, stopped when the client goes away. A repeatable request (a
+    past size, or an explicit audit time) is answered from the report cache when the same
+    report was computed before (:mod:`api.report_cache`), without waiting for a report's turn.
+    On a large log prefer the summary (``/v1/precedent/summary``) or the pages
+    (``/v1/precedent/applications``, ``/v1/precedent/subjects``): the whole report is about
+    180 MB at a million entries."""
+    kept = await run_in_threadpool(service.kept_precedent, at, audit_time_ms)
+    if kept is not None:
+        head, report = kept
+        return StreamingResponse(_kept_chunks(report, *_frame(head)), media_type="application/json")
     stream = ReportStream(lambda: _json_report(service, at, audit_time_ms))
     await stream.start()
     return StreamingResponse(stream.chunks(), media_type="application/json")
+
+
+async def _kept_chunks(report: KeptReport, before: str, after: str) -> AsyncIterator[bytes]:
+    """A kept report's body between ``before`` and ``after`` (its frame, made now), read in
+    chunks by a worker thread; the file is closed however the response ends."""
+    chunks = report.chunks()
+    try:
+        yield before.encode("utf-8")
+        while (chunk := await run_in_threadpool(next, chunks, None)) is not None:
+            yield chunk
+        yield after.encode("utf-8")
+    finally:
+        chunks.close()
+        report.file.close()
 
 
 @router.get(
@@ -197,7 +228,14 @@ async def get_precedent_text(
     service: Service, at: AtQuery = None, audit_time_ms: AuditTimeQuery = None
 ) -> Response:
     """The same report rendered as text, followed by the signed checkpoint it names; streamed
-    line by line as the JSON report is (:class:`~api.precedents.ReportStream`)."""
+    line by line as the JSON report is (:class:`~api.precedents.ReportStream`), or read from
+    the report cache as the JSON report is."""
+    kept = await run_in_threadpool(service.kept_precedent, at, audit_time_ms, as_text=True)
+    if kept is not None:
+        head, report = kept
+        return StreamingResponse(
+            _kept_chunks(report, "", _footer(head)), media_type="text/plain; charset=utf-8"
+        )
     stream = ReportStream(lambda: _text_report(service, at, audit_time_ms))
     await stream.start()
     return StreamingResponse(stream.chunks(), media_type="text/plain; charset=utf-8")
@@ -213,6 +251,11 @@ def _text_report(
 
 def _with_footer(head: TreeHeadInfo, lines: Iterator[str]) -> Iterator[str]:
     yield from lines
+    yield _footer(head)
+
+
+def _footer(head: TreeHeadInfo) -> str:
+    """What follows the text report: how to verify it, and the signed checkpoint it names."""
     footer = [
         "",
         "VERIFY THIS REPORT",
@@ -231,7 +274,7 @@ def _with_footer(head: TreeHeadInfo, lines: Iterator[str]) -> Iterator[str]:
             f"Consistency proof from size {head.size} to {head.signed.size}:",
             *(b64(h) for h in head.consistency),
         ]
-    yield "\n".join(footer) + "\n"
+    return "\n".join(footer) + "\n"
 
 
 # -- pages ----------------------------------------------------------------------------------------

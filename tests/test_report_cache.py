@@ -1,0 +1,335 @@
+"""The report cache (:mod:`api.report_cache`): an identical repeatable precedent request is
+read from disk, byte for byte the report computing it gives, never another tree's or another
+audit time's, and a damaged, truncated or unfinished file is never served.
+
+The unit tests drive :class:`~api.report_cache.ReportCache` directly; the service tests ask a
+real application (``TestClient``) and compare every answer with the same request to a server
+that keeps nothing (``report_cache_mib=0``)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+import api.service
+from api.app import create_app
+from api.report_cache import PARTIAL_STALE_S, ReportCache, default_folder, report_key
+from tests.api_support import TestLog, make_log
+from tests.test_precedent_pages import ai
+
+ROOT = bytes(range(32))
+
+
+def pieces(text: str, size: int = 7) -> Iterator[str]:
+    for start in range(0, len(text), size):
+        yield text[start : start + size]
+
+
+def kept_files(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+def read_kept(cache: ReportCache, key: str) -> bytes | None:
+    kept = cache.open(key)
+    if kept is None:
+        return None
+    return b"".join(kept.chunks())
+
+
+# -- the cache itself -----------------------------------------------------------------------------
+
+
+def test_a_finished_report_is_kept_and_read_back(tmp_path: Path) -> None:
+    cache = ReportCache(tmp_path / "kept", budget_bytes=1 << 20)
+    text = '{"report": "é ✓ ' + "x" * 5000 + '"}'
+    assert "".join(cache.keeping("k1", pieces(text))) == text
+    assert read_kept(cache, "k1") == text.encode()
+    assert kept_files(cache.folder) == ["k1.report"]
+    assert (cache.folder.stat().st_mode & 0o777) == 0o700
+
+
+def test_a_report_stopped_early_is_not_kept(tmp_path: Path) -> None:
+    """The client went away: the generator is closed before its end; nothing is left."""
+    cache = ReportCache(tmp_path / "kept", budget_bytes=1 << 20)
+    stream = cache.keeping("k1", pieces("y" * 10_000))
+    next(stream)
+    next(stream)
+    stream.close()
+    assert kept_files(cache.folder) == []
+    assert cache.open("k1") is None
+
+
+def test_a_report_whose_computation_fails_is_not_kept(tmp_path: Path) -> None:
+    def failing() -> Iterator[str]:
+        yield "abc"
+        raise RuntimeError("an entry could not be read")
+
+    cache = ReportCache(tmp_path / "kept", budget_bytes=1 << 20)
+    with pytest.raises(RuntimeError):
+        "".join(cache.keeping("k1", failing()))
+    assert kept_files(cache.folder) == []
+
+
+@pytest.mark.parametrize("damage", ["flip-body", "truncate", "flip-digest", "empty"])
+def test_a_damaged_report_is_deleted_not_served(
+    tmp_path: Path, damage: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    cache = ReportCache(tmp_path / "kept", budget_bytes=1 << 20)
+    "".join(cache.keeping("k1", pieces("z" * 3000)))
+    path = cache.path_of("k1")
+    data = bytearray(path.read_bytes())
+    if damage == "flip-body":
+        data[-10] ^= 1
+    elif damage == "flip-digest":
+        data[3] = ord("0") if data[3] != ord("0") else ord("1")
+    elif damage == "truncate":
+        del data[-1:]
+    else:
+        data.clear()
+    path.write_bytes(bytes(data))
+    with caplog.at_level(logging.WARNING, logger="api.report_cache"):
+        assert cache.open("k1") is None
+    assert not path.exists()
+    assert "does not match its digest" in caplog.text
+
+
+def test_least_recently_served_reports_go_first(tmp_path: Path) -> None:
+    cache = ReportCache(tmp_path / "kept", budget_bytes=2 * 1100)
+    for n, key in enumerate(("a", "b")):
+        "".join(cache.keeping(key, pieces(str(n) * 1000)))
+        os.utime(cache.path_of(key), (1000 + n, 1000 + n))
+    assert read_kept(cache, "a") == b"0" * 1000  # served now: "b" is the least recent
+    "".join(cache.keeping("c", pieces("2" * 1000)))
+    assert kept_files(cache.folder) == ["a.report", "c.report"]
+
+
+def test_a_report_larger_than_the_budget_is_not_kept(tmp_path: Path) -> None:
+    cache = ReportCache(tmp_path / "kept", budget_bytes=4096)
+    text = "w" * (3 << 20)
+    assert "".join(cache.keeping("big", pieces(text, 1 << 16))) == text
+    assert kept_files(cache.folder) == []
+
+
+def test_nothing_is_kept_below_the_free_space_floor(tmp_path: Path) -> None:
+    cache = ReportCache(tmp_path / "kept", budget_bytes=1 << 20, min_free_bytes=1 << 62)
+    assert "".join(cache.keeping("k1", pieces("v" * 100))) == "v" * 100
+    assert cache.open("k1") is None
+    assert kept_files(cache.folder) == []
+
+
+def test_a_killed_writers_partial_file_is_removed(tmp_path: Path) -> None:
+    cache = ReportCache(tmp_path / "kept", budget_bytes=1 << 20)
+    cache.folder.mkdir()
+    stale = cache.folder / ".partial-99999-0123456789abcdef"
+    fresh = cache.folder / ".partial-99998-0123456789abcdef"
+    stale.write_bytes(b"x" * 100)
+    fresh.write_bytes(b"x" * 100)
+    old = time.time() - PARTIAL_STALE_S - 5
+    os.utime(stale, (old, old))
+    "".join(cache.keeping("k1", pieces("u" * 100)))
+    assert kept_files(cache.folder) == [fresh.name, "k1.report"]
+
+
+def test_an_unusable_folder_never_fails_the_report(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    cache = ReportCache(blocker / "kept", budget_bytes=1 << 20)
+    with caplog.at_level(logging.WARNING, logger="api.report_cache"):
+        for _ in range(3):
+            assert "".join(cache.keeping("k1", pieces("t" * 100))) == "t" * 100
+            assert cache.open("k1") is None
+    assert caplog.text.count("couldn't start keeping a report") == 1
+
+
+def test_every_input_of_a_report_is_in_its_name() -> None:
+    base = report_key("json", "o.example/log", 10, ROOT, 5)
+    others = {
+        report_key("text", "o.example/log", 10, ROOT, 5),
+        report_key("json", "p.example/log", 10, ROOT, 5),
+        report_key("json", "o.example/log", 11, ROOT, 5),
+        report_key("json", "o.example/log", 10, bytes(32), 5),
+        report_key("json", "o.example/log", 10, ROOT, 6),
+    }
+    assert base not in others and len(others) == 5
+    assert base == report_key("json", "o.example/log", 10, ROOT, 5)
+
+
+def test_default_folders() -> None:
+    assert default_folder(Path("/srv/l.db"), "sqlite:////srv/l.db") == Path("/srv/l.db.reports")
+    with_password = default_folder(None, "postgresql://u:secret@h/db")
+    assert with_password == default_folder(None, "postgresql://u:other@h/db")
+    assert with_password != default_folder(None, "postgresql://u@h/other")
+    assert "secret" not in str(with_password)
+
+
+# -- the service --------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def log(tmp_path: Path) -> TestLog:
+    log = make_log(tmp_path, derived=True)
+    log.append("a", log.application(ai(1), "Alpha"))
+    log.append("b", log.application(ai(2), "Bravo"))
+    log.append("grant-a", log.decision("a"))
+    return log
+
+
+def computed(log: TestLog, path: str) -> bytes:
+    """The answer of a server that keeps no report."""
+    with TestClient(create_app(log.settings(report_cache_mib=0, read_only=True))) as client:
+        answer = client.get(path)
+        assert answer.status_code == 200, answer.text
+        return answer.content
+
+
+class Computations:
+    """Counts the reports the service computes (each ``LedgerService.precedent`` entered)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.count = 0
+        original = api.service.LedgerService.precedent
+
+        def counted(service: api.service.LedgerService, *args: object, **kw: object) -> object:
+            self.count += 1
+            return original(service, *args, **kw)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(api.service.LedgerService, "precedent", counted)
+
+
+REPEATABLE = [
+    "/v1/precedent?at=4",
+    "/v1/precedent?at=3&audit_time_ms=9999999999999",
+    "/v1/precedent?audit_time_ms=9999999999999",
+    "/v1/precedent.txt?at=4",
+    "/v1/precedent.txt?audit_time_ms=9999999999999",
+]
+
+
+@pytest.mark.parametrize("path", REPEATABLE)
+def test_an_identical_request_is_read_not_computed(
+    log: TestLog, path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    expected = computed(log, path)
+    computations = Computations(monkeypatch)
+    with TestClient(create_app(log.settings(read_only=True))) as client:
+        first = client.get(path)
+        second = client.get(path)
+        third = client.get(path)
+    assert first.content == second.content == third.content == expected
+    assert computations.count == 1
+    assert second.headers["content-type"] == first.headers["content-type"]
+
+
+def test_a_report_judged_now_is_never_kept(log: TestLog, monkeypatch: pytest.MonkeyPatch) -> None:
+    computations = Computations(monkeypatch)
+    folder = log.folder / "log.db.reports"
+    with TestClient(create_app(log.settings(read_only=True))) as client:
+        for path in ("/v1/precedent", "/v1/precedent?at=5", "/v1/precedent.txt"):
+            assert client.get(path).status_code == 200
+            assert client.get(path).status_code == 200
+    assert computations.count == 6
+    assert kept_files(folder) == []
+
+
+def test_a_kept_report_is_framed_as_the_server_frames_it_now(log: TestLog) -> None:
+    """The frame (the checkpoint named, with a consistency proof to the latest one when no
+    checkpoint has exactly the size) is made for each answer, as a server keeping nothing
+    makes it after the log grew; only the report inside it is read from disk."""
+    with TestClient(create_app(log.settings(read_only=True))) as client:
+        before = client.get("/v1/precedent?at=4").json()
+    log.append("grant-b", log.decision("b"))
+    with TestClient(create_app(log.settings(read_only=True))) as client:
+        after = client.get("/v1/precedent?at=4")
+    assert after.content == computed(log, "/v1/precedent?at=4")
+    assert after.json()["report"] == before["report"]
+    assert after.json()["checkpoint"]["size"] == 4
+
+
+def test_a_damaged_kept_report_is_computed_again(
+    log: TestLog, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = "/v1/precedent?at=4"
+    expected = computed(log, path)
+    folder = log.folder / "log.db.reports"
+    with TestClient(create_app(log.settings(read_only=True))) as client:
+        assert client.get(path).content == expected
+        (kept,) = folder.glob("*.report")
+        data = bytearray(kept.read_bytes())
+        data[-5] ^= 0x20  # one letter's case: still JSON, another report
+        kept.write_bytes(bytes(data))
+        computations = Computations(monkeypatch)
+        with caplog.at_level(logging.WARNING, logger="api.report_cache"):
+            assert client.get(path).content == expected
+        assert computations.count == 1
+        assert "does not match its digest" in caplog.text
+        assert client.get(path).content == expected
+        assert computations.count == 1  # kept again, whole
+
+
+def test_another_tree_at_the_same_size_never_gets_this_ones_report(tmp_path: Path) -> None:
+    """A store restored from a backup or forked holds other entries at the same size: its
+    root hash differs, so a shared folder never answers it with the other tree's report."""
+    shared = tmp_path / "shared"
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = make_log(tmp_path / "a", derived=True)
+    first.append("a", first.application(ai(1), "Alpha"))
+    first.append("x", first.application(ai(3), "Extra"))
+    second = make_log(tmp_path / "b", derived=True)
+    second.append("b", second.application(ai(2), "Bravo"))
+    second.append("x", second.application(ai(3), "Extra"))
+    path = "/v1/precedent?at=3"
+    answers = []
+    for log in (first, second):
+        with TestClient(
+            create_app(log.settings(read_only=True, report_cache_dir=shared))
+        ) as client:
+            answers.append(client.get(path).content)
+    assert answers[0] != answers[1]
+    assert answers[1] == computed(second, path)
+    assert len(list(shared.glob("*.report"))) == 2
+
+
+def test_refusals_are_unchanged_and_keep_nothing(log: TestLog) -> None:
+    folder = log.folder / "log.db.reports"
+    with TestClient(create_app(log.settings(read_only=True))) as client:
+        assert client.get("/v1/precedent?at=99").status_code == 404
+        assert client.get("/v1/precedent?at=4&audit_time_ms=1").status_code == 422
+        assert client.get("/v1/precedent.txt?audit_time_ms=1").status_code == 422
+    assert kept_files(folder) == []
+
+
+def test_no_cache_when_the_settings_say_zero(log: TestLog, monkeypatch: pytest.MonkeyPatch) -> None:
+    computations = Computations(monkeypatch)
+    with TestClient(create_app(log.settings(read_only=True, report_cache_mib=0))) as client:
+        assert client.get("/v1/precedent?at=4").status_code == 200
+        assert client.get("/v1/precedent?at=4").status_code == 200
+    assert computations.count == 2
+    assert not (log.folder / "log.db.reports").exists()
+
+
+def test_requests_that_differ_get_their_own_reports(log: TestLog) -> None:
+    """Two audit times, two sizes and both renderings, asked in turn from one server: each
+    answer is the one computing it gives, whatever was kept before it."""
+    paths = [
+        "/v1/precedent?at=4",
+        "/v1/precedent?at=4&audit_time_ms=9999999999999",
+        "/v1/precedent?at=3",
+        "/v1/precedent.txt?at=4",
+        "/v1/precedent.txt?at=4&audit_time_ms=9999999999999",
+    ]
+    expected = {path: computed(log, path) for path in paths}
+    assert len(set(expected.values())) == len(paths)
+    with TestClient(create_app(log.settings(read_only=True))) as client:
+        for _ in range(2):
+            for path in paths:
+                assert client.get(path).content == expected[path], path
+    assert len(list((log.folder / "log.db.reports").glob("*.report"))) == len(paths)
