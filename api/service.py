@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import bisect
+import codecs
 import ctypes
 import logging
 import math
@@ -327,32 +328,60 @@ class LedgerService:
         if at is None or at == latest.size:
             with self.heavy("the precedent report"), self.reader.latest() as (state, head):
                 info = self.head_of(head)
-                audit = audit_time_ms
-                if audit is None:
+                if audit_time_ms is None:
                     last = state.log_time_ms_at(state.size - 1) if state.size else 0
                     audit = max(last, now_ms() // 1000 * 1000)
-                pieces = render(state, checkpoint=_summary(info), audit_time_ms=audit)
-                if audit_time_ms is not None:
-                    pieces = self._keeping(rendering, info, audit, pieces)
-                yield info, pieces
+                    yield info, render(state, checkpoint=_summary(info), audit_time_ms=audit)
+                    return
+                yield (
+                    info,
+                    self._kept_or_computed(
+                        rendering,
+                        info,
+                        audit_time_ms,
+                        lambda: render(
+                            state, checkpoint=_summary(info), audit_time_ms=audit_time_ms
+                        ),
+                    ),
+                )
             return
         info = self.tree_head_under(latest, at)
         with self.heavy(f"the precedent report at size {at}"):
-            past = self.reader.at(at)
-            audit = audit_time_ms
-            if audit is None:
-                audit = past.log_time_ms_at(at - 1) if at else 0
-            pieces = render(past, checkpoint=_summary(info), audit_time_ms=audit)
-            yield info, self._keeping(rendering, info, audit, pieces)
+            audit = audit_time_ms if audit_time_ms is not None else self._log_time_before(at)
 
-    def _keeping(
-        self, rendering: Rendering, info: TreeHeadInfo, audit_time_ms: int, pieces: Iterator[str]
+            def compute() -> Iterator[str]:
+                past = self.reader.at(at)
+                return render(past, checkpoint=_summary(info), audit_time_ms=audit)
+
+            yield info, self._kept_or_computed(rendering, info, audit, compute)
+
+    def _kept_or_computed(
+        self,
+        rendering: Rendering,
+        info: TreeHeadInfo,
+        audit_time_ms: int,
+        compute: Callable[[], Iterator[str]],
     ) -> Iterator[str]:
-        """``pieces``, kept in the report cache as they pass (when the service has one)."""
-        if self.report_cache is None:
-            return pieces
+        """A repeatable report's pieces: read from the report cache when it was kept
+        meanwhile (an identical request computed it while this one waited for its turn),
+        else ``compute()`` (which raises what refuses the request), kept as it passes."""
+        cache = self.report_cache
+        if cache is None:
+            return compute()
         key = report_key(rendering, self.origin, info.size, info.root_hash, audit_time_ms)
-        return self.report_cache.keeping(key, pieces)
+        kept = cache.open(key)
+        if kept is not None:
+            return codecs.iterdecode(kept.chunks(), "utf-8")
+        return cache.keeping(key, compute())
+
+    def _log_time_before(self, size: int) -> int:
+        """The log time of the last entry below ``size`` (0 for none): a past size's default
+        audit time. Read from the state at the latest checkpoint (an entry's facts, checked
+        against its tile), not by rebuilding the state at ``size``."""
+        if size == 0:
+            return 0
+        with self.reader.latest() as (state, _):
+            return state.log_time_ms_at(size - 1)
 
     def kept_precedent(
         self, at: int | None, audit_time_ms: int | None, *, as_text: bool = False
@@ -369,15 +398,9 @@ class LedgerService:
         latest = self.heads.latest()
         size = latest.size if at is None else at
         info = self.tree_head_under(latest, size)
-        audit = audit_time_ms
-        if audit is None:
-            if size == latest.size:
-                return None  # judged now: never the same report twice
-            if size == 0:
-                audit = 0
-            else:
-                with self.reader.latest() as (state, _):
-                    audit = state.log_time_ms_at(size - 1)
+        if audit_time_ms is None and size == latest.size:
+            return None  # judged now: never the same report twice
+        audit = audit_time_ms if audit_time_ms is not None else self._log_time_before(size)
         rendering: Rendering = "text" if as_text else "json"
         kept = cache.open(report_key(rendering, self.origin, size, info.root_hash, audit))
         return None if kept is None else (info, kept)

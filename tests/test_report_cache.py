@@ -8,6 +8,7 @@ that keeps nothing (``report_cache_mib=0``)."""
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import time
@@ -333,3 +334,28 @@ def test_requests_that_differ_get_their_own_reports(log: TestLog) -> None:
             for path in paths:
                 assert client.get(path).content == expected[path], path
     assert len(list((log.folder / "log.db.reports").glob("*.report"))) == len(paths)
+
+
+@pytest.mark.parametrize(("at", "audit"), [(4, None), (None, 9999999999999)])
+def test_a_request_that_waited_for_its_turn_reads_what_the_one_before_kept(
+    log: TestLog, at: int | None, audit: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Identical requests arriving together: each found nothing kept before waiting for its
+    turn; the first computes and keeps the report, the next, in its turn, reads it."""
+    calls: list[int] = []
+    original = api.service.precedent_pieces
+
+    def counted(*args: object, **kw: object) -> Iterator[str]:
+        calls.append(1)
+        return original(*args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(api.service, "precedent_pieces", counted)
+    with TestClient(create_app(log.settings(read_only=True))) as client:
+        service: api.service.LedgerService = client.app.state.service  # type: ignore[attr-defined]
+        texts = []
+        for _ in range(2):
+            with service.precedent(at, audit) as (_, pieces):
+                texts.append("".join(pieces))
+    assert texts[0] == texts[1]
+    assert json.loads(texts[0])["checkpoint"]["size"] == (4 if at else 5)
+    assert len(calls) == 1
