@@ -26,6 +26,7 @@ of either list, so a cursor stays valid as the log grows and a walk never repeat
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
@@ -132,7 +133,10 @@ async def _kept_chunks(report: KeptReport, before: str, after: str) -> AsyncIter
             yield chunk
         yield after.encode("utf-8")
     finally:
-        chunks.close()
+        # The thread reading the last chunk has returned (a cancelled thread call waits for
+        # it): nothing else runs the generator now.
+        with contextlib.suppress(ValueError):
+            chunks.close()
         report.file.close()
 
 
