@@ -32,6 +32,7 @@ import json
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from json.encoder import encode_basestring
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -60,6 +61,7 @@ from ledger.protocol.records import (
 from ledger.protocol.signature_strength import render_ranges, signature_strength_item
 from ledger.protocol.state import ProtocolState
 from ledger.protocol.statements import CriterionFinding, Digest, Restriction
+from ledger.protocol.tables import TYPE_NAMES
 from ledger.protocol.terms import MAX_SAFE_INTEGER, OfferTerms, TimedCommitment
 
 REPORT_FORMAT = "amnesty-ledger.precedent/v1"
@@ -378,6 +380,19 @@ def subject_item(
     """One item of the report's ``subjects`` (JSON data valid as :class:`SubjectSummary`, keys
     sorted): the report and the paged reads (:func:`subjects_after`) both use it. ``timeline``:
     the subject's timeline if already read (:func:`subjects_with_timelines`), else read here."""
+    item = _subject_head(state, subject)
+    item["timeline"] = [
+        {"detail": detail, "index": index, "log_time_ms": log_time_ms, "type": entry_type}
+        for index, detail, log_time_ms, entry_type in state.timeline_facts(
+            subject.timeline if timeline is None else timeline
+        )
+    ]
+    item["vkeys"] = list(subject.vkeys)
+    return item
+
+
+def _subject_head(state: ProtocolState, subject: SubjectRecord) -> dict[str, Any]:
+    """A subject's item without ``timeline`` and ``vkeys``: the keys that sort before them."""
     binding = state.offer_at(subject.binding_offer_index)
     return {
         "active_pauses": list(subject.active_pauses),
@@ -395,17 +410,33 @@ def subject_item(
         "standing": subject.standing,
         "subject_id": subject.subject_id,
         "terminated_by": list(subject.terminated_by),
-        "timeline": [
-            {
-                "detail": state.detail_at(index),
-                "index": index,
-                "log_time_ms": state.log_time_ms_at(index),
-                "type": state.type_at(index),
-            }
-            for index in (subject.timeline if timeline is None else timeline)
-        ],
-        "vkeys": list(subject.vkeys),
     }
+
+
+_TYPE_TEXT = {name: encode_basestring(name) for name in TYPE_NAMES}
+
+
+def subject_text(state: ProtocolState, subject: SubjectRecord, timeline: Iterable[int]) -> str:
+    """Exactly ``_dumps(subject_item(state, subject, timeline))``, written without building the
+    timeline's dicts: a subject's timeline is most of the full report's bytes (one event per
+    entry about the subject). Its keys follow every other key of the item in sorted order, so
+    the item is the other keys' JSON with the timeline and ``vkeys`` appended; each event is
+    formatted as ``json.dumps`` formats it (keys sorted, ``", "`` and ``": "``, strings by the
+    same encoder). ``tests/test_precedent_stream.py`` holds the two equal on every scenario."""
+    head = _dumps(_subject_head(state, subject))
+    events = ", ".join(
+        '{"detail": '
+        + ("null" if detail is None else encode_basestring(detail))
+        + ', "index": '
+        + str(index)
+        + ', "log_time_ms": '
+        + str(log_time_ms)
+        + ', "type": '
+        + _TYPE_TEXT[entry_type]
+        + "}"
+        for index, detail, log_time_ms, entry_type in state.timeline_facts(timeline)
+    )
+    return f'{head[:-1]}, "timeline": [{events}], "vkeys": {_dumps(list(subject.vkeys))}}}'
 
 
 def subjects_with_timelines(state: ProtocolState) -> Iterator[tuple[SubjectRecord, Any]]:
@@ -623,8 +654,13 @@ _SOURCE_MAPS: Mapping[str, str] = {
 the pause periods, which no commitment of several tables rules on)."""
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, sort_keys=True)
+
+
 def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, sort_keys=True)
+    """``json.dumps(value, ensure_ascii=False, sort_keys=True)``, without making an encoder
+    for each call."""
+    return _ENCODER.encode(value)
 
 
 def _trim(state: ProtocolState) -> None:
@@ -829,9 +865,14 @@ def precedent_pieces(
 
 
 def _list_pieces(items: Iterable[Any], state: ProtocolState) -> Iterator[str]:
+    return _text_list_pieces((_dumps(item) for item in items), state)
+
+
+def _text_list_pieces(texts: Iterable[str], state: ProtocolState) -> Iterator[str]:
+    """A JSON list of items already encoded, as ``json.dumps`` separates them."""
     yield "["
-    for position, item in enumerate(items):
-        yield (", " if position else "") + _dumps(item)
+    for position, text in enumerate(texts):
+        yield (", " if position else "") + text
         if position % STREAM_TRIM_EVERY == STREAM_TRIM_EVERY - 1:
             _trim(state)
     yield "]"
@@ -883,8 +924,8 @@ def _report_pieces(
     if read_ahead is not None:  # a stored state: read every entry's facts once, in order
         read_ahead()
     yield ', "subjects": '
-    yield from _list_pieces(
-        (subject_item(state, s, timeline) for s, timeline in subjects_with_timelines(state)),
+    yield from _text_list_pieces(
+        (subject_text(state, s, timeline) for s, timeline in subjects_with_timelines(state)),
         state,
     )
     yield "}"

@@ -14,7 +14,7 @@ immutable snapshot of a subject. Like the state, not thread-safe against a concu
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 
 from ledger.protocol.keys import checked_vkey, public_key
@@ -58,6 +58,12 @@ class StateQueries(StateTables):
         condition, who filed a grievance (``by the subject``, ``by another subject``, ``by
         another party``); ``None`` for other entries."""
         return self._details.get(index)
+
+    def timeline_facts(self, indexes: Iterable[int]) -> list[tuple[int, str | None, int, str]]:
+        """``(index, detail, log time, type)`` of each entry of ``indexes`` (which must have
+        been applied), in order: what a subject's timeline shows of each (:meth:`detail_at`,
+        :meth:`log_time_ms_at`, :meth:`type_at`), in one call for the whole timeline."""
+        return [(i, self.detail_at(i), self.log_time_ms_at(i), self.type_at(i)) for i in indexes]
 
     def type_counts(self) -> dict[str, int]:
         """How many entries of each statement type have been applied (absent types: 0)."""

@@ -83,7 +83,7 @@ from ledger.protocol.records import (
 from ledger.protocol.signature_strength import note_entry
 from ledger.protocol.state import ProtocolState
 from ledger.protocol.statements import LoggedStatement
-from ledger.protocol.tables import TYPE_CODE
+from ledger.protocol.tables import TYPE_CODE, TYPE_NAMES
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -972,6 +972,21 @@ class StoredProtocolState(ProtocolState):
         if ahead is not None and 0 <= index < self.pinned:
             return ahead[2].get(index)
         return super().detail_at(index)
+
+    def timeline_facts(self, indexes: Iterable[int]) -> list[tuple[int, str | None, int, str]]:
+        """As :meth:`~ledger.protocol.queries.StateQueries.timeline_facts`; after
+        :meth:`read_ahead`, straight from its arrays (a call per entry, not three)."""
+        ahead = self._read_ahead
+        if ahead is None:
+            return super().timeline_facts(indexes)
+        types, times, details = ahead
+        pinned = self.pinned
+        return [
+            (i, details.get(i), times[i], TYPE_NAMES[types[i]])
+            if 0 <= i < pinned
+            else (i, self.detail_at(i), self.log_time_ms_at(i), self.type_at(i))
+            for i in indexes
+        ]
 
     def read_ahead(self) -> None:
         """Read, once, every entry's type and log time up to the flush point (in order,
