@@ -16,6 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from ledger.cli.main import build_app
+from ledger.tlog.note import ALG_MLDSA44, Signer
 from ledger.tlog.tlogproof import format_tlog_proof, parse_tlog_proof
 from ledger.verifier.evidence import parse_evidence
 from tests.livelog import Attester, make_demo_log, running
@@ -288,3 +289,27 @@ def test_verify_follow_prove_and_mirror_a_live_server(tmp_path: Path) -> None:
         assert amnesty("verify", str(mirror), "--vkey", vkey, "-q").exit_code == 0
         assert int((mirror / "checkpoint").read_text().split("\n")[1]) == size + 3
     shutil.rmtree(mirror)
+
+
+def test_an_ed25519_only_proof_under_both_keys_says_what_to_do(
+    log: tuple[LogBuilder, str, str], tmp_path: Path
+) -> None:
+    """A proof of a checkpoint signed by Ed25519 alone — what a log that added its ML-DSA-44
+    key later signed up to its log_key entry (FORMAT.md F7.4) — checked with both keys pinned
+    under the default policy fails, and says which policy opens such a checkpoint; with that
+    policy it verifies. An explicit policy gets no advice."""
+    _builder, db, vkey = log
+    proof_file = tmp_path / "entry.tlog-proof"
+    proof_file.write_bytes(amnesty("proof", "get", db, "3").stdout_bytes)
+    mldsa = Signer.generate(vkey.split("+", 1)[0], ALG_MLDSA44).vkey
+    both = f"{vkey} {mldsa}"
+    failed = amnesty("proof", "verify", str(proof_file), "--vkey", both)
+    assert failed.exit_code == 1
+    assert "no ML-DSA-44 signature" in failed.stdout
+    assert "--key-policy ed25519" in failed.stdout
+    as_json = amnesty("proof", "verify", str(proof_file), "--vkey", both, "--json")
+    assert "--key-policy ed25519" in json.loads(as_json.stdout)["error"]["detail"]
+    explicit = amnesty("proof", "verify", str(proof_file), "--vkey", both, "--key-policy", "both")
+    assert explicit.exit_code == 1 and "--key-policy ed25519" not in explicit.stdout
+    opened = amnesty("proof", "verify", str(proof_file), "--vkey", both, "--key-policy", "ed25519")
+    assert opened.exit_code == 0, opened.output

@@ -363,6 +363,7 @@ def proof_verify(
     """Verify a tlog-proof file offline: the checkpoint's signature, the entry's inclusion,
     the entry and its statement's signatures, and (with --statement) that it is that statement."""
     from ledger.protocol.quoting import quote
+    from ledger.tlog.checkpoint import MissingMLDSA44Signature
     from ledger.verifier.proofs import verify_entry_proof
 
     log_key = parse_vkey_option(vkey, key_policy)
@@ -375,10 +376,20 @@ def proof_verify(
     try:
         proven = verify_entry_proof(data, log_key, entry=entry_data, statement=statement_data)
     except LedgerError as exc:
+        message = str(exc)
+        if isinstance(exc, MissingMLDSA44Signature) and key_policy is None:
+            # Both keys pinned, policy by default: an offline proof cannot show whether the
+            # checkpoint predates a log_key entry (F7.4); say so rather than leave it a riddle.
+            message += (
+                ". If this log added its ML-DSA-44 key later (a log_key entry), its checkpoints "
+                "up to that entry carry only the Ed25519 signature: check the entry's index "
+                "(`amnesty verify` replays the log and knows it), then verify this proof with "
+                "--key-policy ed25519"
+            )
         emit(
-            {"ok": False, "error": error_object(str(exc), error_code(exc), 1)},
+            {"ok": False, "error": error_object(message, error_code(exc), 1)},
             as_json,
-            f"FAILED: {exc}",
+            f"FAILED: {message}",
         )
         raise typer.Exit(1) from None
     # Signers' vkeys are log text (a key's name is whatever its holder chose): quoted.

@@ -213,6 +213,13 @@ def sign_checkpoint(
     return format_note(note)
 
 
+class MissingMLDSA44Signature(SignatureError):
+    """A checkpoint carries no valid line of the pinned ML-DSA-44 key, which the key policy
+    requires (F7.3). Under F7.4 that is also what a checkpoint of a log that added its key
+    later looks like at a size up to the ``log_key`` entry: a verifier that does not replay
+    the log (an offline proof) cannot tell the two apart by itself."""
+
+
 class KeyPolicy(enum.Enum):
     """Which of a log's keys must have signed a checkpoint for it to be accepted."""
 
@@ -497,7 +504,7 @@ def _open_hybrid(note: Note, keys: LogKeys) -> Checkpoint:
         ed_ok = True
     pq_ok = bool(_verified_cosigners(note, checkpoint, [mldsa44]))
     if keys.policy is not KeyPolicy.ED25519 and not pq_ok:
-        raise SignatureError(
+        raise MissingMLDSA44Signature(
             f"couldn't open {what}: no ML-DSA-44 signature from "
             f"{mldsa44.name}+{mldsa44.key_id.hex()}, which policy {keys.policy.value!r} requires"
         )
