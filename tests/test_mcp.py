@@ -248,3 +248,16 @@ def test_precedent_pages_tool_walks_the_report(mcp_client: LedgerClient) -> None
         assert items == full[part]
     refused = call(mcp_client, "get_precedent_page", {"part": "subjects", "cursor": "x"})
     assert refused.is_error and "cursor" in refused.content[0].text
+
+
+def test_precedent_pages_tool_reads_an_earlier_size(mcp_client: LedgerClient) -> None:
+    """``at``: the report's lists as they stood at that size, from the server (the head of
+    exactly that size verified), labelled unverified."""
+    full = doc(call(mcp_client, "get_precedent", {"at": 3, "format": "json"}))["report"]
+    for part in ("applications", "subjects"):
+        page = doc(call(mcp_client, "get_precedent_page", {"part": part, "at": 3}))
+        assert page["checkpoint"]["size"] == 3 and page["next_cursor"] is None
+        assert page[part] == full[part] and page["total"] == len(full[part])
+        assert not page["verified"]
+    beyond = call(mcp_client, "get_precedent_page", {"part": "subjects", "at": 99})
+    assert beyond.is_error

@@ -226,7 +226,7 @@ def test_openapi_and_guides_document_the_pages(client: TestClient) -> None:
         schema = get["responses"]["200"]["content"]["application/json"]["schema"]
         assert schema["$ref"].endswith("/" + model)
         names = {p["name"] for p in get["parameters"]}
-        assert names == {"cursor", "limit"}
+        assert names == {"cursor", "limit", "at"}
         assert "422" in get["responses"]
     assert APPS in paths["/v1/precedent/summary"]["get"]["description"]
     guide = client.get("/llms.txt").text
@@ -415,3 +415,73 @@ def test_a_size_below_the_first_flush_point_is_no_missing_derived_state(
             assert reader.get(SUMMARY, params={"at": size}).status_code == 200
     warned = [r for r in caplog.records if "has no derived state" in r.getMessage()]
     assert len(warned) == 1
+
+
+def walk_at(client: TestClient, path: str, key: str, limit: int, at: int) -> list[dict[str, Any]]:
+    """Every page of ``path`` at tree size ``at``, following each page's ``next``."""
+    items: list[dict[str, Any]] = []
+    url = f"{path}?at={at}&limit={limit}"
+    while url is not None:
+        answer = client.get(url)
+        assert answer.status_code == 200, answer.text
+        page = answer.json()
+        assert page["checkpoint"]["size"] == at
+        assert len(page[key]) <= limit
+        items += page[key]
+        url = page["next"]
+        assert url is None or url.startswith(f"{path}?at={at}&cursor=")
+    return items
+
+
+@BOTH_STATES
+def test_pages_at_any_size_concatenate_to_the_report_at_that_size(
+    client: TestClient, log: TestLog
+) -> None:
+    """The report's lists as they stood at every size of the log, walked a page at a time,
+    are the full report's at that size (``/v1/precedent?at=SIZE``), with its audit time (the
+    last entry's log time: every size is a past one once the log has grown)."""
+    log.append("e", log.application(ai(5), "Echo"))  # 10: the latest is now 11
+    sizes = range(1, 11)
+    reports = {at: client.get("/v1/precedent", params={"at": at}).json() for at in sizes}
+    for at in sizes:
+        report = reports[at]["report"]
+        for limit in (1, 3):
+            assert walk_at(client, APPS, "applications", limit, at) == report["applications"]
+            assert walk_at(client, SUBJECTS, "subjects", limit, at) == report["subjects"]
+        page = client.get(SUBJECTS, params={"at": at}).json()
+        assert page["audit_time_ms"] == report["audit_time_ms"]
+        assert page["total"] == len(report["subjects"])
+        assert page["checkpoint"]["root_hash"] == reports[at]["checkpoint"]["root_hash"]
+
+
+@BOTH_STATES
+def test_pages_at_a_size_refuse_what_the_report_refuses(client: TestClient) -> None:
+    for path in (APPS, SUBJECTS):
+        assert client.get(path, params={"at": 11}).status_code == 404
+        for bad in ("-1", "x", str(2**53)):
+            assert client.get(path, params={"at": bad}).status_code == 422
+        empty = client.get(path, params={"at": 0}).json()
+        assert empty["total"] == 0 and empty["next_cursor"] is None
+
+
+@BOTH_STATES
+def test_the_client_walks_pages_at_a_size_and_catches_another_size(
+    client: TestClient, log: TestLog
+) -> None:
+    ledger = honest(client, log)
+    at = 6
+    report = ledger.precedent(at=at).report
+    pages = list(ledger.iter_precedent_applications(limit=1, at=at))
+    assert [i for p in pages for i in p.items] == report["applications"]
+    assert all(p.head.size == at for p in pages)
+    subjects = list(ledger.iter_precedent_subjects(limit=2, at=at))
+    assert [i for p in subjects for i in p.items] == report["subjects"]
+
+    def the_latest_instead(path: str, body: dict[str, Any]) -> dict[str, Any]:
+        if path == APPS:
+            return dict(client.get(APPS).json())
+        return body
+
+    liar = client_for(log, lying(client, the_latest_instead))
+    with pytest.raises(VerificationError, match="not the size 6 asked for"):
+        liar.precedent_applications(at=at)

@@ -29,7 +29,8 @@ _READ = """\
 - GET /v1/precedent/applications?cursor=&limit= and /v1/precedent/subjects?cursor=&limit= — the
   report's two long lists a page at a time (limit <= 1000), each item exactly as in the report:
   how to read a large precedent. Pass `next_cursor` back as `cursor` until it is null; a cursor
-  is an entry index, so it stays valid while the log grows
+  is an entry index, so it stays valid while the log grows. `?at=SIZE` reads the lists as they
+  stood at an earlier tree size (`next` keeps it)
 - GET /v1/subjects/{subject id or vkey} — a subject's standing, binding terms and timeline
 - GET /v1/entries?type=&subject=&signer=&since_ms=&until_ms=&after=&limit= — entries, filtered
 - GET /v1/entries/{index} — one entry, decoded, with an inclusion proof and a C2SP tlog-proof

@@ -326,26 +326,61 @@ def _page(
     total: Callable[[ProtocolState], int],
     cursor: str | None,
     limit: int,
+    at: int | None,
 ) -> Response:
-    """One page of the report's list ``key`` at the latest checkpoint; the reader's lock is held
-    only while the items are read from the state."""
+    """One page of the report's list ``key`` at the latest checkpoint, or at tree size ``at``
+    (the report as it stood then, whose audit time is its last entry's log time). At the
+    latest checkpoint the reader's lock is held only while the items are read; at a past size
+    the state is its flush point and at most a batch of replay, as for the summary at that
+    size, and takes a report's turn only on a log without derived state (a replay from entry
+    0). ``next`` keeps ``at``, so a walk reads every page at the same size."""
     after = _cursor(cursor)
-    with service.reader.latest() as (state, signed):
-        items, next_key = pager(state, after, limit)
-        count = total(state)
-        audit_time_ms = judged_now_ms(state)
-    head = service.head_of(signed)
+    latest = service.heads.latest()
+    if at is None or at == latest.size:
+        with service.reader.latest() as (state, signed):
+            items, next_key = pager(state, after, limit)
+            count = total(state)
+            audit_time_ms = judged_now_ms(state)
+        head = service.head_of(signed)
+    else:
+        head = service.tree_head_under(latest, at)
+        stored = service.reader.stored_at(at)
+        turn = (
+            contextlib.nullcontext()
+            if stored is not None
+            else service.heavy(f"the precedent's {key} at size {at}")
+        )
+        with turn:
+            past = stored if stored is not None else service.reader.at(at)
+            items, next_key = pager(past, after, limit)
+            count = total(past)
+            audit_time_ms = past.log_time_ms_at(at - 1) if at else 0
     next_cursor = None if next_key is None else str(next_key)
+    asked_at = "" if at is None else f"at={at}&"
     body = {
         "audit_time_ms": audit_time_ms,
         "checkpoint": tree_head(head).model_dump(mode="json"),
         key: items,
-        "next": None if next_cursor is None else f"{path}?cursor={next_cursor}&limit={limit}",
+        "next": (
+            None if next_cursor is None else f"{path}?{asked_at}cursor={next_cursor}&limit={limit}"
+        ),
         "next_cursor": next_cursor,
         "total": count,
     }
     data = json.dumps(body, ensure_ascii=False, sort_keys=True).encode("utf-8")
     return Response(data, media_type="application/json")
+
+
+PageAtQuery = Annotated[
+    int | None,
+    Query(
+        ge=0,
+        le=MAX_SAFE_INTEGER,
+        description="tree size the page is read at (default: the latest checkpoint): the "
+        "report's list as it stood then (the stored state at a flush point at or below it and "
+        "at most one batch of replay); `next` keeps it",
+    ),
+]
 
 
 @router.get(
@@ -354,10 +389,14 @@ def _page(
     summary="The precedent's applications, a page at a time (cursor stable as the log grows)",
 )
 def get_precedent_applications(
-    service: Service, cursor: CursorQuery = None, limit: PageLimitQuery = DEFAULT_PAGE
+    service: Service,
+    cursor: CursorQuery = None,
+    limit: PageLimitQuery = DEFAULT_PAGE,
+    at: PageAtQuery = None,
 ) -> Response:
-    """A page of the precedent report's ``applications`` at the latest checkpoint, in log
-    order: each item exactly as the full report has it at that tree head.
+    """A page of the precedent report's ``applications`` at the latest checkpoint (or at tree
+    size ``at``: as the report stood then), in log order: each item exactly as the full report
+    has it at that tree head.
 
     ``cursor`` is ``next_cursor`` of the previous page: the entry index of the last application
     served, not an offset. New applications only ever join the end of the list, so a cursor
@@ -371,6 +410,7 @@ def get_precedent_applications(
         lambda state: len(state.applications),
         cursor,
         limit,
+        at,
     )
 
 
@@ -380,11 +420,14 @@ def get_precedent_applications(
     summary="The precedent's subjects with their timelines, a page at a time",
 )
 def get_precedent_subjects(
-    service: Service, cursor: CursorQuery = None, limit: PageLimitQuery = DEFAULT_PAGE
+    service: Service,
+    cursor: CursorQuery = None,
+    limit: PageLimitQuery = DEFAULT_PAGE,
+    at: PageAtQuery = None,
 ) -> Response:
     """A page of the precedent report's ``subjects`` (standing, binding terms, full timeline)
-    at the latest checkpoint, in subject id order: each item exactly as the full report has it
-    at that tree head.
+    at the latest checkpoint (or at tree size ``at``: as the report stood then), in subject id
+    order: each item exactly as the full report has it at that tree head.
 
     ``cursor`` is ``next_cursor`` of the previous page: the id (entry index of the first
     application) of the last subject served, not an offset. New subjects only ever join the
@@ -398,4 +441,5 @@ def get_precedent_subjects(
         lambda state: len(state.subjects),
         cursor,
         limit,
+        at,
     )

@@ -348,33 +348,45 @@ class DerivedReads(LogReads):
         return DueAnswer(head, report, self._unverified(head))
 
     def precedent_applications(
-        self, cursor: str | None = None, limit: int | None = None
+        self, cursor: str | None = None, limit: int | None = None, *, at: int | None = None
     ) -> PrecedentPage:
-        """A page of the precedent report's ``applications`` at the latest checkpoint, after
-        ``cursor`` (a previous page's ``next_cursor``; None for the first page), ``limit``
-        items at most (default 100, at most 1,000). See :class:`PrecedentPage`."""
-        return self._precedent_page("applications", "index", ApplicationSummary, cursor, limit)
+        """A page of the precedent report's ``applications`` at the latest checkpoint (or at
+        tree size ``at``: as the report stood then, from the server, its head verified to be of
+        exactly that size), after ``cursor`` (a previous page's ``next_cursor``; None for the
+        first page), ``limit`` items at most (default 100, at most 1,000). See
+        :class:`PrecedentPage`."""
+        return self._precedent_page("applications", "index", ApplicationSummary, cursor, limit, at)
 
     def precedent_subjects(
-        self, cursor: str | None = None, limit: int | None = None
+        self, cursor: str | None = None, limit: int | None = None, *, at: int | None = None
     ) -> PrecedentPage:
         """A page of the precedent report's ``subjects`` with their timelines at the latest
-        checkpoint, after ``cursor`` (a previous page's ``next_cursor``; None for the first
-        page). See :class:`PrecedentPage`."""
-        return self._precedent_page("subjects", "subject_id", SubjectSummary, cursor, limit)
+        checkpoint (or at tree size ``at``, as :meth:`precedent_applications`), after
+        ``cursor`` (a previous page's ``next_cursor``; None for the first page). See
+        :class:`PrecedentPage`."""
+        return self._precedent_page("subjects", "subject_id", SubjectSummary, cursor, limit, at)
 
-    def iter_precedent_applications(self, limit: int | None = None) -> Iterator[PrecedentPage]:
+    def iter_precedent_applications(
+        self, limit: int | None = None, *, at: int | None = None
+    ) -> Iterator[PrecedentPage]:
         """Every page of the precedent's applications, first to last (see
-        :meth:`precedent_applications`). Each page is read at the latest checkpoint when it is
-        asked for: if the log grows during the walk, later pages name larger heads, every
-        checkpoint is checked consistent with the ones before, and cursors (entry indexes)
-        continue where they stopped, so each application is yielded once."""
-        return self._walk_pages(self.precedent_applications, limit)
+        :meth:`precedent_applications`). Without ``at``, each page is read at the latest
+        checkpoint when it is asked for: if the log grows during the walk, later pages name
+        larger heads, every checkpoint is checked consistent with the ones before, and cursors
+        (entry indexes) continue where they stopped, so each application is yielded once. With
+        ``at``, every page is read at that size."""
+        return self._walk_pages(
+            lambda cursor, size: self.precedent_applications(cursor, size, at=at), limit
+        )
 
-    def iter_precedent_subjects(self, limit: int | None = None) -> Iterator[PrecedentPage]:
+    def iter_precedent_subjects(
+        self, limit: int | None = None, *, at: int | None = None
+    ) -> Iterator[PrecedentPage]:
         """Every page of the precedent's subjects, first to last (see
-        :meth:`iter_precedent_applications` for a walk across log growth)."""
-        return self._walk_pages(self.precedent_subjects, limit)
+        :meth:`iter_precedent_applications` for a walk across log growth, and ``at``)."""
+        return self._walk_pages(
+            lambda cursor, size: self.precedent_subjects(cursor, size, at=at), limit
+        )
 
     @staticmethod
     def _walk_pages(
@@ -396,15 +408,18 @@ class DerivedReads(LogReads):
         model: type[ApplicationSummary] | type[SubjectSummary],
         cursor: str | None,
         limit: int | None,
+        at: int | None = None,
     ) -> PrecedentPage:
         """The page from the replica (:func:`~ledger.protocol.audit.applications_after`,
-        :func:`~ledger.protocol.audit.subjects_after`) when it has caught up; else
-        ``/v1/precedent/{name}`` with its head verified, each item checked against ``model``,
-        the items following ``cursor`` in ascending ``key`` inside the head, and
-        ``next_cursor`` the last item's key (or null)."""
+        :func:`~ledger.protocol.audit.subjects_after`) when it has caught up (and no ``at`` is
+        asked); else ``/v1/precedent/{name}`` with its head verified (of exactly size ``at``
+        when asked), each item checked against ``model``, the items following ``cursor`` in
+        ascending ``key`` inside the head, and ``next_cursor`` the last item's key (or null)."""
         after = int_text_field(cursor, "cursor") if cursor else None
         if limit is not None and not 1 <= limit <= PAGE_MAX:
             raise MalformedError(f"couldn't read a page of {limit} items: 1 to {PAGE_MAX}")
+        if at is not None:
+            return self._served_page(name, key, model, cursor, limit, after, at)
         checkpoint = self._synced()
 
         def page_of(trusted: TrustState) -> PrecedentPage:
@@ -424,9 +439,28 @@ class DerivedReads(LogReads):
         local = self._from_replica(checkpoint.size, page_of)
         if local is not None:
             return local
+        return self._served_page(name, key, model, cursor, limit, after, None)
+
+    def _served_page(
+        self,
+        name: str,
+        key: str,
+        model: type[ApplicationSummary] | type[SubjectSummary],
+        cursor: str | None,
+        limit: int | None,
+        after: int | None,
+        at: int | None,
+    ) -> PrecedentPage:
+        """``/v1/precedent/{name}`` (at size ``at`` if given), checked as
+        :meth:`_precedent_page` says."""
         path = f"/v1/precedent/{name}"
-        answer = self._get(path, {"cursor": cursor, "limit": limit})
+        answer = self._get(path, {"cursor": cursor, "limit": limit, "at": at})
         head = self._pinned.head(answer.get("checkpoint"))
+        if at is not None and head.size != at:
+            raise VerificationError(
+                f"couldn't verify {path}: the page names tree size {head.size}, not the "
+                f"size {at} asked for"
+            )
         raw = answer.get(name)
         if not isinstance(raw, list):
             raise MalformedError(f"couldn't read {path}: `{name}` is not a list")

@@ -134,11 +134,19 @@ def build_server(client: LedgerClient) -> MCPServer:
             Field(description="next_cursor of the previous page (omit for the first page)"),
         ] = None,
         limit: Annotated[int, Field(ge=1, le=1000, description="items per page")] = 50,
+        at: Annotated[
+            int | None,
+            Field(
+                description="tree size to read the report's list at, as it stood then "
+                "(default: latest; pass the same size for every page of a walk)",
+                ge=0,
+            ),
+        ] = None,
     ) -> str:
         """A page of the precedent report's applications or subjects, in log order, for a log
         too large to read the whole report at once; continue with next_cursor until it is null.
         Cursors are entry indexes, so they stay valid as the log grows."""
-        return tools.precedent_page(part, cursor, limit)
+        return tools.precedent_page(part, cursor, limit, at)
 
     @server.tool()
     def get_due(

@@ -209,12 +209,14 @@ class LedgerTools:
 
         return self._call("read what is due", run)
 
-    def precedent_page(self, part: str, cursor: str | None, limit: int) -> str:
+    def precedent_page(
+        self, part: str, cursor: str | None, limit: int, at: int | None = None
+    ) -> str:
         def run() -> str:
             if part == "applications":
-                page = self.client.precedent_applications(cursor, limit)
+                page = self.client.precedent_applications(cursor, limit, at=at)
             else:
-                page = self.client.precedent_subjects(cursor, limit)
+                page = self.client.precedent_subjects(cursor, limit, at=at)
             return _provenanced(
                 page.provenance,
                 {
