@@ -14,7 +14,7 @@ and PostgreSQL.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pytest
@@ -85,6 +85,13 @@ class MemorySource:
 
     def entry_types_and_times(self, start: int, end: int) -> list[tuple[str, int]]:
         return [(s.type, s.log_time_ms) for s in self.statements[start:end]]
+
+    def entry_types_and_times_at(self, indexes: Sequence[int]) -> list[tuple[int, str, int]]:
+        return [
+            (i, self.statements[i].type, self.statements[i].log_time_ms)
+            for i in indexes
+            if 0 <= i < len(self.statements)
+        ]
 
 
 def _replay_memory(statements: list[LoggedStatement]) -> ProtocolState:

@@ -35,6 +35,7 @@ from ledger.protocol.audit import (
     precedent_text_pieces,
     render_precedent_text,
 )
+from ledger.protocol.queries import TYPES_WITH_DETAIL
 from ledger.protocol.state import ProtocolState
 from ledger.protocol.stored import StoredProtocolState, str_key
 from ledger.server.logview import LogView
@@ -302,3 +303,66 @@ def test_one_scan_of_the_timelines_gives_each_subject_its_own(sqlite_url: str) -
         assert [t for _, t in state.timelines_of(some)] == [list(s.timeline) for s in some]
         with pytest.raises(ValueError, match="in order"):
             list(state.timelines_of(list(reversed(some))))
+
+
+def test_the_types_with_a_detail_are_exactly_those_the_rules_give_one() -> None:
+    """A timeline read from storage looks up the detail of ``TYPES_WITH_DETAIL`` entries
+    only: every detail the rules record, over every golden scenario, is of one of those types,
+    and each of those types has one somewhere."""
+    seen: set[str] = set()
+    for _, statements in GOLDEN:
+        state = _replay_memory(statements)
+        for index in range(state.size):
+            if state.detail_at(index) is not None:
+                seen.add(state.type_at(index))
+    assert seen == TYPES_WITH_DETAIL
+
+
+@pytest.mark.parametrize("scenario", range(len(GOLDEN)), ids=[name for name, _ in GOLDEN])
+def test_timeline_facts_read_from_storage_are_the_replayed_ones(scenario: int) -> None:
+    """Without the read-ahead (a page of subjects), a stored state reads types and log times
+    by index and details by type: the same facts as the in-memory replay, for every subject,
+    in the timeline's order, entries replayed on top of the flush point included."""
+    _, statements = GOLDEN[scenario]
+    source = MemorySource(statements)
+    point = max(1, len(statements) * 2 // 3)
+    writer = StoredProtocolState(source, 0, cache_records=2)
+    for s in statements[:point]:
+        writer.apply(s)
+    source.write(writer.size, writer.derived_rows())
+    writer.committed()
+    stored = StoredProtocolState(source, point, cache_records=2)
+    for s in statements[point:]:
+        stored.apply(s)  # the overlay: entries past the flush point, in memory
+    replayed = _replay_memory(statements)
+    for subject in replayed.subjects.values():
+        indexes = list(subject.timeline)
+        assert stored.timeline_facts(reversed(indexes)) == list(
+            reversed(replayed.timeline_facts(indexes))
+        )
+        assert stored.timeline_facts(stored.subjects[subject.subject_id].timeline) == (
+            replayed.timeline_facts(indexes)
+        )
+
+
+def test_timeline_facts_by_index_on_both_engines(db_url: str) -> None:
+    """The by-index read of types and log times (``entry_types_and_times_at``: batches of a
+    fixed statement, padded) on SQLite and PostgreSQL: every subject's timeline facts from the
+    stored state equal the replay's, and an index the log does not hold is not found."""
+    writer = _write_log(db_url, random.Random(9), fail_rate=0.0, scale=250)
+    store = writer.store
+    size = LogView(store).latest().size
+    source = store.derived_source()
+    point = source.flush_point(size)
+    assert point is not None
+    stored = StoredProtocolState(source, point, writable=False)
+    replayed = _replayed(store, point)
+    everything = list(range(point))
+    assert sorted(source.entry_types_and_times_at(everything)) == [
+        (i, replayed.type_at(i), replayed.log_time_ms_at(i)) for i in everything
+    ]
+    for subject in replayed.subjects.values():
+        assert stored.timeline_facts(list(subject.timeline)) == replayed.timeline_facts(
+            subject.timeline
+        )
+    assert source.entry_types_and_times_at([point + 5, -3]) == []

@@ -35,6 +35,19 @@ from ledger.protocol.records import (
 from ledger.protocol.statements import Restriction
 from ledger.protocol.tables import TYPE_NAMES, StateTables
 
+TYPES_WITH_DETAIL = frozenset(
+    {
+        "decision",
+        "batch_decision",
+        "enforcement_action",
+        "violation_finding",
+        "consent",
+        "grievance",
+    }
+)
+"""The statement types whose entries have a :meth:`StateQueries.detail_at` (no other entry has
+one): a timeline read from storage looks up the details of these alone."""
+
 
 class StateQueries(StateTables):
     """Read-only queries of the protocol state."""

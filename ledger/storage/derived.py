@@ -132,6 +132,14 @@ def latest_flush_point(conn: Connection) -> int | None:
     return None if value is None else int(value)
 
 
+TYPES_AT_BATCH = 100
+"""Entries whose type and log time one read fetches by index
+(:meth:`SqlDerivedSource.entry_types_and_times_at`)."""
+
+_TYPES_AT = "SELECT idx, statement_type, log_time_ms FROM entries WHERE idx IN ({})".format(  # noqa: S608
+    ", ".join("?" * TYPES_AT_BATCH)  # placeholders only: the indexes are bound parameters
+)
+
 _SCAN_SUPERSEDED = (
     "SELECT key, data FROM derived_records WHERE kind = ? AND to_size > ? "
     "AND from_size <= ? AND key > ? AND key < ? ORDER BY key LIMIT ?"
@@ -187,6 +195,7 @@ class SqlDerivedSource:
                     "SELECT statement_type, log_time_ms FROM entries "
                     "WHERE idx >= ? AND idx < ? ORDER BY idx"
                 ),
+                "types_and_times_at": _TYPES_AT,
                 "tile": "SELECT data FROM tiles WHERE level = 0 AND idx = ?",
             }.items()
         }
@@ -286,6 +295,21 @@ class SqlDerivedSource:
             "types_and_times", (start, end), f"read the types of entries [{start}, {end})"
         )
         return [(str(statement_type), int(time_ms)) for statement_type, time_ms in rows]
+
+    def entry_types_and_times_at(self, indexes: Sequence[int]) -> list[tuple[int, str, int]]:
+        """See :class:`~ledger.protocol.stored.DerivedSource`: :data:`TYPES_AT_BATCH` entries a
+        read (one fixed statement; a short batch is padded with -1, which no entry has)."""
+        found: list[tuple[int, str, int]] = []
+        for start in range(0, len(indexes), TYPES_AT_BATCH):
+            batch = list(indexes[start : start + TYPES_AT_BATCH])
+            batch += [-1] * (TYPES_AT_BATCH - len(batch))
+            rows = self._query(
+                "types_and_times_at",
+                tuple(batch),
+                f"read the types of {len(indexes)} entries from entry {indexes[start]}",
+            )
+            found += [(int(i), str(t), int(time_ms)) for i, t, time_ms in rows]
+        return found
 
     def entry_facts(self, start: int, end: int) -> list[tuple[str, int, bytes]]:
         """See :class:`~ledger.protocol.stored.DerivedSource`. ``start`` and ``end`` lie in one
