@@ -183,8 +183,8 @@ class StateQueries(StateTables):
             terminated_by=tuple(subject.terminated_by),
             goals_modified_by=tuple(subject.goals_modified_by),
             timeline=tuple(
-                TimelineEvent(i, self._log_time_at(i), self.type_at(i), self.detail_at(i))
-                for i in subject.timeline
+                TimelineEvent(i, log_time_ms, entry_type, detail)
+                for i, detail, log_time_ms, entry_type in self.timeline_facts(subject.timeline)
             ),
         )
 
