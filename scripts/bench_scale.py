@@ -688,6 +688,23 @@ def fetch(
     return status, elapsed, retry_after
 
 
+def slowest_of(
+    client: httpx.Client,
+    asks: list[tuple[str, dict[str, int]]],
+    timeout_s: float,
+    unit: float = 1.0,
+) -> Figure:
+    """The slowest of the GETs ``asks`` (path, parameters), one at a time, each read whole, in
+    seconds times ``unit``; the first answer that is not a 200 stops the rest and is noted."""
+    times: list[float] = []
+    for path, params in asks:
+        status, elapsed, _ = fetch(client, path, params, timeout_s)
+        if status != 200:
+            return Figure(None, note=f"HTTP {status} at {params.get('at')}")
+        times.append(elapsed * unit)
+    return Figure(max(times))
+
+
 def slowest_at(server: Server, size: int, timeout_s: float, result: RunResult) -> None:
     """The slowest of ``/v1/precedent?at=SIZE`` for 5 sizes: the time until a 200, asking
     again after a 503 when its Retry-After says (as a client would), within ``timeout_s``;
@@ -695,30 +712,21 @@ def slowest_at(server: Server, size: int, timeout_s: float, result: RunResult) -
     brief as it stood then)."""
     slowest, refused, first_byte = 0.0, 0, 0.0
     with httpx.Client(base_url=server.base, timeout=timeout_s + 10) as client:
-        summary_times: list[float] = []
-        for at in at_sizes(size):
-            status, elapsed, _ = fetch(client, "/v1/precedent/summary", {"at": at}, timeout_s)
-            if status != 200:
-                result.slowest_summary_at_ms = Figure(None, note=f"HTTP {status} at {at}")
-                break
-            summary_times.append(elapsed * 1000)
-        else:
-            result.slowest_summary_at_ms = Figure(max(summary_times))
+        result.slowest_summary_at_ms = slowest_of(
+            client,
+            [("/v1/precedent/summary", {"at": at}) for at in at_sizes(size)],
+            timeout_s,
+            1000,
+        )
         # A page of each of the report's lists at each size (1,000 items, the most a page
         # holds): the report as it stood then, read in bounded steps.
-        page_times: list[float] = []
-        for at in at_sizes(size):
-            for path in ("/v1/precedent/applications", "/v1/precedent/subjects"):
-                status, elapsed, _ = fetch(client, path, {"at": at, "limit": 1000}, timeout_s)
-                if status != 200:
-                    result.slowest_page_at_ms = Figure(None, note=f"HTTP {status} at {at}")
-                    break
-                page_times.append(elapsed * 1000)
-            else:
-                continue
-            break
-        else:
-            result.slowest_page_at_ms = Figure(max(page_times))
+        pages = ("/v1/precedent/applications", "/v1/precedent/subjects")
+        result.slowest_page_at_ms = slowest_of(
+            client,
+            [(path, {"at": at, "limit": 1000}) for at in at_sizes(size) for path in pages],
+            timeout_s,
+            1000,
+        )
         for asked, at in enumerate(at_sizes(size), start=1):
             started = time.monotonic()
             while True:
@@ -746,15 +754,9 @@ def slowest_at(server: Server, size: int, timeout_s: float, result: RunResult) -
             slowest = max(slowest, elapsed)
         # The same 5 requests again: identical repeatable requests, read from the report
         # cache (api/report_cache.py) rather than computed.
-        again: list[float] = []
-        for at in at_sizes(size):
-            status, elapsed, _ = fetch(client, "/v1/precedent", {"at": at}, timeout_s)
-            if status != 200:
-                result.slowest_at_again_s = Figure(None, note=f"HTTP {status} at {at}")
-                break
-            again.append(elapsed)
-        else:
-            result.slowest_at_again_s = Figure(max(again))
+        result.slowest_at_again_s = slowest_of(
+            client, [("/v1/precedent", {"at": at}) for at in at_sizes(size)], timeout_s
+        )
     result.slowest_at_s = Figure(slowest, note=f"after {refused} answers 503" if refused else "")
     result.slowest_at_first_byte_s = Figure(first_byte)
 
