@@ -94,6 +94,17 @@ class ProtocolReader:
         """The size of the latest state a query was given (a hint for /healthz)."""
         return self._size
 
+    def log_time_ms_at(self, index: int) -> int:
+        """The log time of committed entry ``index``, from the process's per-entry facts (the
+        entry read with its 256-entry chunk, checked against its level-0 tile): no protocol
+        state needed, so it answers on a log without derived state too, while the in-memory
+        state is still being replayed."""
+        try:
+            return self._facts.fact(self._source, index)[1]
+        except FatalError as exc:  # the entry does not hash to its tile: a damaged store
+            self._damaged(exc)
+            raise
+
     def stored_at(self, size: int) -> StoredProtocolState | None:
         """A read-only stored state at ``size``, or ``None`` if no derived state is stored
         at or below it."""

@@ -376,12 +376,9 @@ class LedgerService:
 
     def _log_time_before(self, size: int) -> int:
         """The log time of the last entry below ``size`` (0 for none): a past size's default
-        audit time. Read from the state at the latest checkpoint (an entry's facts, checked
-        against its tile), not by rebuilding the state at ``size``."""
-        if size == 0:
-            return 0
-        with self.reader.latest() as (state, _):
-            return state.log_time_ms_at(size - 1)
+        audit time, read from the entry's facts (checked against its tile), not by building
+        the state at ``size``."""
+        return self.reader.log_time_ms_at(size - 1) if size else 0
 
     def kept_precedent(
         self, at: int | None, audit_time_ms: int | None, *, as_text: bool = False
