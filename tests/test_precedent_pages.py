@@ -20,6 +20,7 @@ from api.app import create_app
 from ledger.client.answers import PrecedentPage
 from ledger.client.json_api import LedgerClient
 from ledger.errors import MalformedError, ProofError, SignatureError, VerificationError
+from ledger.protocol import audit
 from ledger.protocol.audit import (
     applications_after,
     precedent_report,
@@ -485,3 +486,21 @@ def test_the_client_walks_pages_at_a_size_and_catches_another_size(
     liar = client_for(log, lying(client, the_latest_instead))
     with pytest.raises(VerificationError, match="not the size 6 asked for"):
         liar.precedent_applications(at=at)
+
+
+@BOTH_STATES
+def test_a_page_of_subjects_ends_early_once_its_timelines_are_long(
+    client: TestClient, log: TestLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a budget of 3 timeline events a page, pages hold fewer subjects than ``limit``
+    asks (at least one each), every cursor continues after the page's last subject, and the
+    pages still concatenate to the report's subjects, on the server and in the client."""
+    monkeypatch.setattr(audit, "PAGE_TIMELINE_EVENTS", 3)
+    report = client.get("/v1/precedent").json()["report"]
+    assert walk(client, SUBJECTS, "subjects", 1000) == report["subjects"]
+    first = client.get(SUBJECTS, params={"limit": 1000}).json()
+    assert 1 <= len(first["subjects"]) < len(report["subjects"])
+    assert sum(len(s["timeline"]) for s in first["subjects"][:-1]) < 3
+    assert first["next_cursor"] == str(first["subjects"][-1]["subject_id"])
+    pages = list(honest(client, log).iter_precedent_subjects(limit=1000))
+    assert len(pages) > 1 and [i for p in pages for i in p.items] == report["subjects"]

@@ -972,20 +972,35 @@ def applications_after(
     return [application_item(state, apps[i]) for i in indexes], cursor
 
 
+PAGE_TIMELINE_EVENTS = 25_000
+"""A page of subjects ends early, after the subject that brings its timelines to this many
+events (a page holds at least one subject, however long its timeline): what a page costs to
+read and send is bounded whatever its subjects' timelines, not only by its ``limit``."""
+
+
 def subjects_after(
     state: ProtocolState, after: int | None, limit: int
 ) -> tuple[list[dict[str, Any]], int | None]:
     """A page of the report's ``subjects``: up to ``limit`` items (:func:`subject_item`, with
     their full timelines) of the subjects whose id — the entry index of their first application
     — is greater than ``after`` (from the first when None), in id order, and the next page's
-    cursor: the last item's subject id, or None when this page ends the list.
+    cursor: the last item's subject id, or None when this page ends the list. The page ends
+    early, with a cursor, once its timelines hold :data:`PAGE_TIMELINE_EVENTS` events.
 
     Stable as the log grows for the same reason as :func:`applications_after`: new subjects get
     higher ids. Concatenating every page of one state gives exactly its report ``subjects``.
     """
     ids, cursor = _after(state.subjects, after, limit)
     subjects = state.subjects
-    return [subject_item(state, subjects[i]) for i in ids], cursor
+    items: list[dict[str, Any]] = []
+    events = 0
+    for position, subject_id in enumerate(ids):
+        item = subject_item(state, subjects[subject_id])
+        items.append(item)
+        events += len(item["timeline"])
+        if events >= PAGE_TIMELINE_EVENTS and position < len(ids) - 1:
+            return items, subject_id  # more follow: the next page continues after this one
+    return items, cursor
 
 
 # ------------------------------------------------------------------------------- plain text
