@@ -81,8 +81,16 @@ killed process): the next report kept removes it. A report being written touches
 with every chunk, so this is long past any pause in one."""
 _SUFFIX = ".report"
 _PARTIAL = ".partial-"
-_CODE_PACKAGES = ("ledger/protocol", "ledger/statements", "ledger/tlog")
-"""The code whose change may change a report's bytes (what :func:`code_fingerprint` hashes)."""
+_CODE_PACKAGES = (
+    "ledger/protocol",
+    "ledger/statements",
+    "ledger/tlog",
+    "ledger/storage",
+    "ledger/server",
+)
+"""The code whose change may change a report's bytes (what :func:`code_fingerprint` hashes):
+the rules and their rendering, and what reads and replays the state they judge."""
+_CODE_FILES = ("api/routes/precedent.py", "api/service.py", "api/reader.py")
 
 
 @cache
@@ -99,8 +107,9 @@ def code_fingerprint() -> str:
         for path in sorted((root / package).rglob("*.py")):
             digest.update(path.relative_to(root).as_posix().encode() + b"\0")
             digest.update(path.read_bytes())
-    for path in (Path(__file__).resolve().parent / "routes" / "precedent.py",):
-        digest.update(path.read_bytes())
+    for name in _CODE_FILES:
+        digest.update(name.encode() + b"\0")
+        digest.update((root / name).read_bytes())
     return digest.hexdigest()
 
 
