@@ -418,41 +418,26 @@ class DerivedReads(LogReads):
         after = int_text_field(cursor, "cursor") if cursor else None
         if limit is not None and not 1 <= limit <= PAGE_MAX:
             raise MalformedError(f"couldn't read a page of {limit} items: 1 to {PAGE_MAX}")
-        if at is not None:
-            return self._served_page(name, key, model, cursor, limit, after, at)
-        checkpoint = self._synced()
+        if at is None:  # the replica answers at its own size only
+            checkpoint = self._synced()
 
-        def page_of(trusted: TrustState) -> PrecedentPage:
-            state = trusted.protocol
-            pager = applications_after if name == "applications" else subjects_after
-            items, next_key = pager(state, after, limit or PAGE_DEFAULT)
-            total = len(state.applications if name == "applications" else state.subjects)
-            return PrecedentPage(
-                self.replica.head(trusted),
-                views.judged_now_ms(state),
-                tuple(items),
-                total,
-                None if next_key is None else str(next_key),
-                Provenance.replica(trusted.size),
-            )
+            def page_of(trusted: TrustState) -> PrecedentPage:
+                state = trusted.protocol
+                pager = applications_after if name == "applications" else subjects_after
+                items, next_key = pager(state, after, limit or PAGE_DEFAULT)
+                total = len(state.applications if name == "applications" else state.subjects)
+                return PrecedentPage(
+                    self.replica.head(trusted),
+                    views.judged_now_ms(state),
+                    tuple(items),
+                    total,
+                    None if next_key is None else str(next_key),
+                    Provenance.replica(trusted.size),
+                )
 
-        local = self._from_replica(checkpoint.size, page_of)
-        if local is not None:
-            return local
-        return self._served_page(name, key, model, cursor, limit, after, None)
-
-    def _served_page(
-        self,
-        name: str,
-        key: str,
-        model: type[ApplicationSummary] | type[SubjectSummary],
-        cursor: str | None,
-        limit: int | None,
-        after: int | None,
-        at: int | None,
-    ) -> PrecedentPage:
-        """``/v1/precedent/{name}`` (at size ``at`` if given), checked as
-        :meth:`_precedent_page` says."""
+            local = self._from_replica(checkpoint.size, page_of)
+            if local is not None:
+                return local
         path = f"/v1/precedent/{name}"
         answer = self._get(path, {"cursor": cursor, "limit": limit, "at": at})
         head = self._pinned.head(answer.get("checkpoint"))
@@ -472,13 +457,13 @@ class DerivedReads(LogReads):
                 model.model_validate(item)
             except ValidationError as exc:
                 raise MalformedError(f"couldn't read {path} item: {exc}") from None
-            at = int_field(item.get(key), f"{path} item {key}")
-            if not previous < at < head.size:
+            item_key = int_field(item.get(key), f"{path} item {key}")
+            if not previous < item_key < head.size:
                 raise VerificationError(
-                    f"couldn't verify {path}: item {key} {at} is not after {previous} and "
+                    f"couldn't verify {path}: item {key} {item_key} is not after {previous} and "
                     f"inside the verified tree of {head.size} entries"
                 )
-            previous = at
+            previous = item_key
             items_read.append(item)
         next_cursor = answer.get("next_cursor")
         if next_cursor is not None and (not items_read or next_cursor != str(previous)):
