@@ -24,11 +24,20 @@ A file is checked whole against its digest before any byte of it is served. One 
 truncated (a crash while writing), corrupted on disk or altered is deleted, a warning is
 logged, and the report is computed again as if never kept.
 
-**Crash safety.** A report is written to ``.partial-PID-RANDOM`` in the folder as it is
+**Crash safety.** A report is written to ``.partial-KEY-PID-RANDOM`` in the folder as it is
 computed and sent; it gets its name (an atomic rename) only after its last byte, and is deleted
 if the computation stops first (the client went away, an error). No fsync: a file torn by a
 power cut fails the digest check above, which costs one recomputation, never a wrong answer.
 A killed process's partial files are removed once unmodified for :data:`PARTIAL_STALE_S`.
+
+**Identical requests at once are computed once** (:meth:`ReportCache.claim`). The partial
+file names the report it will become, so it is also the claim of whoever computes that report:
+a request that finds a live claim for its key (by any process sharing the folder) waits for the
+file instead of computing the report a second time, and computes it only if the claim ends
+without one (that computation stopped) or :data:`IDENTICAL_WAIT_S` passes. A claim is live
+while its process runs and its file was written within :data:`PARTIAL_STALE_S`: a killed
+process's claim never makes anyone wait. (Process ids are compared on this machine: a folder
+is one machine's, see below.)
 
 **Bounded.** The kept reports of the folder, all processes together, take at most
 ``budget_bytes``: after each report is kept, the least recently served are deleted until the
@@ -46,7 +55,7 @@ folder is created private (mode 0700); one named in the settings must be kept so
 
 Several processes may share one folder (read-only servers on one machine): names are
 content-determined, renames atomic, and a file deleted while another process serves it stays
-readable until that process closes it.
+readable until that process closes it. Never several machines: claims name process ids.
 """
 
 from __future__ import annotations
@@ -79,6 +88,11 @@ PARTIAL_STALE_S = 600.0
 """A partial file unmodified this long belongs to a report nobody is writing any more (a
 killed process): the next report kept removes it. A report being written touches its file
 with every chunk, so this is long past any pause in one."""
+IDENTICAL_WAIT_S = 120.0
+"""How long a request waits for an identical report another request is computing (a live
+claim, :meth:`ReportCache.claim`) before computing it itself."""
+IDENTICAL_POLL_S = 0.2
+"""How often a waiting request looks for that report or the end of its claim."""
 _SUFFIX = ".report"
 _PARTIAL = ".partial-"
 _CODE_PACKAGES = (
@@ -151,6 +165,7 @@ class ReportCache:
     budget_bytes: int
     min_free_bytes: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _claim_lock: threading.Lock = field(default_factory=threading.Lock)
     _warned: set[str] = field(default_factory=set)
 
     def _warn(self, what: str, exc: BaseException) -> None:
@@ -220,13 +235,63 @@ class ReportCache:
             handle.close()
             raise
 
+    def is_kept(self, key: str) -> bool:
+        """Whether a report named ``key`` is kept (unchecked: :meth:`open` checks it)."""
+        return self.path_of(key).exists()
+
+    # -- claims ---------------------------------------------------------------------------------
+
+    def claimed(self, key: str) -> bool:
+        """Whether a live claim on ``key`` exists (see the module): a partial file for it
+        whose process runs and that was written within :data:`PARTIAL_STALE_S`."""
+        prefix = f"{_PARTIAL}{key}-"
+        now = time.time()
+        try:
+            entries = list(os.scandir(self.folder))
+        except FileNotFoundError:
+            return False
+        except OSError as exc:
+            self._warn("list the kept reports", exc)
+            return False
+        for entry in entries:
+            if not entry.name.startswith(prefix):
+                continue
+            pid_text = entry.name[len(prefix) :].split("-", 1)[0]
+            try:
+                modified = entry.stat().st_mtime
+            except OSError:
+                continue  # renamed or deleted meanwhile: that claim ended
+            if pid_text.isdigit() and _runs(int(pid_text)) and now - modified < PARTIAL_STALE_S:
+                return True
+        return False
+
+    def claim(self, key: str) -> Claim | None:
+        """Claim the computation of the report ``key``: None when a live claim on it exists
+        already (an identical request is computing it: wait for :meth:`open` to find it, or
+        for the claim to end); else a :class:`Claim`, whose keeper writes the report as it is
+        computed (None when nothing may be kept now: compute without keeping). Check and
+        claim are one step for the requests of this process; two processes claiming at the
+        same instant may both compute, as without claims (both keep the same bytes)."""
+        with self._claim_lock:
+            if self.claimed(key):
+                return None
+            return Claim(key, _Keeper.start(self, key))
+
     # -- writing ------------------------------------------------------------------------------
 
-    def keeping(self, key: str, pieces: Iterator[str]) -> Generator[str, None, None]:
+    def keeping(
+        self, key: str, pieces: Iterator[str], claim: Claim | None = None
+    ) -> Generator[str, None, None]:
         """``pieces`` unchanged, also written to the cache under ``key`` as they pass; the
         report is kept only if ``pieces`` ends (see :class:`_Keeper`). A failure to write
-        stops the keeping, never the pieces."""
-        keeper = _Keeper.start(self, key)
+        stops the keeping, never the pieces. ``claim``: the request's claim on ``key``
+        (:meth:`claim`), whose keeper is used; without one (or with a claim on another key:
+        the log grew between the claim and the computation, which names the new checkpoint)
+        the keeper starts here."""
+        if claim is not None and claim.key == key:
+            keeper = claim.keeper
+        else:
+            keeper = _Keeper.start(self, key)
         if keeper is None:
             yield from pieces
             return
@@ -297,7 +362,8 @@ class _Keeper:
             cache.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
             if not cache._has_room():
                 return None
-            partial = cache.folder / f"{_PARTIAL}{os.getpid()}-{secrets.token_hex(8)}"
+            # Named after the report it becomes: the claim on it (ReportCache.claimed).
+            partial = cache.folder / f"{_PARTIAL}{key}-{os.getpid()}-{secrets.token_hex(8)}"
             fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
             handle = os.fdopen(fd, "wb")
             handle.write(b"\0" * DIGEST_LINE)  # the digest, written once the body is whole
@@ -360,6 +426,34 @@ class _Keeper:
                 handle.close()
             with contextlib.suppress(OSError):
                 self._partial.unlink()
+
+
+@dataclass
+class Claim:
+    """A request's claim on computing one report (:meth:`ReportCache.claim`): ``keeper``
+    writes it (None: nothing may be kept now). :meth:`end` must be called however the
+    computation ends; it is a no-op once the report is kept."""
+
+    key: str
+    keeper: _Keeper | None
+
+    def end(self) -> None:
+        """End the claim: delete the partial file unless the report was kept (idempotent)."""
+        if self.keeper is not None:
+            self.keeper.abandon()
+
+
+def _runs(pid: int) -> bool:
+    """Whether process ``pid`` runs on this machine (``kill(pid, 0)`` sends nothing)."""
+    if pid <= 0:
+        return False  # 0 and negatives name process groups, not a process
+    try:
+        os.kill(pid, 0)
+    except PermissionError:
+        return True  # another user's process
+    except (OSError, OverflowError):
+        return False  # no such process (or no such number)
+    return True
 
 
 def default_folder(database_file: Path | None, database_url: str) -> Path:

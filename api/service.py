@@ -47,7 +47,7 @@ from api.observability import Metrics
 from api.precedents import HEAVY_AT_ONCE, HEAVY_WAIT_S, PRECEDENT_FRESH_S, SYNC_BUDGET_S
 from api.problems import ProblemError, retry_later
 from api.reader import ProtocolReader
-from api.report_cache import KeptReport, Rendering, ReportCache, report_key
+from api.report_cache import Claim, KeptReport, Rendering, ReportCache, report_key
 from api.settings import Settings
 from api.writer import Waiting, settler
 from ledger.errors import FatalError, LedgerError, MalformedError
@@ -95,6 +95,17 @@ def entry_index_key(key: str) -> str:
         return key_label(public_key(checked_vkey(key)))
     except ValueError as err:
         raise MalformedError(f"couldn't read key {excerpt(key)}: {err}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class KeptLookup:
+    """What the report cache holds for one repeatable precedent request
+    (:meth:`LedgerService.kept_precedent`): the tree head to name, the report's key
+    (:func:`~api.report_cache.report_key`) and the kept report, checked, or None."""
+
+    head: TreeHeadInfo
+    key: str
+    kept: KeptReport | None
 
 
 @dataclass
@@ -300,7 +311,12 @@ class LedgerService:
 
     @contextmanager
     def precedent(
-        self, at: int | None, audit_time_ms: int | None, *, as_text: bool = False
+        self,
+        at: int | None,
+        audit_time_ms: int | None,
+        *,
+        as_text: bool = False,
+        claim: Claim | None = None,
     ) -> Iterator[tuple[TreeHeadInfo, Iterator[str]]]:
         """The precedent report at the latest checkpoint, or at tree size ``at``: the tree head
         it names and its JSON text in pieces (:func:`~ledger.protocol.audit.precedent_pieces`;
@@ -308,7 +324,9 @@ class LedgerService:
         to be read before the context is left. Computed item by item, so memory does not grow
         with the report; a repeatable request's report (an explicit audit time, or a past size)
         is also kept, as it is computed, in the report cache (:mod:`api.report_cache`), which
-        answers the same request next time (:meth:`kept_precedent`).
+        answers the same request next time (:meth:`kept_precedent`). ``claim``: the request's
+        claim on computing that report (:meth:`~api.report_cache.ReportCache.claim`), whose
+        keeper keeps it; the caller ends it however the computation ends.
 
         The audit time defaults to now (to the second, never before the last entry's log time)
         at the latest checkpoint, and to the last entry's log time for a past size (the report
@@ -342,6 +360,7 @@ class LedgerService:
                         lambda: render(
                             state, checkpoint=_summary(info), audit_time_ms=audit_time_ms
                         ),
+                        claim,
                     ),
                 )
             return
@@ -353,7 +372,7 @@ class LedgerService:
                 past = self.reader.at(at)
                 return render(past, checkpoint=_summary(info), audit_time_ms=audit)
 
-            yield info, self._kept_or_computed(rendering, info, audit, compute)
+            yield info, self._kept_or_computed(rendering, info, audit, compute, claim)
 
     def _kept_or_computed(
         self,
@@ -361,10 +380,12 @@ class LedgerService:
         info: TreeHeadInfo,
         audit_time_ms: int,
         compute: Callable[[], Iterator[str]],
+        claim: Claim | None = None,
     ) -> Iterator[str]:
         """A repeatable report's pieces: read from the report cache when it was kept
         meanwhile (an identical request computed it while this one waited for its turn),
-        else ``compute()`` (which raises what refuses the request), kept as it passes."""
+        else ``compute()`` (which raises what refuses the request), kept as it passes (by
+        ``claim``'s keeper when it claimed this report)."""
         cache = self.report_cache
         if cache is None:
             return compute()
@@ -372,7 +393,7 @@ class LedgerService:
         kept = cache.open(key)
         if kept is not None:
             return codecs.iterdecode(kept.chunks(), "utf-8")
-        return cache.keeping(key, compute())
+        return cache.keeping(key, compute(), claim)
 
     def _log_time_before(self, size: int) -> int:
         """The log time of the last entry below ``size`` (0 for none): a past size's default
@@ -382,12 +403,13 @@ class LedgerService:
 
     def kept_precedent(
         self, at: int | None, audit_time_ms: int | None, *, as_text: bool = False
-    ) -> tuple[TreeHeadInfo, KeptReport] | None:
-        """The kept report (:mod:`api.report_cache`) that answers exactly what
-        :meth:`precedent` would compute for this request, checked against its digest, with
-        the tree head to name now (with a consistency proof to the latest checkpoint); or
-        None: no cache, a report judged now (no audit time, at the latest checkpoint), or
-        none kept. Takes no turn: a kept report is read, not computed. Raises
+    ) -> KeptLookup | None:
+        """Where the report cache (:mod:`api.report_cache`) stands on exactly what
+        :meth:`precedent` would compute for this request: the tree head to name now (with a
+        consistency proof to the latest checkpoint), the report's key, and the kept report
+        checked against its digest if there is one; or None: no cache, or a report judged
+        now (no audit time, at the latest checkpoint), which is never kept. Takes no turn: a
+        kept report is read, not computed. Raises
         :class:`~ledger.server.logview.NotFoundError` for a size past the tree. Blocking."""
         cache = self.report_cache
         if cache is None:
@@ -399,8 +421,8 @@ class LedgerService:
             return None  # judged now: never the same report twice
         audit = audit_time_ms if audit_time_ms is not None else self._log_time_before(size)
         rendering: Rendering = "text" if as_text else "json"
-        kept = cache.open(report_key(rendering, self.origin, size, info.root_hash, audit))
-        return None if kept is None else (info, kept)
+        key = report_key(rendering, self.origin, size, info.root_hash, audit)
+        return KeptLookup(info, key, cache.open(key))
 
     @contextmanager
     def heavy(self, what: str) -> Iterator[None]:

@@ -11,8 +11,12 @@ from __future__ import annotations
 import json
 import logging
 import os
+import subprocess
+import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -127,14 +131,69 @@ def test_nothing_is_kept_below_the_free_space_floor(tmp_path: Path) -> None:
 def test_a_killed_writers_partial_file_is_removed(tmp_path: Path) -> None:
     cache = ReportCache(tmp_path / "kept", budget_bytes=1 << 20)
     cache.folder.mkdir()
-    stale = cache.folder / ".partial-99999-0123456789abcdef"
-    fresh = cache.folder / ".partial-99998-0123456789abcdef"
+    stale = cache.folder / ".partial-k0-99999-0123456789abcdef"
+    fresh = cache.folder / ".partial-k0-99998-0123456789abcdef"
     stale.write_bytes(b"x" * 100)
     fresh.write_bytes(b"x" * 100)
     old = time.time() - PARTIAL_STALE_S - 5
     os.utime(stale, (old, old))
     "".join(cache.keeping("k1", pieces("u" * 100)))
     assert kept_files(cache.folder) == [fresh.name, "k1.report"]
+
+
+def a_finished_process() -> int:
+    """The id of a process that ran and is gone (a killed server's, in a claim's name)."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def test_a_claim_is_live_while_its_process_runs_and_writes(tmp_path: Path) -> None:
+    """One request claims a report; an identical one finds the claim (and so waits) until the
+    claim ends: the report is kept, or the partial file deleted. A claim named after a
+    process that is gone, or unwritten for PARTIAL_STALE_S, or for another report, stops
+    nobody."""
+    cache = ReportCache(tmp_path / "kept", budget_bytes=1 << 20)
+    claim = cache.claim("k1")
+    assert claim is not None and claim.keeper is not None
+    assert cache.claimed("k1") and not cache.claimed("k2")
+    assert cache.claim("k1") is None
+    assert "".join(cache.keeping("k1", pieces("r" * 50), claim)) == "r" * 50
+    claim.end()  # after keeping: a no-op
+    assert not cache.claimed("k1")
+    assert read_kept(cache, "k1") == b"r" * 50
+    again = cache.claim("k2")
+    assert again is not None and cache.claimed("k2")
+    again.end()
+    again.end()
+    assert not cache.claimed("k2")
+    assert kept_files(cache.folder) == ["k1.report"]
+
+    gone = cache.folder / f".partial-k3-{a_finished_process()}-0123456789abcdef"
+    gone.write_bytes(b"x")
+    stale = cache.folder / f".partial-k4-{os.getpid()}-0123456789abcdef"
+    stale.write_bytes(b"x")
+    old = time.time() - PARTIAL_STALE_S - 5
+    os.utime(stale, (old, old))
+    for odd in ("k5-0-0", "k5-x-0", "k5-99999999999999999999999-0"):
+        (cache.folder / f".partial-{odd}").write_bytes(b"x")
+    assert not cache.claimed("k3") and not cache.claimed("k4") and not cache.claimed("k5")
+    for key in ("k3", "k4", "k5"):
+        claim = cache.claim(key)
+        assert claim is not None
+        claim.end()
+
+
+def test_a_claim_on_another_key_does_not_keep_this_report(tmp_path: Path) -> None:
+    """The log grew between the claim and the computation (a report judged at an explicit
+    time names the latest checkpoint): the report is kept under its own key, never under
+    the claimed one."""
+    cache = ReportCache(tmp_path / "kept", budget_bytes=1 << 20)
+    claim = cache.claim("old")
+    assert claim is not None
+    assert "".join(cache.keeping("new", pieces("n" * 30), claim)) == "n" * 30
+    claim.end()
+    assert kept_files(cache.folder) == ["new.report"]
 
 
 def test_an_unusable_folder_never_fails_the_report(
@@ -359,3 +418,146 @@ def test_a_request_that_waited_for_its_turn_reads_what_the_one_before_kept(
     assert texts[0] == texts[1]
     assert json.loads(texts[0])["checkpoint"]["size"] == (4 if at else 5)
     assert len(calls) == 1
+
+
+class Claims:
+    """Counts the claims the requests were refused (an identical one was being computed)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.refused = 0
+        original = ReportCache.claim
+
+        def counted(cache: ReportCache, key: str) -> object:
+            claim = original(cache, key)
+            if claim is None:
+                self.refused += 1
+            return claim
+
+        monkeypatch.setattr(ReportCache, "claim", counted)
+
+    def wait_for(self, refused: int) -> None:
+        deadline = time.monotonic() + 30
+        while self.refused < refused:
+            assert time.monotonic() < deadline, f"{self.refused} requests waited, not {refused}"
+            time.sleep(0.02)
+
+
+def held_pieces(
+    monkeypatch: pytest.MonkeyPatch, gate: threading.Event, fail_first: bool = False
+) -> list[int]:
+    """Make each report's computation wait for ``gate`` before its first piece (the first
+    one then fails, with ``fail_first``); returns the list of computations started."""
+    calls: list[int] = []
+
+    def holding(original: Callable[..., Iterator[str]]) -> Callable[..., Iterator[str]]:
+        def held(*args: object, **kw: object) -> Iterator[str]:
+            calls.append(1)
+            pieces = original(*args, **kw)
+            first = len(calls) == 1
+
+            def run() -> Iterator[str]:
+                assert gate.wait(30)
+                if first and fail_first:
+                    raise RuntimeError("the first computation fails")
+                yield from pieces
+
+            return run()
+
+        return held
+
+    for name in ("precedent_pieces", "precedent_text_pieces"):
+        monkeypatch.setattr(api.service, name, holding(getattr(api.service, name)))
+    return calls
+
+
+def started(calls: list[int]) -> None:
+    deadline = time.monotonic() + 30
+    while not calls:
+        assert time.monotonic() < deadline, "no computation started"
+        time.sleep(0.01)
+
+
+@pytest.mark.parametrize("path", ["/v1/precedent?at=4", "/v1/precedent.txt?at=4"])
+def test_identical_requests_at_once_are_computed_once(
+    log: TestLog, path: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three identical requests arrive while the first is computing: the other two wait for
+    its report, without a turn (one turn in all: HEAVY_AT_ONCE), and read it when kept."""
+    expected = computed(log, path)
+    gate = threading.Event()
+    calls = held_pieces(monkeypatch, gate)
+    claims = Claims(monkeypatch)
+    with (
+        TestClient(create_app(log.settings(read_only=True))) as client,
+        ThreadPoolExecutor(3) as pool,
+    ):
+        first = pool.submit(client.get, path)
+        started(calls)
+        others = [pool.submit(client.get, path) for _ in range(2)]
+        claims.wait_for(2)
+        gate.set()
+        answers = [first.result(60), *(o.result(60) for o in others)]
+    assert [a.status_code for a in answers] == [200, 200, 200]
+    assert all(a.content == expected for a in answers)
+    assert len(calls) == 1
+
+
+def test_a_waiting_request_computes_when_the_claimed_computation_fails(
+    log: TestLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = "/v1/precedent?at=4"
+    expected = computed(log, path)
+    gate = threading.Event()
+    calls = held_pieces(monkeypatch, gate, fail_first=True)
+    claims = Claims(monkeypatch)
+    with (
+        TestClient(create_app(log.settings(read_only=True))) as client,
+        ThreadPoolExecutor(2) as pool,
+    ):
+        first = pool.submit(client.get, path)
+        started(calls)
+        second = pool.submit(client.get, path)
+        claims.wait_for(1)
+        gate.set()
+        with pytest.raises(RuntimeError, match="the first computation fails"):
+            first.result(60)
+        answer = second.result(60)
+    assert answer.status_code == 200
+    assert answer.content == expected
+    assert len(calls) == 2
+    assert kept_files(log.folder / "log.db.reports") == [
+        next((log.folder / "log.db.reports").glob("*.report")).name
+    ]
+
+
+def test_a_claim_of_another_process_is_waited_for_until_that_process_ends(
+    log: TestLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server sharing the folder claimed the report (its partial file names it and its
+    process); this one waits while that process runs, and computes the report once it is
+    killed without finishing it."""
+    path = "/v1/precedent?at=4"
+    expected = computed(log, path)
+    claims = Claims(monkeypatch)
+    other = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        with (
+            TestClient(create_app(log.settings(read_only=True))) as client,
+            ThreadPoolExecutor(1) as pool,
+        ):
+            service: api.service.LedgerService = client.app.state.service  # type: ignore[attr-defined]
+            lookup = service.kept_precedent(4, None)
+            assert lookup is not None and lookup.kept is None
+            folder = log.folder / "log.db.reports"
+            folder.mkdir(exist_ok=True)
+            partial = folder / f".partial-{lookup.key}-{other.pid}-0123456789abcdef"
+            partial.write_bytes(b"\0" * 65 + b"{")
+            answer = pool.submit(client.get, path)
+            claims.wait_for(2)  # it waited (at least one poll)
+            assert not answer.done()
+            other.kill()
+            other.wait()
+            assert answer.result(60).content == expected
+    finally:
+        other.kill()
+        other.wait()

@@ -10,7 +10,8 @@ same bytes as one ``json.dumps`` of the whole report (or its text rendering), bu
 ever built whole or encoded whole, no other request waits on the event loop for it, and a
 client that goes away stops its computation. A repeatable request's report (a past size, or
 an explicit audit time) is written to disk as it streams, and the same request later reads it
-from there (:mod:`api.report_cache`), in a frame made for that answer. The summary is read from the precedent's aggregates (:mod:`ledger.protocol.aggregates`) at the latest
+from there (:mod:`api.report_cache`), in a frame made for that answer; an identical request
+arriving while it is computed waits for it rather than computing it again. The summary is read from the precedent's aggregates (:mod:`ledger.protocol.aggregates`) at the latest
 checkpoint, which it names.
 
 On a large log the report is large (every subject's timeline: about 180 MB of JSON at a million
@@ -26,10 +27,12 @@ of either list, so a cursor stays valid as the log grows and a walk never repeat
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
+import logging
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Response
@@ -43,13 +46,15 @@ from api.heads import TreeHeadInfo
 from api.precedents import ReportStream
 from api.present import b64, json_response, precedent_summary, tree_head
 from api.problems import ProblemError
-from api.report_cache import KeptReport
-from api.service import LedgerService
+from api.report_cache import IDENTICAL_POLL_S, IDENTICAL_WAIT_S, Claim, KeptReport
+from api.service import KeptLookup, LedgerService
 from ledger.protocol.aggregates import has_aggregates, summary_from_aggregates
 from ledger.protocol.audit import applications_after, check_audit_time, subjects_after
 from ledger.protocol.state import ProtocolState
 from ledger.protocol.stored import StoredProtocolState
 from ledger.protocol.terms import MAX_SAFE_INTEGER
+
+log = logging.getLogger("api.routes.precedent")
 
 router = APIRouter(tags=["precedent"], responses=wire.problem_responses(404, 422, 503))
 
@@ -75,11 +80,11 @@ AuditTimeQuery = Annotated[
 
 @contextmanager
 def _json_report(
-    service: LedgerService, at: int | None, audit_time_ms: int | None
+    service: LedgerService, at: int | None, audit_time_ms: int | None, claim: Claim | None
 ) -> Iterator[Iterator[str]]:
     """The JSON answer's text in pieces: ``{"checkpoint": …, "report": …}`` with keys sorted,
     exactly one ``json.dumps`` of it (the report item by item: :meth:`LedgerService.precedent`)."""
-    with service.precedent(at, audit_time_ms) as (head, pieces):
+    with service.precedent(at, audit_time_ms, claim=claim) as (head, pieces):
         yield _framed(head, pieces)
 
 
@@ -114,13 +119,80 @@ async def get_precedent(
     On a large log prefer the summary (``/v1/precedent/summary``) or the pages
     (``/v1/precedent/applications``, ``/v1/precedent/subjects``): the whole report is about
     180 MB at a million entries."""
-    kept = await run_in_threadpool(service.kept_precedent, at, audit_time_ms)
-    if kept is not None:
-        head, report = kept
-        return StreamingResponse(_kept_chunks(report, *_frame(head)), media_type="application/json")
-    stream = ReportStream(lambda: _json_report(service, at, audit_time_ms))
-    await stream.start()
-    return StreamingResponse(stream.chunks(), media_type="application/json")
+    return await _report_response(
+        service,
+        at,
+        audit_time_ms,
+        as_text=False,
+        kept_body=_frame,
+        produce=lambda claim: _json_report(service, at, audit_time_ms, claim),
+    )
+
+
+async def _report_response(
+    service: LedgerService,
+    at: int | None,
+    audit_time_ms: int | None,
+    *,
+    as_text: bool,
+    kept_body: Callable[[TreeHeadInfo], tuple[str, str]],
+    produce: Callable[[Claim | None], AbstractContextManager[Iterator[str]]],
+) -> Response:
+    """A report's answer: read from the report cache when kept (``kept_body`` gives the text
+    around it, made now); else, for a repeatable request, after the identical request that
+    claimed it finishes (:func:`_kept_or_claimed`); else computed by ``produce`` in a
+    :class:`~api.precedents.ReportStream`, with this request's claim if it got one. The claim
+    ends however the computation ends: its report is kept, or its partial file deleted."""
+    media = "text/plain; charset=utf-8" if as_text else "application/json"
+    lookup = await run_in_threadpool(service.kept_precedent, at, audit_time_ms, as_text=as_text)
+    claim: Claim | None = None
+    if lookup is not None:
+        kept, claim = await _kept_or_claimed(service, lookup)
+        if kept is not None:
+            return StreamingResponse(_kept_chunks(kept, *kept_body(lookup.head)), media_type=media)
+    stream = ReportStream(lambda: produce(claim))
+    try:
+        await stream.start()
+    except BaseException:
+        if claim is not None:
+            claim.end()  # refused (404, 422, busy): an identical request may claim it now
+        raise
+    finally:
+        if claim is not None and stream.done is not None:
+            ending = claim
+            stream.done.add_done_callback(lambda _: ending.end())
+    return StreamingResponse(stream.chunks(), media_type=media)
+
+
+async def _kept_or_claimed(
+    service: LedgerService, lookup: KeptLookup
+) -> tuple[KeptReport | None, Claim | None]:
+    """The kept report, or this request's claim on computing it
+    (:meth:`~api.report_cache.ReportCache.claim`): while an identical request (of any process
+    sharing the cache) holds a live claim, wait for its report, without a turn, polling every
+    :data:`~api.report_cache.IDENTICAL_POLL_S`; claim it once that claim ends without one.
+    (None, None) after :data:`~api.report_cache.IDENTICAL_WAIT_S`: compute unclaimed."""
+    cache = service.report_cache
+    if lookup.kept is not None or cache is None:
+        return lookup.kept, None
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + IDENTICAL_WAIT_S
+    while True:
+        claim = await run_in_threadpool(cache.claim, lookup.key)
+        if claim is not None:
+            return None, claim
+        if loop.time() >= deadline:
+            log.warning(
+                "report cache: waited %.0f s for an identical report being computed; "
+                "computing it again",
+                IDENTICAL_WAIT_S,
+            )
+            return None, None
+        await asyncio.sleep(IDENTICAL_POLL_S)
+        if await run_in_threadpool(cache.is_kept, lookup.key):
+            kept = await run_in_threadpool(cache.open, lookup.key)
+            if kept is not None:
+                return kept, None
 
 
 async def _kept_chunks(report: KeptReport, before: str, after: str) -> AsyncIterator[bytes]:
@@ -234,22 +306,21 @@ async def get_precedent_text(
     """The same report rendered as text, followed by the signed checkpoint it names; streamed
     line by line as the JSON report is (:class:`~api.precedents.ReportStream`), or read from
     the report cache as the JSON report is."""
-    kept = await run_in_threadpool(service.kept_precedent, at, audit_time_ms, as_text=True)
-    if kept is not None:
-        head, report = kept
-        return StreamingResponse(
-            _kept_chunks(report, "", _footer(head)), media_type="text/plain; charset=utf-8"
-        )
-    stream = ReportStream(lambda: _text_report(service, at, audit_time_ms))
-    await stream.start()
-    return StreamingResponse(stream.chunks(), media_type="text/plain; charset=utf-8")
+    return await _report_response(
+        service,
+        at,
+        audit_time_ms,
+        as_text=True,
+        kept_body=lambda head: ("", _footer(head)),
+        produce=lambda claim: _text_report(service, at, audit_time_ms, claim),
+    )
 
 
 @contextmanager
 def _text_report(
-    service: LedgerService, at: int | None, audit_time_ms: int | None
+    service: LedgerService, at: int | None, audit_time_ms: int | None, claim: Claim | None
 ) -> Iterator[Iterator[str]]:
-    with service.precedent(at, audit_time_ms, as_text=True) as (head, lines):
+    with service.precedent(at, audit_time_ms, as_text=True, claim=claim) as (head, lines):
         yield _with_footer(head, lines)
 
 
