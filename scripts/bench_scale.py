@@ -62,7 +62,9 @@ What one server run measures, in this order:
    to the body's first byte (what the server computes before it starts sending) and the
    largest body. A size not answered within the timeout is reported as "> 120 s" and the
    remaining sizes are not asked. Then the same 5 requests again, each read whole: identical
-   repeatable requests, which the report cache answers (``api/report_cache.py``).
+   repeatable requests, which the report cache answers (``api/report_cache.py``). Last, 4
+   identical requests at once for a size not asked yet (95 % of the log), each read whole: one
+   computes the report, the others wait for it (the cache's claims) and read it.
 
 The machines are shared and noisy: read the ratios between columns of one run. ``--json PATH``
 also writes every raw figure. Ctrl-C (or SIGTERM) stops the servers (their process groups),
@@ -100,6 +102,7 @@ AUDIT_REQUESTS = 100
 SUMMARY_REQUESTS = 50
 IDLE_CHECKPOINT_REQUESTS = 200
 AT_SIZES = 5
+IDENTICAL_AT_ONCE = 4
 POLL_S = 0.05
 CHECKPOINT_PROBE_S = 0.02
 
@@ -148,6 +151,8 @@ class RunResult:
     slowest_at_s: Figure = field(default_factory=Figure)
     slowest_at_first_byte_s: Figure = field(default_factory=Figure)
     slowest_at_again_s: Figure = field(default_factory=Figure)
+    identical_at_once_s: Figure = field(default_factory=Figure)
+    identical_at_once_statuses: list[str] = field(default_factory=list)
     slowest_page_at_ms: Figure = field(default_factory=Figure)
     slowest_summary_at_ms: Figure = field(default_factory=Figure)
     at_bytes: int = 0
@@ -757,8 +762,32 @@ def slowest_at(server: Server, size: int, timeout_s: float, result: RunResult) -
         result.slowest_at_again_s = slowest_of(
             client, [("/v1/precedent", {"at": at}) for at in at_sizes(size)], timeout_s
         )
+        identical_at_once(client, size * 19 // 20 + 11, timeout_s, result)
     result.slowest_at_s = Figure(slowest, note=f"after {refused} answers 503" if refused else "")
     result.slowest_at_first_byte_s = Figure(first_byte)
+
+
+def identical_at_once(client: httpx.Client, at: int, timeout_s: float, result: RunResult) -> None:
+    """:data:`IDENTICAL_AT_ONCE` identical ``/v1/precedent?at=SIZE`` at once, for a size
+    not asked before, each read whole: the slowest, and every status."""
+    outcomes: list[tuple[int | str, float, float | None]] = []
+
+    def ask() -> None:
+        outcomes.append(fetch(client, "/v1/precedent", {"at": at}, timeout_s))
+
+    threads = [threading.Thread(target=ask) for _ in range(IDENTICAL_AT_ONCE)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    result.identical_at_once_statuses = sorted(str(status) for status, _, _ in outcomes)
+    refused = [status for status in result.identical_at_once_statuses if status != "200"]
+    note = f"{len(refused)} not 200: {', '.join(refused)}" if refused else ""
+    result.identical_at_once_s = Figure(
+        max(elapsed for _, elapsed, _ in outcomes),
+        at_least=any(status == "timeout" for status, _, _ in outcomes),
+        note=note,
+    )
 
 
 def checkpoint_size(base: str) -> int:
@@ -942,6 +971,11 @@ def rows() -> list[Row]:
     def page_at(r: RunResult) -> Figure:
         return r.slowest_page_at_ms
 
+    def all_identical_answered(big: RunResult, _small: RunResult) -> bool | None:
+        if big.identical_at_once_s.value is None:
+            return None
+        return big.identical_at_once_statuses == ["200"] * IDENTICAL_AT_ONCE
+
     return [
         Row(
             "first start on the copied file (migrations): launch → summary 200 (s)",
@@ -986,6 +1020,14 @@ def rows() -> list[Row]:
             at_again,
             2,
             below(at_again, 2),
+        ),
+        Row(
+            f"slowest of {IDENTICAL_AT_ONCE} identical `/v1/precedent?at=SIZE` asked at once "
+            "(a size not asked before), read whole (s)",
+            "all 200, computed once (identical requests are cached)",
+            lambda r: r.identical_at_once_s,
+            1,
+            all_identical_answered,
         ),
         Row(
             f"slowest of {AT_SIZES} `/v1/precedent/summary?at=SIZE` (ms)",
