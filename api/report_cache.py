@@ -19,6 +19,15 @@ never found again and age out.
 (whose default audit time is its last entry's log time). A report judged "now" at the latest
 checkpoint differs every second and would only push useful reports out.
 
+**Sections.** Three lists of the JSON report do not depend on the audit time: every
+application, grievance and subject as the log holds them at the report's size
+(:data:`~ledger.protocol.audit.KEPT_SECTIONS`), most of its bytes. Each is kept on its own
+(:meth:`ReportCache.section`), named by the code fingerprint, origin, size and root hash
+(:func:`section_key`), by every JSON report computed, judged now included; any later JSON
+report at that tree head, at any audit time, reads them and computes only the judgements,
+counts and verdicts. They are files like the reports (digest first, checked before use) and
+share their budget.
+
 **File format.** 64 lowercase hex digits, the SHA-256 of the body, a line feed, the body.
 A file is checked whole against its digest before any byte of it is served. One that is
 truncated (a crash while writing), corrupted on disk or altered is deleted, a warning is
@@ -60,6 +69,7 @@ readable until that process closes it. Never several machines: claims name proce
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import hashlib
 import importlib.metadata
@@ -70,7 +80,7 @@ import secrets
 import shutil
 import threading
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -141,6 +151,22 @@ def report_key(
         str(audit_time_ms),
     )
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def section_key(name: str, origin: str, size: int, root_hash: bytes) -> str:
+    """The name of one section of the JSON report that does not depend on the audit time
+    (:data:`~ledger.protocol.audit.KEPT_SECTIONS`) at this tree head: ``s-`` and the hex
+    SHA-256 of the code fingerprint and exactly what determines the section's bytes (the
+    prefix tells an operator's listing sections from whole reports)."""
+    parts = (
+        "amnesty-ledger precedent report section v1",
+        name,
+        code_fingerprint(),
+        origin,
+        str(size),
+        root_hash.hex(),
+    )
+    return "s-" + hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -238,6 +264,14 @@ class ReportCache:
     def is_kept(self, key: str) -> bool:
         """Whether a report named ``key`` is kept (unchecked: :meth:`open` checks it)."""
         return self.path_of(key).exists()
+
+    def section(self, key: str, compute: Callable[[], Iterator[str]]) -> Iterator[str]:
+        """The text of the report section named ``key`` (:func:`section_key`): read back when
+        kept (checked against its digest), else ``compute()``, kept as it passes."""
+        kept = self.open(key)
+        if kept is not None:
+            return codecs.iterdecode(kept.chunks(), "utf-8")
+        return self.keeping(key, compute())
 
     # -- claims ---------------------------------------------------------------------------------
 

@@ -47,11 +47,18 @@ from api.observability import Metrics
 from api.precedents import HEAVY_AT_ONCE, HEAVY_WAIT_S, PRECEDENT_FRESH_S, SYNC_BUDGET_S
 from api.problems import ProblemError, retry_later
 from api.reader import ProtocolReader
-from api.report_cache import Claim, KeptReport, Rendering, ReportCache, report_key
+from api.report_cache import (
+    Claim,
+    KeptReport,
+    Rendering,
+    ReportCache,
+    report_key,
+    section_key,
+)
 from api.settings import Settings
 from api.writer import Waiting, settler
 from ledger.errors import FatalError, LedgerError, MalformedError
-from ledger.protocol.audit import precedent_pieces, precedent_text_pieces
+from ledger.protocol.audit import Sections, precedent_pieces, precedent_text_pieces
 from ledger.protocol.due import body_deadlines_ms
 from ledger.protocol.keys import checked_vkey, key_label, public_key
 from ledger.protocol.state import ProtocolState
@@ -340,8 +347,22 @@ class LedgerService:
         when none is broken: :mod:`ledger.protocol.audit`).
         Blocking: run it in a worker thread (:class:`~api.precedents.ReportStream`).
         """
-        render = precedent_text_pieces if as_text else precedent_pieces
         rendering: Rendering = "text" if as_text else "json"
+
+        def render(
+            state: ProtocolState, *, checkpoint: dict[str, Any], audit_time_ms: int
+        ) -> Iterator[str]:
+            if as_text:
+                return precedent_text_pieces(
+                    state, checkpoint=checkpoint, audit_time_ms=audit_time_ms
+                )
+            return precedent_pieces(
+                state,
+                checkpoint=checkpoint,
+                audit_time_ms=audit_time_ms,
+                sections=self._sections(info),
+            )
+
         latest = self.heads.latest()
         if at is None or at == latest.size:
             with self.heavy("the precedent report"), self.reader.latest() as (state, head):
@@ -394,6 +415,20 @@ class LedgerService:
         if kept is not None:
             return codecs.iterdecode(kept.chunks(), "utf-8")
         return cache.keeping(key, compute(), claim)
+
+    def _sections(self, info: TreeHeadInfo) -> Sections:
+        """Where a JSON report at ``info`` reads and keeps its sections that do not depend on
+        the audit time (:meth:`~api.report_cache.ReportCache.section`): the report cache, or
+        computed each time without one."""
+        cache = self.report_cache
+        if cache is None:
+            return lambda _, compute: compute()
+
+        def section(name: str, compute: Callable[[], Iterator[str]]) -> Iterator[str]:
+            key = section_key(name, self.origin, info.size, info.root_hash)
+            return cache.section(key, compute)
+
+        return section
 
     def _log_time_before(self, size: int) -> int:
         """The log time of the last entry below ``size`` (0 for none): a past size's default

@@ -18,13 +18,22 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
 import api.service
+import ledger.protocol.audit
 from api.app import create_app
-from api.report_cache import PARTIAL_STALE_S, ReportCache, default_folder, report_key
+from api.report_cache import (
+    PARTIAL_STALE_S,
+    ReportCache,
+    default_folder,
+    report_key,
+    section_key,
+)
+from ledger.protocol.audit import KEPT_SECTIONS
 from tests.api_support import TestLog, make_log
 from tests.test_precedent_pages import ai
 
@@ -38,6 +47,11 @@ def pieces(text: str, size: int = 7) -> Iterator[str]:
 
 def kept_files(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+def whole_reports(folder: Path) -> list[Path]:
+    """The whole reports kept in ``folder`` (not the sections: ``s-…``)."""
+    return sorted(p for p in folder.glob("*.report") if not p.name.startswith("s-"))
 
 
 def read_kept(cache: ReportCache, key: str) -> bytes | None:
@@ -295,8 +309,13 @@ def test_a_report_judged_now_is_never_kept(log: TestLog, monkeypatch: pytest.Mon
         for path in ("/v1/precedent", "/v1/precedent?at=5", "/v1/precedent.txt"):
             assert client.get(path).status_code == 200
             assert client.get(path).status_code == 200
+        service: api.service.LedgerService = client.app.state.service  # type: ignore[attr-defined]
+        root = service.tree_head().root_hash
     assert computations.count == 6
-    assert kept_files(folder) == []
+    # Only the sections that do not depend on the time, never a whole report.
+    assert kept_files(folder) == sorted(
+        f"{section_key(name, service.origin, 5, root)}.report" for name in KEPT_SECTIONS
+    )
 
 
 def test_a_kept_report_is_framed_as_the_server_frames_it_now(log: TestLog) -> None:
@@ -321,7 +340,7 @@ def test_a_damaged_kept_report_is_computed_again(
     folder = log.folder / "log.db.reports"
     with TestClient(create_app(log.settings(read_only=True))) as client:
         assert client.get(path).content == expected
-        (kept,) = folder.glob("*.report")
+        (kept,) = whole_reports(folder)
         data = bytearray(kept.read_bytes())
         data[-5] ^= 0x20  # one letter's case: still JSON, another report
         kept.write_bytes(bytes(data))
@@ -355,7 +374,7 @@ def test_another_tree_at_the_same_size_never_gets_this_ones_report(tmp_path: Pat
             answers.append(client.get(path).content)
     assert answers[0] != answers[1]
     assert answers[1] == computed(second, path)
-    assert len(list(shared.glob("*.report"))) == 2
+    assert len(whole_reports(shared)) == 2
 
 
 def test_refusals_are_unchanged_and_keep_nothing(log: TestLog) -> None:
@@ -392,7 +411,7 @@ def test_requests_that_differ_get_their_own_reports(log: TestLog) -> None:
         for _ in range(2):
             for path in paths:
                 assert client.get(path).content == expected[path], path
-    assert len(list((log.folder / "log.db.reports").glob("*.report"))) == len(paths)
+    assert len(whole_reports(log.folder / "log.db.reports")) == len(paths)
 
 
 @pytest.mark.parametrize(("at", "audit"), [(4, None), (None, 9999999999999)])
@@ -525,9 +544,7 @@ def test_a_waiting_request_computes_when_the_claimed_computation_fails(
     assert answer.status_code == 200
     assert answer.content == expected
     assert len(calls) == 2
-    assert kept_files(log.folder / "log.db.reports") == [
-        next((log.folder / "log.db.reports").glob("*.report")).name
-    ]
+    assert len(whole_reports(log.folder / "log.db.reports")) == 1
 
 
 def test_a_claim_of_another_process_is_waited_for_until_that_process_ends(
@@ -561,3 +578,82 @@ def test_a_claim_of_another_process_is_waited_for_until_that_process_ends(
     finally:
         other.kill()
         other.wait()
+
+
+# -- sections that do not depend on the audit time ------------------------------------------------
+
+
+class SubjectsComputed:
+    """Counts the subjects the reports wrote (``audit.subject_text`` calls)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.count = 0
+        original = ledger.protocol.audit.subject_text
+
+        def counted(*args: Any) -> str:
+            self.count += 1
+            return original(*args)
+
+        monkeypatch.setattr(ledger.protocol.audit, "subject_text", counted)
+
+
+def test_reports_at_one_checkpoint_share_the_sections_that_do_not_depend_on_time(
+    log: TestLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A report judged now keeps its applications, grievances and subjects; the reports at
+    other audit times at that checkpoint read them, and are byte for byte what a server
+    keeping nothing computes."""
+    paths = [f"/v1/precedent?audit_time_ms={t}" for t in (9999999999000, 9999999999999)]
+    paths.append("/v1/precedent?at=5&audit_time_ms=9999999999500")
+    expected = {path: computed(log, path) for path in paths}
+    subjects = SubjectsComputed(monkeypatch)
+    folder = log.folder / "log.db.reports"
+    with TestClient(create_app(log.settings(read_only=True))) as client:
+        now = client.get("/v1/precedent")
+        assert now.status_code == 200
+        assert subjects.count == 2
+        assert len(kept_files(folder)) == len(KEPT_SECTIONS)
+        for path in paths:
+            assert client.get(path).content == expected[path], path
+        assert subjects.count == 2  # read, never computed again
+        report = now.json()["report"]
+        for path in paths:
+            other = json.loads(expected[path])["report"]
+            assert all(other[name] == report[name] for name in KEPT_SECTIONS)
+
+
+def test_a_damaged_section_is_computed_again(
+    log: TestLog, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = "/v1/precedent?audit_time_ms=9999999999999"
+    expected = computed(log, path)
+    folder = log.folder / "log.db.reports"
+    with TestClient(create_app(log.settings(read_only=True))) as client:
+        assert client.get("/v1/precedent").status_code == 200
+        service: api.service.LedgerService = client.app.state.service  # type: ignore[attr-defined]
+        head = service.tree_head()
+        subjects_file = (
+            folder / f"{section_key('subjects', service.origin, 5, head.root_hash)}.report"
+        )
+        data = bytearray(subjects_file.read_bytes())
+        data[-10] ^= 0x01
+        subjects_file.write_bytes(bytes(data))
+        subjects = SubjectsComputed(monkeypatch)
+        with caplog.at_level(logging.WARNING, logger="api.report_cache"):
+            assert client.get(path).content == expected
+        assert "does not match its digest" in caplog.text
+        assert subjects.count == 2
+
+
+def test_sections_are_never_read_at_another_checkpoint(log: TestLog) -> None:
+    """After the log grows, a report judged at the new checkpoint keeps and reads the new
+    state's sections, never the old ones (another size and root hash)."""
+    with TestClient(create_app(log.settings(read_only=True))) as client:
+        assert client.get("/v1/precedent").status_code == 200
+    log.append("grant-b", log.decision("b"))
+    path = "/v1/precedent?audit_time_ms=9999999999999"
+    expected = computed(log, path)
+    with TestClient(create_app(log.settings(read_only=True))) as client:
+        assert client.get("/v1/precedent").status_code == 200
+        assert client.get(path).content == expected
+    assert len(kept_files(log.folder / "log.db.reports")) == 2 * len(KEPT_SECTIONS) + 1

@@ -146,21 +146,24 @@ async def _report_response(
     media = "text/plain; charset=utf-8" if as_text else "application/json"
     lookup = await run_in_threadpool(service.kept_precedent, at, audit_time_ms, as_text=as_text)
     claim: Claim | None = None
-    if lookup is not None:
-        kept, claim = await _kept_or_claimed(service, lookup)
-        if kept is not None:
-            return StreamingResponse(_kept_chunks(kept, *kept_body(lookup.head)), media_type=media)
-    stream = ReportStream(lambda: produce(claim))
+    stream: ReportStream | None = None
     try:
+        if lookup is not None:
+            kept, claim = await _kept_or_claimed(service, lookup)
+            if kept is not None:
+                body = _kept_chunks(kept, *kept_body(lookup.head))
+                return StreamingResponse(body, media_type=media)
+        stream = ReportStream(lambda: produce(claim))
         await stream.start()
-    except BaseException:
-        if claim is not None:
-            claim.end()  # refused (404, 422, busy): an identical request may claim it now
-        raise
     finally:
-        if claim is not None and stream.done is not None:
+        if claim is not None:
             ending = claim
-            stream.done.add_done_callback(lambda _: ending.end())
+            if stream is None or stream.done is None:
+                ending.end()  # never computed (cancelled before): someone else may claim it
+            else:
+                # Ended by the producer's end, however it ends (kept, refused, stopped, or
+                # never run for want of a thread): only then is nothing writing the file.
+                stream.done.add_done_callback(lambda _: ending.end())
     return StreamingResponse(stream.chunks(), media_type=media)
 
 
