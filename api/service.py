@@ -333,7 +333,9 @@ class LedgerService:
         is also kept, as it is computed, in the report cache (:mod:`api.report_cache`), which
         answers the same request next time (:meth:`kept_precedent`). ``claim``: the request's
         claim on computing that report (:meth:`~api.report_cache.ReportCache.claim`), whose
-        keeper keeps it; the caller ends it however the computation ends.
+        keeper keeps it; the caller ends it however the computation ends. A JSON report, judged
+        now or not, reads and keeps its sections that do not depend on the audit time
+        (:meth:`_sections`): reports at one checkpoint compute those once.
 
         The audit time defaults to now (to the second, never before the last entry's log time)
         at the latest checkpoint, and to the last entry's log time for a past size (the report
