@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -496,6 +496,30 @@ def started(calls: list[int]) -> None:
         time.sleep(0.01)
 
 
+def asked_while_held(
+    log: TestLog, path: str, monkeypatch: pytest.MonkeyPatch, others: int, fail_first: bool
+) -> tuple[Future[Any], list[Any], list[int]]:
+    """Ask ``path`` once and, while its computation is held before its first piece, ``others``
+    times more; release it once all of those are waiting (refused a claim). The first request
+    (its future: with ``fail_first`` its computation fails), the others' answers, and the
+    computations started."""
+    gate = threading.Event()
+    calls = held_pieces(monkeypatch, gate, fail_first)
+    claims = Claims(monkeypatch)
+    with (
+        TestClient(create_app(log.settings(read_only=True))) as client,
+        ThreadPoolExecutor(others + 1) as pool,
+    ):
+        first = pool.submit(client.get, path)
+        started(calls)
+        waiting = [pool.submit(client.get, path) for _ in range(others)]
+        claims.wait_for(others)
+        gate.set()
+        answers = [w.result(60) for w in waiting]
+        first.exception(60)
+    return first, answers, calls
+
+
 @pytest.mark.parametrize("path", ["/v1/precedent?at=4", "/v1/precedent.txt?at=4"])
 def test_identical_requests_at_once_are_computed_once(
     log: TestLog, path: str, monkeypatch: pytest.MonkeyPatch
@@ -503,19 +527,8 @@ def test_identical_requests_at_once_are_computed_once(
     """Three identical requests arrive while the first is computing: the other two wait for
     its report, without a turn (one turn in all: HEAVY_AT_ONCE), and read it when kept."""
     expected = computed(log, path)
-    gate = threading.Event()
-    calls = held_pieces(monkeypatch, gate)
-    claims = Claims(monkeypatch)
-    with (
-        TestClient(create_app(log.settings(read_only=True))) as client,
-        ThreadPoolExecutor(3) as pool,
-    ):
-        first = pool.submit(client.get, path)
-        started(calls)
-        others = [pool.submit(client.get, path) for _ in range(2)]
-        claims.wait_for(2)
-        gate.set()
-        answers = [first.result(60), *(o.result(60) for o in others)]
+    first, answers, calls = asked_while_held(log, path, monkeypatch, 2, fail_first=False)
+    answers.insert(0, first.result())
     assert [a.status_code for a in answers] == [200, 200, 200]
     assert all(a.content == expected for a in answers)
     assert len(calls) == 1
@@ -526,21 +539,9 @@ def test_a_waiting_request_computes_when_the_claimed_computation_fails(
 ) -> None:
     path = "/v1/precedent?at=4"
     expected = computed(log, path)
-    gate = threading.Event()
-    calls = held_pieces(monkeypatch, gate, fail_first=True)
-    claims = Claims(monkeypatch)
-    with (
-        TestClient(create_app(log.settings(read_only=True))) as client,
-        ThreadPoolExecutor(2) as pool,
-    ):
-        first = pool.submit(client.get, path)
-        started(calls)
-        second = pool.submit(client.get, path)
-        claims.wait_for(1)
-        gate.set()
-        with pytest.raises(RuntimeError, match="the first computation fails"):
-            first.result(60)
-        answer = second.result(60)
+    first, (answer,), calls = asked_while_held(log, path, monkeypatch, 1, fail_first=True)
+    with pytest.raises(RuntimeError, match="the first computation fails"):
+        first.result()
     assert answer.status_code == 200
     assert answer.content == expected
     assert len(calls) == 2
