@@ -19,14 +19,9 @@ never found again and age out.
 (whose default audit time is its last entry's log time). A report judged "now" at the latest
 checkpoint differs every second and would only push useful reports out.
 
-**Sections.** Three lists of the JSON report do not depend on the audit time: every
-application, grievance and subject as the log holds them at the report's size
-(:data:`~ledger.protocol.audit.KEPT_SECTIONS`), most of its bytes. Each is kept on its own
-(:meth:`ReportCache.section`), named by the code fingerprint, origin, size and root hash
-(:func:`section_key`), by every JSON report computed, judged now included; any later JSON
-report at that tree head, at any audit time, reads them and computes only the judgements,
-counts and verdicts. They are files like the reports (digest first, checked before use) and
-share their budget.
+**Sections.** What an earlier report computed that does not depend on the audit time (its
+lists and its judgements as segments) is kept here too, as files named ``s-…`` and ``j-…``
+(:mod:`api.report_sections`), with the same checks and budget.
 
 **File format.** 64 lowercase hex digits, the SHA-256 of the body, a line feed, the body.
 A file is checked whole against its digest before any byte of it is served. One that is
@@ -69,7 +64,6 @@ readable until that process closes it. Never several machines: claims name proce
 
 from __future__ import annotations
 
-import codecs
 import contextlib
 import hashlib
 import importlib.metadata
@@ -80,7 +74,7 @@ import secrets
 import shutil
 import threading
 import time
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -114,7 +108,13 @@ _CODE_PACKAGES = (
 )
 """The code whose change may change a report's bytes (what :func:`code_fingerprint` hashes):
 the rules and their rendering, and what reads and replays the state they judge."""
-_CODE_FILES = ("api/routes/precedent.py", "api/service.py", "api/reader.py")
+_CODE_FILES = (
+    "api/routes/precedent.py",
+    "api/service.py",
+    "api/reader.py",
+    "api/report_sections.py",
+    "api/precedents.py",
+)
 
 
 @cache
@@ -153,22 +153,6 @@ def report_key(
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 
-def section_key(name: str, origin: str, size: int, root_hash: bytes) -> str:
-    """The name of one section of the JSON report that does not depend on the audit time
-    (:data:`~ledger.protocol.audit.KEPT_SECTIONS`) at this tree head: ``s-`` and the hex
-    SHA-256 of the code fingerprint and exactly what determines the section's bytes (the
-    prefix tells an operator's listing sections from whole reports)."""
-    parts = (
-        "amnesty-ledger precedent report section v1",
-        name,
-        code_fingerprint(),
-        origin,
-        str(size),
-        root_hash.hex(),
-    )
-    return "s-" + hashlib.sha256("\n".join(parts).encode()).hexdigest()
-
-
 @dataclass(frozen=True)
 class KeptReport:
     """A kept report, checked against its digest and open at its first body byte."""
@@ -181,6 +165,13 @@ class KeptReport:
         with self.file:
             while chunk := self.file.read(READ_CHUNK):
                 yield chunk
+
+    def lines(self) -> Generator[str, None, None]:
+        """The body's lines (UTF-8, each with its line feed; split at line feeds only);
+        closes the file at the end."""
+        with self.file:
+            for line in self.file:
+                yield line.decode("utf-8")
 
 
 @dataclass
@@ -264,14 +255,6 @@ class ReportCache:
     def is_kept(self, key: str) -> bool:
         """Whether a report named ``key`` is kept (unchecked: :meth:`open` checks it)."""
         return self.path_of(key).exists()
-
-    def section(self, key: str, compute: Callable[[], Iterator[str]]) -> Iterator[str]:
-        """The text of the report section named ``key`` (:func:`section_key`): read back when
-        kept (checked against its digest), else ``compute()``, kept as it passes."""
-        kept = self.open(key)
-        if kept is not None:
-            return codecs.iterdecode(kept.chunks(), "utf-8")
-        return self.keeping(key, compute())
 
     # -- claims ---------------------------------------------------------------------------------
 

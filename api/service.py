@@ -27,10 +27,8 @@ root it was computed at and the signed checkpoint that vouches for them (see
 from __future__ import annotations
 
 import asyncio
-import base64
 import bisect
 import codecs
-import ctypes
 import logging
 import math
 import threading
@@ -38,27 +36,21 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal, TypeVar, cast
+from typing import Literal, TypeVar, cast
 
 from api.clock import now_ms
 from api.heads import Heads, Proofs, TreeHeadInfo
 from api.limits import RateLimiter
+from api.memory import release_free_memory
 from api.observability import Metrics
 from api.precedents import HEAVY_AT_ONCE, HEAVY_WAIT_S, PRECEDENT_FRESH_S, SYNC_BUDGET_S
 from api.problems import ProblemError, retry_later
 from api.reader import ProtocolReader
-from api.report_cache import (
-    Claim,
-    KeptReport,
-    Rendering,
-    ReportCache,
-    report_key,
-    section_key,
-)
+from api.report_cache import Claim, KeptReport, Rendering, ReportCache, report_key
+from api.report_sections import report_pieces
 from api.settings import Settings
 from api.writer import Waiting, settler
 from ledger.errors import FatalError, LedgerError, MalformedError
-from ledger.protocol.audit import Sections, precedent_pieces, precedent_text_pieces
 from ledger.protocol.due import body_deadlines_ms
 from ledger.protocol.keys import checked_vkey, key_label, public_key
 from ledger.protocol.state import ProtocolState
@@ -334,8 +326,8 @@ class LedgerService:
         answers the same request next time (:meth:`kept_precedent`). ``claim``: the request's
         claim on computing that report (:meth:`~api.report_cache.ReportCache.claim`), whose
         keeper keeps it; the caller ends it however the computation ends. A JSON report, judged
-        now or not, reads and keeps its sections that do not depend on the audit time
-        (:meth:`_sections`): reports at one checkpoint compute those once.
+        now or not, reads and keeps what does not depend on the audit time
+        (:mod:`api.report_sections`): reports at one checkpoint compute that once.
 
         The audit time defaults to now (to the second, never before the last entry's log time)
         at the latest checkpoint, and to the last entry's log time for a past size (the report
@@ -350,21 +342,7 @@ class LedgerService:
         Blocking: run it in a worker thread (:class:`~api.precedents.ReportStream`).
         """
         rendering: Rendering = "text" if as_text else "json"
-
-        def render(
-            state: ProtocolState, *, checkpoint: dict[str, Any], audit_time_ms: int
-        ) -> Iterator[str]:
-            if as_text:
-                return precedent_text_pieces(
-                    state, checkpoint=checkpoint, audit_time_ms=audit_time_ms
-                )
-            return precedent_pieces(
-                state,
-                checkpoint=checkpoint,
-                audit_time_ms=audit_time_ms,
-                sections=self._sections(info),
-            )
-
+        cache = self.report_cache
         latest = self.heads.latest()
         if at is None or at == latest.size:
             with self.heavy("the precedent report"), self.reader.latest() as (state, head):
@@ -372,7 +350,7 @@ class LedgerService:
                 if audit_time_ms is None:
                     last = state.log_time_ms_at(state.size - 1) if state.size else 0
                     audit = max(last, now_ms() // 1000 * 1000)
-                    yield info, render(state, checkpoint=_summary(info), audit_time_ms=audit)
+                    yield info, report_pieces(state, info, audit, as_text=as_text, cache=cache)
                     return
                 yield (
                     info,
@@ -380,8 +358,8 @@ class LedgerService:
                         rendering,
                         info,
                         audit_time_ms,
-                        lambda: render(
-                            state, checkpoint=_summary(info), audit_time_ms=audit_time_ms
+                        lambda: report_pieces(
+                            state, info, audit_time_ms, as_text=as_text, cache=cache
                         ),
                         claim,
                     ),
@@ -393,7 +371,7 @@ class LedgerService:
 
             def compute() -> Iterator[str]:
                 past = self.reader.at(at)
-                return render(past, checkpoint=_summary(info), audit_time_ms=audit)
+                return report_pieces(past, info, audit, as_text=as_text, cache=cache)
 
             yield info, self._kept_or_computed(rendering, info, audit, compute, claim)
 
@@ -417,20 +395,6 @@ class LedgerService:
         if kept is not None:
             return codecs.iterdecode(kept.chunks(), "utf-8")
         return cache.keeping(key, compute(), claim)
-
-    def _sections(self, info: TreeHeadInfo) -> Sections:
-        """Where a JSON report at ``info`` reads and keeps its sections that do not depend on
-        the audit time (:meth:`~api.report_cache.ReportCache.section`): the report cache, or
-        computed each time without one."""
-        cache = self.report_cache
-        if cache is None:
-            return lambda _, compute: compute()
-
-        def section(name: str, compute: Callable[[], Iterator[str]]) -> Iterator[str]:
-            key = section_key(name, self.origin, info.size, info.root_hash)
-            return cache.section(key, compute)
-
-        return section
 
     def _log_time_before(self, size: int) -> int:
         """The log time of the last entry below ``size`` (0 for none): a past size's default
@@ -625,30 +589,3 @@ class LedgerService:
             m.clock_steps.set(self.sequencer.clock_steps)
             if self.sequencer.last_signed_ms:
                 m.checkpoint_age.set((now_ms() - self.sequencer.last_signed_ms) / 1000)
-
-
-def release_free_memory() -> None:
-    """Return freed heap pages to the system (glibc ``malloc_trim``); nothing elsewhere."""
-    trim = _MALLOC_TRIM
-    if trim is not None:
-        trim(0)
-
-
-def _malloc_trim() -> Callable[[int], int] | None:
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        function: Callable[[int], int] = libc.malloc_trim
-        return function
-    except (OSError, AttributeError):
-        return None
-
-
-_MALLOC_TRIM = _malloc_trim()
-
-
-def _summary(head: TreeHeadInfo) -> dict[str, Any]:
-    return {
-        "origin": head.origin,
-        "size": head.size,
-        "root_hash_b64": base64.b64encode(head.root_hash).decode(),
-    }

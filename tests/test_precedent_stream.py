@@ -105,6 +105,59 @@ def test_the_streamed_report_is_the_dict_report_on_every_golden_scenario(
         assert _streamed(without, at) == want
 
 
+def test_what_one_report_keeps_gives_every_other_audit_times_report() -> None:
+    """The sections (``KEPT_SECTIONS``) and the judgement segments (``judgement_segments``) one
+    report computes, kept and given back to reports at other audit times of the same state,
+    give exactly those reports, on every golden scenario: nothing kept depends on the audit
+    time. Some scenario has a clock running, so segments name clocks too."""
+    assert sum(_kept_and_reused(statements) for _, statements in GOLDEN) > 0
+
+
+def _kept_and_reused(statements: list[Any]) -> int:
+    """Check one scenario as the test above says; the clocks its segments name."""
+    source = MemorySource(statements)
+    writer = StoredProtocolState(source, 0, cache_records=2)
+    for s in statements:
+        writer.apply(s)
+    source.write(writer.size, writer.derived_rows())
+    writer.committed()
+    size = len(statements)
+    state = StoredProtocolState(source, size, writable=False, cache_records=2)
+    replayed = _replay_memory(statements)
+    kept_sections: dict[str, str] = {}
+    kept_segments: dict[str, list[audit.JudgementSegment]] = {}
+
+    def keep_section(name: str, compute: Any) -> Iterator[str]:
+        kept_sections[name] = "".join(compute())
+        yield kept_sections[name]
+
+    def keep_segments(commitment: str, compute: Any) -> list[audit.JudgementSegment]:
+        kept_segments[commitment] = list(compute())
+        return kept_segments[commitment]
+
+    last = replayed.log_time_ms_at(size - 1)
+    first = precedent_pieces(
+        state,
+        checkpoint=_checkpoint(size),
+        audit_time_ms=last,
+        sections=keep_section,
+        judged=keep_segments,
+    )
+    assert "".join(first) == _expected(replayed, last)
+    assert set(kept_sections) == set(audit.KEPT_SECTIONS)
+    for days in (1, 14, 31, 91, 10_000):
+        at = last + days * DAY_MS
+        again = precedent_pieces(
+            state,
+            checkpoint=_checkpoint(size),
+            audit_time_ms=at,
+            sections=lambda name, _: iter([kept_sections[name]]),
+            judged=lambda commitment, _: kept_segments[commitment],
+        )
+        assert "".join(again) == _expected(replayed, at), days
+    return sum(not isinstance(s, str) for seg in kept_segments.values() for s in seg)
+
+
 @BY_KEY_OR_SCAN
 @pytest.mark.parametrize("scale", [0, 40, 160])
 def test_the_streamed_report_is_the_dict_report_on_demo_logs(

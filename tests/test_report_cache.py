@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -23,6 +24,8 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+import api.report_cache
+import api.report_sections
 import api.service
 import ledger.protocol.audit
 from api.app import create_app
@@ -31,9 +34,16 @@ from api.report_cache import (
     ReportCache,
     default_folder,
     report_key,
-    section_key,
 )
-from ledger.protocol.audit import KEPT_SECTIONS
+from api.report_sections import (
+    judgement_key,
+    kept_judgement_segments,
+    parse_segment_line,
+    section_key,
+    segment_line,
+)
+from ledger.protocol.audit import KEPT_SECTIONS, JudgementSegment
+from ledger.protocol.commitments import COMMITMENT_RULES
 from tests.api_support import TestLog, make_log
 from tests.test_precedent_pages import ai
 
@@ -50,8 +60,9 @@ def kept_files(folder: Path) -> list[str]:
 
 
 def whole_reports(folder: Path) -> list[Path]:
-    """The whole reports kept in ``folder`` (not the sections: ``s-…``)."""
-    return sorted(p for p in folder.glob("*.report") if not p.name.startswith("s-"))
+    """The whole reports kept in ``folder`` (not the sections, ``s-…``, nor the judgement
+    segments, ``j-…``)."""
+    return sorted(p for p in folder.glob("*.report") if not p.name.startswith(("s-", "j-")))
 
 
 def read_kept(cache: ReportCache, key: str) -> bytes | None:
@@ -312,9 +323,11 @@ def test_a_report_judged_now_is_never_kept(log: TestLog, monkeypatch: pytest.Mon
         service: api.service.LedgerService = client.app.state.service  # type: ignore[attr-defined]
         root = service.tree_head().root_hash
     assert computations.count == 6
-    # Only the sections that do not depend on the time, never a whole report.
+    # Only the sections and judgement segments that do not depend on the time, never a whole
+    # report.
     assert kept_files(folder) == sorted(
-        f"{section_key(name, service.origin, 5, root)}.report" for name in KEPT_SECTIONS
+        [f"{section_key(name, service.origin, 5, root)}.report" for name in KEPT_SECTIONS]
+        + [f"{judgement_key(c, service.origin, 5, root)}.report" for c in COMMITMENT_RULES]
     )
 
 
@@ -421,13 +434,13 @@ def test_a_request_that_waited_for_its_turn_reads_what_the_one_before_kept(
     """Identical requests arriving together: each found nothing kept before waiting for its
     turn; the first computes and keeps the report, the next, in its turn, reads it."""
     calls: list[int] = []
-    original = api.service.precedent_pieces
+    original = api.report_sections.precedent_pieces
 
     def counted(*args: object, **kw: object) -> Iterator[str]:
         calls.append(1)
         return original(*args, **kw)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(api.service, "precedent_pieces", counted)
+    monkeypatch.setattr(api.report_sections, "precedent_pieces", counted)
     with TestClient(create_app(log.settings(read_only=True))) as client:
         service: api.service.LedgerService = client.app.state.service  # type: ignore[attr-defined]
         texts = []
@@ -485,7 +498,7 @@ def held_pieces(
         return held
 
     for name in ("precedent_pieces", "precedent_text_pieces"):
-        monkeypatch.setattr(api.service, name, holding(getattr(api.service, name)))
+        monkeypatch.setattr(api.report_sections, name, holding(getattr(api.report_sections, name)))
     return calls
 
 
@@ -585,17 +598,25 @@ def test_a_claim_of_another_process_is_waited_for_until_that_process_ends(
 
 
 class SubjectsComputed:
-    """Counts the subjects the reports wrote (``audit.subject_text`` calls)."""
+    """Counts the subjects the reports wrote (``audit.subject_text`` calls) and the
+    commitments they ruled on (``audit.judgement_segments`` calls)."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.count = 0
-        original = ledger.protocol.audit.subject_text
+        self.commitments = 0
+        subject_text = ledger.protocol.audit.subject_text
+        judgement_segments = ledger.protocol.audit.judgement_segments
 
         def counted(*args: Any) -> str:
             self.count += 1
-            return original(*args)
+            return subject_text(*args)
+
+        def ruled(*args: Any) -> Any:
+            self.commitments += 1
+            return judgement_segments(*args)
 
         monkeypatch.setattr(ledger.protocol.audit, "subject_text", counted)
+        monkeypatch.setattr(ledger.protocol.audit, "judgement_segments", ruled)
 
 
 def test_reports_at_one_checkpoint_share_the_sections_that_do_not_depend_on_time(
@@ -612,11 +633,12 @@ def test_reports_at_one_checkpoint_share_the_sections_that_do_not_depend_on_time
     with TestClient(create_app(log.settings(read_only=True))) as client:
         now = client.get("/v1/precedent")
         assert now.status_code == 200
-        assert subjects.count == 2
-        assert len(kept_files(folder)) == len(KEPT_SECTIONS)
+        assert (subjects.count, subjects.commitments) == (2, len(COMMITMENT_RULES))
+        assert len(kept_files(folder)) == len(KEPT_SECTIONS) + len(COMMITMENT_RULES)
         for path in paths:
             assert client.get(path).content == expected[path], path
-        assert subjects.count == 2  # read, never computed again
+        # read, never computed again
+        assert (subjects.count, subjects.commitments) == (2, len(COMMITMENT_RULES))
         report = now.json()["report"]
         for path in paths:
             other = json.loads(expected[path])["report"]
@@ -657,4 +679,38 @@ def test_sections_are_never_read_at_another_checkpoint(log: TestLog) -> None:
     with TestClient(create_app(log.settings(read_only=True))) as client:
         assert client.get("/v1/precedent").status_code == 200
         assert client.get(path).content == expected
-    assert len(kept_files(log.folder / "log.db.reports")) == 2 * len(KEPT_SECTIONS) + 1
+    kept = len(KEPT_SECTIONS) + len(COMMITMENT_RULES)
+    assert len(kept_files(log.folder / "log.db.reports")) == 2 * kept + 1
+
+
+def test_judgement_segments_are_kept_as_lines_and_read_back(tmp_path: Path) -> None:
+    """Text (JSON: no raw line feed, but any other character, U+2028 included) and clocks
+    come back as they went, from a kept file and as they are computed; a line the writer
+    never writes is refused."""
+    segments: list[JudgementSegment] = [
+        '{"reason": "a\\nb \u2028 \u00e9"}, {"x": 1}',
+        ("application", 17),
+        "",
+        ("pause", 0),
+    ]
+    cache = ReportCache(tmp_path / "kept", budget_bytes=1 << 20)
+    assert list(kept_judgement_segments(cache, "j-1", lambda: iter(segments))) == segments
+    read_back = kept_judgement_segments(cache, "j-1", lambda: iter([]))
+    assert list(read_back) == segments
+    for line in ("Capplication\n", "Capplication x\n", "Xtext\n", "Ttext"):
+        with pytest.raises(ValueError, match="not a judgement segment line"):
+            parse_segment_line(line)
+    assert parse_segment_line(segment_line(("grievance", 5))) == ("grievance", 5)
+
+
+def test_the_code_fingerprint_covers_every_module_that_renders_reports() -> None:
+    """A module of the API that computes report text (it calls the audit's renderers) is
+    hashed into every kept file's name: a change to it never serves what the old code kept."""
+    root = Path(api.report_cache.__file__).resolve().parent.parent
+    rendering = {
+        path.relative_to(root).as_posix()
+        for path in (root / "api").rglob("*.py")
+        if re.search(r"\bprecedent_(text_)?pieces\b", path.read_text(encoding="utf-8"))
+    }
+    assert rendering
+    assert rendering <= set(api.report_cache._CODE_FILES)

@@ -32,6 +32,7 @@ import json
 from bisect import bisect_right
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from functools import partial
 from json.encoder import encode_basestring
 from typing import Annotated, Any, Literal
 
@@ -45,6 +46,7 @@ from ledger.protocol.commitments import (
     SOURCE_TABLES,
     CommitmentCheck,
     Judgement,
+    Ruling,
     Status,
     check_commitments,
     iso_utc,
@@ -672,12 +674,20 @@ def _trim(state: ProtocolState) -> None:
 def judgements_of(state: ProtocolState, commitment: str, audit_time_ms: int) -> Iterator[Judgement]:
     """``commitment``'s judgements at ``audit_time_ms``, one at a time, in exactly the order of
     :func:`~ledger.protocol.commitments.check_commitments` (:func:`~ledger.protocol.commitments.
-    rulings`): the rule's own per-record functions (:data:`RULE_SOURCES`), never a copy of them.
+    rulings`): the rule's own per-record functions (:data:`RULE_SOURCES`), never a copy of them
+    (:func:`rulings_of`, each judged at the audit time)."""
+    for ruling, _, _ in rulings_of(state, commitment):
+        yield ruling.at(audit_time_ms)
 
-    A commitment of one table is judged record by record as the table is scanned. One of
+
+def rulings_of(state: ProtocolState, commitment: str) -> Iterator[tuple[Ruling, str, int]]:
+    """``commitment``'s rulings in the order of its judgements (:func:`judgements_of`), each
+    with the source table and entry index of the record it rules on.
+
+    A commitment of one table is ruled on record by record as the table is scanned. One of
     several tables is ordered by judgement index (ties in table, then record order) from a
     first pass that keeps only ``(index, order, table, record key)`` per ruling, then ruled on
-    again record by record: memory is that index, never the judgements themselves."""
+    again record by record: memory is that index, never the rulings themselves."""
     sources = RULE_SOURCES[commitment]
     if len(sources) == 1:
         table, rule_on = sources[0]
@@ -686,7 +696,7 @@ def judgements_of(state: ProtocolState, commitment: str, audit_time_ms: int) -> 
         for position, record in enumerate(records):
             ruling = rule_on(state, record)
             if ruling is not None:
-                yield ruling.at(audit_time_ms)
+                yield ruling, table, record.index
             if position % STREAM_TRIM_EVERY == STREAM_TRIM_EVERY - 1:
                 _trim(state)
         return
@@ -702,9 +712,92 @@ def judgements_of(state: ProtocolState, commitment: str, audit_time_ms: int) -> 
         table, rule_on = sources[position]
         ruling = rule_on(state, getattr(state, _SOURCE_MAPS[table])[key])
         assert ruling is not None, f"{commitment} ruled on {table} {key} once, not twice"
-        yield ruling.at(audit_time_ms)
+        yield ruling, table, key
         if count % STREAM_TRIM_EVERY == STREAM_TRIM_EVERY - 1:
             _trim(state)
+
+
+JudgementSegment = str | tuple[str, int]
+"""A piece of a commitment's ``judgements`` list that does not depend on the audit time: the
+JSON text of a run of final judgements (items joined as the list joins them, no brackets), or
+a running clock's ruling as its source table and record's entry index, to judge at the
+report's audit time (:func:`judgement_segments`)."""
+
+JUDGEMENT_RUN = 512
+"""Final judgements joined into one text segment at most."""
+
+
+def judgement_segments(state: ProtocolState, commitment: str) -> Iterator[JudgementSegment]:
+    """``commitment``'s judgements as :data:`JudgementSegment`: the same at every audit time
+    (a final ruling is its text; a clock, whose judgement turns from pending to broken at its
+    deadline, is named, not judged), so a caller may keep them and judge any audit time at
+    this state from them (:func:`judgement_pieces`)."""
+    run: list[str] = []
+    for ruling, table, index in rulings_of(state, commitment):
+        if ruling.final is None:
+            if run:
+                yield ", ".join(run)
+                run = []
+            yield table, index
+            continue
+        run.append(_dumps(_judgement(ruling.final)))
+        if len(run) >= JUDGEMENT_RUN:
+            yield ", ".join(run)
+            run = []
+    if run:
+        yield ", ".join(run)
+
+
+def judgement_pieces(
+    state: ProtocolState,
+    commitment: str,
+    segments: Iterable[JudgementSegment],
+    audit_time_ms: int,
+) -> Iterator[str]:
+    """The JSON text of ``commitment``'s ``judgements`` list at ``audit_time_ms``, from its
+    :func:`judgement_segments` at ``state``: text as it is, each clock ruled on again (by the
+    rule's own function, on the record read by key) and judged at the audit time."""
+    rules = dict(RULE_SOURCES[commitment])
+    yield "["
+    for position, segment in enumerate(segments):
+        if isinstance(segment, str):
+            text = segment
+        else:
+            table, index = segment
+            rule_on = rules.get(table)  # type: ignore[call-overload]
+            if rule_on is None:
+                raise MalformedError(f"couldn't judge {commitment} on a {table} record")
+            ruling = rule_on(state, _source_record(state, table, index))
+            if ruling is None:
+                raise MalformedError(f"{commitment} no longer rules on {table} {index}")
+            text = _dumps(_judgement(ruling.at(audit_time_ms)))
+        yield (", " if position else "") + text
+    yield "]"
+
+
+def _source_record(state: ProtocolState, table: str, index: int) -> Any:
+    """The record of source ``table`` at entry ``index``."""
+    name = _SOURCE_MAPS.get(table)
+    if name is not None:
+        records: Mapping[int, Any] = getattr(state, name)
+        if index in records:
+            return records[index]
+    elif table == "pause":
+        for period in state.pause_periods:
+            if period.index == index:
+                return period
+    raise MalformedError(f"couldn't find the {table} record at entry {index}")
+
+
+Judged = Callable[[str, Callable[[], Iterator[JudgementSegment]]], Iterable[JudgementSegment]]
+"""Where a report's :func:`judgement_segments` come from, by commitment (as :data:`Sections`
+for the lists): computed, or kept from an earlier report at the same tree head."""
+
+
+def _segments_computed(
+    _: str, compute: Callable[[], Iterator[JudgementSegment]]
+) -> Iterable[JudgementSegment]:
+    return compute()
 
 
 SPARSE_RULINGS = 4
@@ -862,6 +955,7 @@ def precedent_pieces(
     audit_time_ms: int,
     signature_strength: bool = True,
     sections: Sections = _computed,
+    judged: Judged = _segments_computed,
 ) -> Iterator[str]:
     """The JSON text of :func:`precedent_report` — exactly ``json.dumps(precedent_report(...),
     ensure_ascii=False, sort_keys=True)`` once joined — in pieces, built item by item from
@@ -877,12 +971,13 @@ def precedent_pieces(
     them only when none is broken). The commitments' statuses, broken acts, counts and the
     first applicant come from those aggregates (:class:`_Verdicts`), each computed when the
     report reaches it; each judgement is the rule's own (:func:`judgements_of`).
-    ``sections`` gives the lists that do not depend on the audit time (:data:`KEPT_SECTIONS`):
-    a caller that kept them from an earlier report at the same checkpoint computes only the
-    rest."""
+    ``sections`` gives the lists that do not depend on the audit time (:data:`KEPT_SECTIONS`),
+    and ``judged`` each commitment's judgements as segments that do not either
+    (:func:`judgement_segments`): a caller that kept them from an earlier report at the same
+    checkpoint judges only the running clocks again."""
     summary = replayed_checkpoint(state, checkpoint, "the precedent report")
     check_audit_time(state, audit_time_ms, "the precedent report")
-    return _report_pieces(state, summary, audit_time_ms, signature_strength, sections)
+    return _report_pieces(state, summary, audit_time_ms, signature_strength, sections, judged)
 
 
 def _list_pieces(items: Iterable[Any], state: ProtocolState) -> Iterator[str]:
@@ -905,6 +1000,7 @@ def _report_pieces(
     audit_time_ms: int,
     signature_strength: bool,
     sections: Sections,
+    judged: Judged,
 ) -> Iterator[str]:
     verdicts = _Verdicts(state, audit_time_ms)
     honoured = verdicts.honoured()
@@ -925,9 +1021,8 @@ def _report_pieces(
         status, broken_at = verdicts.commitment(commitment)
         yield _dumps(broken_at) + ', "id": ' + _dumps(commitment)
         yield ', "judgements": '
-        yield from _list_pieces(
-            (_judgement(j) for j in judgements_of(state, commitment, audit_time_ms)), state
-        )
+        segments = judged(commitment, partial(judgement_segments, state, commitment))
+        yield from judgement_pieces(state, commitment, segments, audit_time_ms)
         yield ', "promise": ' + _dumps(PROMISES[commitment])
         yield ', "status": ' + _dumps(status) + "}"
     yield '], "counts": ' + _dumps(verdicts.counts())
