@@ -84,6 +84,15 @@ def parse_segment_line(line: str) -> JudgementSegment:
     raise ValueError(f"not a judgement segment line: {line[:40]!r}")
 
 
+def checkpoint_summary(head: TreeHeadInfo) -> dict[str, Any]:
+    """The checkpoint a report at ``head`` names (its ``checkpoint``: origin, size, root)."""
+    return {
+        "origin": head.origin,
+        "size": head.size,
+        "root_hash_b64": base64.b64encode(head.root_hash).decode(),
+    }
+
+
 def kept_section(
     cache: ReportCache, key: str, compute: Callable[[], Iterator[str]]
 ) -> Iterator[str]:
@@ -116,11 +125,7 @@ def report_pieces(
     """The precedent report of ``state`` at ``head`` (its JSON text, or with ``as_text`` its
     plain text) in pieces, as :func:`~ledger.protocol.audit.precedent_pieces` computes it; a
     JSON report reads and keeps in ``cache`` what does not depend on the audit time."""
-    checkpoint = {
-        "origin": head.origin,
-        "size": head.size,
-        "root_hash_b64": base64.b64encode(head.root_hash).decode(),
-    }
+    checkpoint = checkpoint_summary(head)
     if as_text:
         return precedent_text_pieces(state, checkpoint=checkpoint, audit_time_ms=audit_time_ms)
     if cache is None:
@@ -145,6 +150,7 @@ def report_pieces(
 
 
 __all__: list[Any] = [
+    "checkpoint_summary",
     "judgement_key",
     "kept_judgement_segments",
     "kept_section",

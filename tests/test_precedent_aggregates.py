@@ -383,8 +383,8 @@ def test_a_streamed_report_is_byte_for_byte_the_encoded_one(db_url: str) -> None
 
     from api.heads import TreeHeadInfo
     from api.present import tree_head
+    from api.report_sections import checkpoint_summary
     from api.routes import precedent as routes
-    from api.service import _summary
     from ledger.protocol.audit import precedent_pieces, precedent_report
 
     rng = random.Random(9)
@@ -396,7 +396,7 @@ def test_a_streamed_report_is_byte_for_byte_the_encoded_one(db_url: str) -> None
     head = TreeHeadInfo(ORIGIN, size, signed.checkpoint.root_hash, signed, view.witnessed(signed))
     replayed = _replayed(store, size)
     stored = StoredProtocolState(store.derived_source(), size, writable=False)
-    checkpoint = _summary(head)
+    checkpoint = checkpoint_summary(head)
     for audit in (replayed.log_time_ms_at(size - 1), replayed.log_time_ms_at(size - 1) + DAY_MS):
         report = precedent_report(replayed, checkpoint=checkpoint, audit_time_ms=audit)
         assert len(report["subjects"]) > 10
