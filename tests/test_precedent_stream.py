@@ -59,6 +59,18 @@ def _streamed(state: ProtocolState, audit_time_ms: int) -> str:
     return "".join(pieces)
 
 
+def _flushed(statements: list[Any], point: int) -> MemorySource:
+    """A source holding the derived state, aggregates included, of the first ``point``
+    statements, written as one flush point by a writing stored state."""
+    source = MemorySource(statements)
+    writer = StoredProtocolState(source, 0, cache_records=2)
+    for s in statements[:point]:
+        writer.apply(s)
+    source.write(writer.size, writer.derived_rows())
+    writer.committed()
+    return source
+
+
 def _without_aggregates(rows: list[tuple[str, bytes, bytes]]) -> list[tuple[str, bytes, bytes]]:
     tallies = str_key(META_TALLIES)
     return [
@@ -115,12 +127,7 @@ def test_what_one_report_keeps_gives_every_other_audit_times_report() -> None:
 
 def _kept_and_reused(statements: list[Any]) -> int:
     """Check one scenario as the test above says; the clocks its segments name."""
-    source = MemorySource(statements)
-    writer = StoredProtocolState(source, 0, cache_records=2)
-    for s in statements:
-        writer.apply(s)
-    source.write(writer.size, writer.derived_rows())
-    writer.committed()
+    source = _flushed(statements, len(statements))
     size = len(statements)
     state = StoredProtocolState(source, size, writable=False, cache_records=2)
     replayed = _replay_memory(statements)
@@ -227,12 +234,7 @@ def test_the_streamed_text_is_the_rendered_report(scenario: int) -> None:
     """``/v1/precedent.txt``'s lines, streamed, are exactly ``render_precedent_text`` of the
     dict report: from a stored state with aggregates and from the in-memory replay."""
     _, statements = GOLDEN[scenario]
-    source = MemorySource(statements)
-    writer = StoredProtocolState(source, 0, cache_records=2)
-    for s in statements:
-        writer.apply(s)
-    source.write(writer.size, writer.derived_rows())
-    writer.committed()
+    source = _flushed(statements, len(statements))
     size = len(statements)
     replayed = _replay_memory(statements)
     stored = StoredProtocolState(source, size, writable=False)
@@ -377,13 +379,8 @@ def test_timeline_facts_read_from_storage_are_the_replayed_ones(scenario: int) -
     by index and details by type: the same facts as the in-memory replay, for every subject,
     in the timeline's order, entries replayed on top of the flush point included."""
     _, statements = GOLDEN[scenario]
-    source = MemorySource(statements)
     point = max(1, len(statements) * 2 // 3)
-    writer = StoredProtocolState(source, 0, cache_records=2)
-    for s in statements[:point]:
-        writer.apply(s)
-    source.write(writer.size, writer.derived_rows())
-    writer.committed()
+    source = _flushed(statements, point)
     stored = StoredProtocolState(source, point, cache_records=2)
     for s in statements[point:]:
         stored.apply(s)  # the overlay: entries past the flush point, in memory

@@ -65,6 +65,13 @@ def whole_reports(folder: Path) -> list[Path]:
     return sorted(p for p in folder.glob("*.report") if not p.name.startswith(("s-", "j-")))
 
 
+def flip(path: Path, at: int, bits: int) -> None:
+    """Damage a kept file as a disk would: flip ``bits`` of its byte at ``at``."""
+    data = bytearray(path.read_bytes())
+    data[at] ^= bits
+    path.write_bytes(bytes(data))
+
+
 def read_kept(cache: ReportCache, key: str) -> bytes | None:
     kept = cache.open(key)
     if kept is None:
@@ -354,9 +361,7 @@ def test_a_damaged_kept_report_is_computed_again(
     with TestClient(create_app(log.settings(read_only=True))) as client:
         assert client.get(path).content == expected
         (kept,) = whole_reports(folder)
-        data = bytearray(kept.read_bytes())
-        data[-5] ^= 0x20  # one letter's case: still JSON, another report
-        kept.write_bytes(bytes(data))
+        flip(kept, -5, 0x20)  # one letter's case: still JSON, another report
         computations = Computations(monkeypatch)
         with caplog.at_level(logging.WARNING, logger="api.report_cache"):
             assert client.get(path).content == expected
@@ -658,9 +663,7 @@ def test_a_damaged_section_is_computed_again(
         subjects_file = (
             folder / f"{section_key('subjects', service.origin, 5, head.root_hash)}.report"
         )
-        data = bytearray(subjects_file.read_bytes())
-        data[-10] ^= 0x01
-        subjects_file.write_bytes(bytes(data))
+        flip(subjects_file, -10, 0x01)
         subjects = SubjectsComputed(monkeypatch)
         with caplog.at_level(logging.WARNING, logger="api.report_cache"):
             assert client.get(path).content == expected
