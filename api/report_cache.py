@@ -64,6 +64,7 @@ readable until that process closes it. Never several machines: claims name proce
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import hashlib
 import importlib.metadata
@@ -74,7 +75,7 @@ import secrets
 import shutil
 import threading
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -255,6 +256,16 @@ class ReportCache:
     def is_kept(self, key: str) -> bool:
         """Whether a report named ``key`` is kept (unchecked: :meth:`open` checks it)."""
         return self.path_of(key).exists()
+
+    def kept_or_keeping(
+        self, key: str, compute: Callable[[], Iterator[str]], claim: Claim | None = None
+    ) -> Iterator[str]:
+        """The text named ``key``: read back when kept (checked against its digest), else
+        ``compute()``, kept as it passes (:meth:`keeping`, with ``claim``)."""
+        kept = self.open(key)
+        if kept is not None:
+            return codecs.iterdecode(kept.chunks(), "utf-8")
+        return self.keeping(key, compute(), claim)
 
     # -- claims ---------------------------------------------------------------------------------
 

@@ -19,7 +19,6 @@ checked against their digest before use, and share the reports' budget
 from __future__ import annotations
 
 import base64
-import codecs
 import hashlib
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -33,36 +32,30 @@ from ledger.protocol.audit import (
 )
 from ledger.protocol.state import ProtocolState
 
+_KEY_TAGS = {
+    "s-": "amnesty-ledger precedent report section v1",
+    "j-": "amnesty-ledger precedent judgement segments v1",
+}
+
+
+def _tree_head_key(prefix: str, name: str, origin: str, size: int, root_hash: bytes) -> str:
+    """``prefix`` and the hex SHA-256 of its tag, ``name``, the code fingerprint and the tree
+    head: exactly what determines the bytes of what is kept under it."""
+    parts = (_KEY_TAGS[prefix], name, code_fingerprint(), origin, str(size), root_hash.hex())
+    return prefix + hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
 
 def section_key(name: str, origin: str, size: int, root_hash: bytes) -> str:
     """The name of one section of the JSON report that does not depend on the audit time
-    (:data:`~ledger.protocol.audit.KEPT_SECTIONS`) at this tree head: ``s-`` and the hex
-    SHA-256 of the code fingerprint and exactly what determines the section's bytes (the
-    prefix tells an operator's listing sections from whole reports)."""
-    parts = (
-        "amnesty-ledger precedent report section v1",
-        name,
-        code_fingerprint(),
-        origin,
-        str(size),
-        root_hash.hex(),
-    )
-    return "s-" + hashlib.sha256("\n".join(parts).encode()).hexdigest()
+    (:data:`~ledger.protocol.audit.KEPT_SECTIONS`) at this tree head: ``s-…`` (the prefix
+    tells an operator's listing sections from whole reports)."""
+    return _tree_head_key("s-", name, origin, size, root_hash)
 
 
 def judgement_key(commitment: str, origin: str, size: int, root_hash: bytes) -> str:
     """The name of one commitment's judgement segments
-    (:func:`~ledger.protocol.audit.judgement_segments`) at this tree head: ``j-`` and the hex
-    SHA-256 of the code fingerprint and exactly what determines them."""
-    parts = (
-        "amnesty-ledger precedent judgement segments v1",
-        commitment,
-        code_fingerprint(),
-        origin,
-        str(size),
-        root_hash.hex(),
-    )
-    return "j-" + hashlib.sha256("\n".join(parts).encode()).hexdigest()
+    (:func:`~ledger.protocol.audit.judgement_segments`) at this tree head: ``j-…``."""
+    return _tree_head_key("j-", commitment, origin, size, root_hash)
 
 
 def segment_line(segment: JudgementSegment) -> str:
@@ -91,17 +84,6 @@ def checkpoint_summary(head: TreeHeadInfo) -> dict[str, Any]:
         "size": head.size,
         "root_hash_b64": base64.b64encode(head.root_hash).decode(),
     }
-
-
-def kept_section(
-    cache: ReportCache, key: str, compute: Callable[[], Iterator[str]]
-) -> Iterator[str]:
-    """The text of the report section named ``key`` (:func:`section_key`): read back when
-    kept (checked against its digest), else ``compute()``, kept as it passes."""
-    kept = cache.open(key)
-    if kept is not None:
-        return codecs.iterdecode(kept.chunks(), "utf-8")
-    return cache.keeping(key, compute())
 
 
 def kept_judgement_segments(
@@ -133,7 +115,7 @@ def report_pieces(
     at = (head.origin, head.size, head.root_hash)
 
     def section(name: str, compute: Callable[[], Iterator[str]]) -> Iterator[str]:
-        return kept_section(cache, section_key(name, *at), compute)
+        return cache.kept_or_keeping(section_key(name, *at), compute)
 
     def judged(
         commitment: str, compute: Callable[[], Iterator[JudgementSegment]]
@@ -149,11 +131,10 @@ def report_pieces(
     )
 
 
-__all__: list[Any] = [
+__all__ = [
     "checkpoint_summary",
     "judgement_key",
     "kept_judgement_segments",
-    "kept_section",
     "parse_segment_line",
     "report_pieces",
     "section_key",

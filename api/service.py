@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import codecs
 import logging
 import math
 import threading
@@ -391,10 +390,7 @@ class LedgerService:
         if cache is None:
             return compute()
         key = report_key(rendering, self.origin, info.size, info.root_hash, audit_time_ms)
-        kept = cache.open(key)
-        if kept is not None:
-            return codecs.iterdecode(kept.chunks(), "utf-8")
-        return cache.keeping(key, compute(), claim)
+        return cache.kept_or_keeping(key, compute, claim)
 
     def _log_time_before(self, size: int) -> int:
         """The log time of the last entry below ``size`` (0 for none): a past size's default
