@@ -28,7 +28,7 @@ printed). In one process and one run it then times, at the latest flush point:
 
 Printed as seconds and as the ratio stored / in memory, and aggregates / full scan. If the
 log's derived state has no aggregates (written by an older release), they are built first
-(``complete_aggregates``, timed).
+(``complete_aggregates``, timed), and so is its report text (``complete_report_text``, timed).
 """
 
 from __future__ import annotations
@@ -57,7 +57,12 @@ from ledger.protocol.aggregates import summary_from_aggregates
 from ledger.protocol.audit import counts_item, precedent_pieces, precedent_report
 from ledger.protocol.state import ProtocolState
 from ledger.protocol.stored import FactCache, StoredProtocolState
-from ledger.server.derived import backfill_derived, complete_aggregates, replay_into
+from ledger.server.derived import (
+    backfill_derived,
+    complete_aggregates,
+    complete_report_text,
+    replay_into,
+)
 from ledger.storage.sql import SqlLogStore
 
 
@@ -192,6 +197,7 @@ def main() -> None:
     origin = store.identity().origin
     timed("derived state and aggregates written (if none)", lambda: backfill_derived(store, origin))
     timed("aggregates built (if still none)", lambda: complete_aggregates(store))
+    timed("report text kept (if still none)", lambda: complete_report_text(store))
     source = store.derived_source()
     size = source.flush_point(2**62)
     assert size is not None

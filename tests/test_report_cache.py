@@ -603,13 +603,13 @@ def test_a_claim_of_another_process_is_waited_for_until_that_process_ends(
 
 
 class SubjectsComputed:
-    """Counts the subjects the reports wrote (``audit.subject_text`` calls) and the
+    """Counts the subjects the reports wrote (``audit.subject_text_with`` calls) and the
     commitments they ruled on (``audit.judgement_segments`` calls)."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.count = 0
         self.commitments = 0
-        subject_text = ledger.protocol.audit.subject_text
+        subject_text = ledger.protocol.audit.subject_text_with
         judgement_segments = ledger.protocol.audit.judgement_segments
 
         def counted(*args: Any) -> str:
@@ -620,7 +620,7 @@ class SubjectsComputed:
             self.commitments += 1
             return judgement_segments(*args)
 
-        monkeypatch.setattr(ledger.protocol.audit, "subject_text", counted)
+        monkeypatch.setattr(ledger.protocol.audit, "subject_text_with", counted)
         monkeypatch.setattr(ledger.protocol.audit, "judgement_segments", ruled)
 
 

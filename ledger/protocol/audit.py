@@ -33,7 +33,6 @@ from bisect import bisect_right
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import partial
-from json.encoder import encode_basestring
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -60,10 +59,10 @@ from ledger.protocol.records import (
     Standing,
     SubjectRecord,
 )
+from ledger.protocol.report_text import event_text
 from ledger.protocol.signature_strength import render_ranges, signature_strength_item
 from ledger.protocol.state import ProtocolState
 from ledger.protocol.statements import CriterionFinding, Digest, Restriction
-from ledger.protocol.tables import TYPE_NAMES
 from ledger.protocol.terms import MAX_SAFE_INTEGER, OfferTerms, TimedCommitment
 
 REPORT_FORMAT = "amnesty-ledger.precedent/v1"
@@ -366,6 +365,12 @@ def application_item(state: ProtocolState, app: ApplicationRecord) -> dict[str, 
     }
 
 
+def application_text(state: ProtocolState, app: ApplicationRecord) -> str:
+    """The JSON text of :func:`application_item`, as the report writes it (and as
+    :mod:`ledger.protocol.report_text` keeps it)."""
+    return _dumps(application_item(state, app))
+
+
 def _commitment(check: CommitmentCheck) -> dict[str, Any]:
     return {
         "broken_at": [j.index for j in check.judgements if j.status == "broken"],
@@ -415,29 +420,21 @@ def _subject_head(state: ProtocolState, subject: SubjectRecord) -> dict[str, Any
     }
 
 
-_TYPE_TEXT = {name: encode_basestring(name) for name in TYPE_NAMES}
-
-
 def subject_text(state: ProtocolState, subject: SubjectRecord, timeline: Iterable[int]) -> str:
     """Exactly ``_dumps(subject_item(state, subject, timeline))``, written without building the
     timeline's dicts: a subject's timeline is most of the full report's bytes (one event per
     entry about the subject). Its keys follow every other key of the item in sorted order, so
     the item is the other keys' JSON with the timeline and ``vkeys`` appended; each event is
-    formatted as ``json.dumps`` formats it (keys sorted, ``", "`` and ``": "``, strings by the
-    same encoder). ``tests/test_precedent_stream.py`` holds the two equal on every scenario."""
+    formatted as ``json.dumps`` formats it (:func:`~ledger.protocol.report_text.event_text`).
+    ``tests/test_precedent_stream.py`` holds the two equal on every scenario."""
+    events = ", ".join(event_text(*fact) for fact in state.timeline_facts(timeline))
+    return subject_text_with(state, subject, events)
+
+
+def subject_text_with(state: ProtocolState, subject: SubjectRecord, events: str) -> str:
+    """:func:`subject_text` with the timeline's events already written (``events``: the
+    inside of its brackets, as kept by :mod:`ledger.protocol.report_text`)."""
     head = _dumps(_subject_head(state, subject))
-    events = ", ".join(
-        '{"detail": '
-        + ("null" if detail is None else encode_basestring(detail))
-        + ', "index": '
-        + str(index)
-        + ', "log_time_ms": '
-        + str(log_time_ms)
-        + ', "type": '
-        + _TYPE_TEXT[entry_type]
-        + "}"
-        for index, detail, log_time_ms, entry_type in state.timeline_facts(timeline)
-    )
     return f'{head[:-1]}, "timeline": [{events}], "vkeys": {_dumps(list(subject.vkeys))}}}'
 
 
@@ -965,7 +962,9 @@ def precedent_pieces(
     call, before any piece; ``state`` must not change while the pieces are read. Memory: one
     item at a time (an application, a subject with its timeline, a judgement), the broken
     acts' indexes, the order of a commitment of several tables (:func:`judgements_of`) and, on
-    a stored state, its read-ahead of every entry's facts (read just before the subjects, so
+    a stored state, what its report text reader holds (a few parts per range and the open
+    events: :mod:`ledger.protocol.report_text`) or, on one without report text, its
+    read-ahead of every entry's facts (read just before the subjects, so
     that what precedes the first piece is a few range reads when the state holds the
     precedent's aggregates; elsewhere, the rules run until the first broken judgement, all of
     them only when none is broken). The commitments' statuses, broken acts, counts and the
@@ -1005,12 +1004,7 @@ def _report_pieces(
     verdicts = _Verdicts(state, audit_time_ms)
     honoured = verdicts.honoured()
     yield '{"all_commitments_honoured": ' + _dumps(honoured) + ', "applications": '
-    yield from sections(
-        "applications",
-        lambda: _list_pieces(
-            (application_item(state, a) for a in state.applications.values()), state
-        ),
-    )
+    yield from sections("applications", lambda: _application_pieces(state))
     yield ', "audit_time_ms": ' + _dumps(audit_time_ms) + ', "checkpoint": '
     yield _dumps(
         {"origin": summary.origin, "root_hash_b64": summary.root_hash_b64, "size": summary.size}
@@ -1051,8 +1045,32 @@ def _report_pieces(
     yield "}"
 
 
+def _application_pieces(state: ProtocolState) -> Iterator[str]:
+    """The report's ``applications`` list in pieces: the items' kept text where the state
+    keeps it (:mod:`ledger.protocol.report_text`), else each item written from its record."""
+    kept = getattr(state, "application_texts", None)
+    texts = kept() if kept is not None else None
+    if texts is None:
+        texts = (application_text(state, a) for a in state.applications.values())
+    return _text_list_pieces(texts, state)
+
+
 def _subject_pieces(state: ProtocolState) -> Iterator[str]:
-    """The report's ``subjects`` list in pieces."""
+    """The report's ``subjects`` list in pieces: where the state keeps its timelines as
+    report text (:mod:`ledger.protocol.report_text`), each subject's head around its kept
+    events; elsewhere each timeline written from the entries' facts."""
+    kept = getattr(state, "timeline_texts", None)
+    texts = kept() if kept is not None else None
+    if texts is not None:
+        yield from _text_list_pieces(
+            (
+                subject_text_with(state, s, texts.take(s.subject_id))
+                for s in state.subjects.values()
+            ),
+            state,
+        )
+        texts.finish()
+        return
     read_ahead = getattr(state, "read_ahead", None)
     if read_ahead is not None:  # a stored state: read every entry's facts once, in order
         read_ahead()

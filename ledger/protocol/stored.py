@@ -30,7 +30,10 @@ Invariants (the crash-safety argument):
 Memory: the loaded records (at most ``cache_records`` between batches; a batch pins what it
 touches), the per-entry facts in a fixed-size :class:`FactCache`, and the overlay of at most one
 batch. Scans (an audit's ``values()``) stream records and keep none of them. A full report
-reads every entry's type and log time and every detail once, in order
+copies its timelines and applications from the report text the flushes keep
+(:mod:`ledger.protocol.report_text`: :meth:`StoredProtocolState.timeline_texts`,
+:meth:`~StoredProtocolState.application_texts`); at a flush point without it, it reads every
+entry's type and log time and every detail once, in order
 (:meth:`StoredProtocolState.read_ahead`: 9 bytes an entry, for that request's state only),
 instead of one by one.
 
@@ -65,6 +68,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from ledger.errors import MalformedError
 from ledger.protocol.aggregates import AGGREGATE_KINDS, META_TALLIES, settle
+from ledger.protocol.audit import application_text
 from ledger.protocol.codec import decode_value, encode_value
 from ledger.protocol.keys import PublicKey
 from ledger.protocol.queries import TYPES_WITH_DETAIL
@@ -81,6 +85,15 @@ from ledger.protocol.records import (
     RevocationRecord,
     SignatureStrength,
     SubjectRecord,
+)
+from ledger.protocol.report_text import (
+    Event,
+    ItemText,
+    TimelineTexts,
+    events_of,
+    flush_rows,
+    stored_application_texts,
+    stored_timeline_texts,
 )
 from ledger.protocol.signature_strength import note_entry
 from ledger.protocol.state import ProtocolState
@@ -1111,10 +1124,45 @@ class StoredProtocolState(ProtocolState):
         precedent's aggregates brought up to date first (:func:`~ledger.protocol.aggregates.
         settle`)."""
         settle(self)
-        rows: list[DerivedRow] = []
+        # Report text (ledger.protocol.report_text): the overlay's timeline events and changed
+        # applications, in the same transaction as the records they render.
+        rows: list[DerivedRow] = flush_rows(
+            self.source,
+            self.pinned,
+            self.size,
+            self._overlay_events,
+            self._overlay_applications,
+        )
         for table in self._tables:
             rows.extend(table.changed_rows())
         return rows
+
+    def _overlay_events(self) -> list[Event]:
+        """The timeline events of the entries applied since the flush point (each new
+        timeline row, rendered: :func:`~ledger.protocol.report_text.events_of`)."""
+        pairs = [
+            (int.from_bytes(key[:8], "big"), int.from_bytes(key[8:], "big"))
+            for key in self.timeline_table.changed_keys()
+        ]
+        return events_of(self, pairs) if pairs else []
+
+    def _overlay_applications(self) -> list[ItemText]:
+        """The report text of each application the entries applied since the flush point
+        created or changed."""
+        table = self._application_table
+        return [(index, application_text(self, table[index])) for index in table.changed_keys()]
+
+    def application_texts(self) -> Iterator[str] | None:
+        """Every application's report item text in entry order, from what the flush point
+        keeps (:mod:`ledger.protocol.report_text`) and the entries replayed on top of it; None
+        where the flush point keeps none (the report writes them from the records)."""
+        return stored_application_texts(self.source, self.pinned, self._overlay_applications)
+
+    def timeline_texts(self) -> TimelineTexts | None:
+        """Every subject's timeline events as report text, from what the flush point keeps
+        (:mod:`ledger.protocol.report_text`) and the entries replayed on top of it; None
+        where the flush point keeps none (the report computes them)."""
+        return stored_timeline_texts(self.source, self.pinned, self._overlay_events)
 
     def committed(self) -> None:
         """The rows of :meth:`derived_rows` were committed at size :attr:`size`: pin there.

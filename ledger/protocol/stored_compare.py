@@ -6,7 +6,9 @@ verifier replayed from entry 0 to that size, table by table in key order, naming
 record that differs. The replayed state is encoded with the same codec
 (:mod:`ledger.protocol.codec`), so equal states give equal bytes. Where the flush point holds
 the precedent's aggregates (:mod:`ledger.protocol.aggregates`), they are compared too, with
-those :func:`~ledger.protocol.aggregates.expected_rows` computes from the replay.
+those :func:`~ledger.protocol.aggregates.expected_rows` computes from the replay; where it holds
+report text, each subject's timeline text and each application's text are compared with the
+replay's (:func:`~ledger.protocol.report_text.report_text_difference`).
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ from typing import Any
 
 from ledger.errors import MalformedError
 from ledger.protocol.aggregates import AGGREGATE_KINDS, META_TALLIES, expected_rows
+from ledger.protocol.audit import application_text
 from ledger.protocol.codec import decode_value, encode_value
+from ledger.protocol.report_text import report_text_difference
 from ledger.protocol.state import ProtocolState
 from ledger.protocol.stored import (
     META_COUNTS,
@@ -158,7 +162,9 @@ def first_difference(source: DerivedSource, at: int, replayed: ProtocolState) ->
             position += 1
         if position < len(expected):
             return f"{kind} {_label(kind, expected[position][0])}: missing from the stored state"
-    return None
+    # The report text: the timelines' rows depend on where batches ended, so what is compared
+    # is each subject's text with its replayed timeline, and each application's with its item.
+    return report_text_difference(source, at, replayed, application_text)
 
 
 def _all_ed25519_only(state: ProtocolState, size: int) -> bool:

@@ -4,10 +4,11 @@ written before derived state existed, and checking the stored state against a re
 The derived state (:mod:`ledger.protocol.stored`, :mod:`ledger.storage.derived`) is a cache the
 service trusts and a verifier never does. A writing server keeps it current with every batch;
 :func:`backfill_derived` fills it in for entries that have none (a log made by an older release)
-in chunks, each in its own short write transaction, and :func:`complete_aggregates` adds the
-precedent's aggregates to a flush point written without them; :func:`check_derived` replays the
-log from entry 0 in memory and names the first record (or aggregate row) where the stored state
-differs.
+in chunks, each in its own short write transaction; :func:`complete_aggregates` adds the
+precedent's aggregates and :func:`complete_report_text` the report's timelines and applications
+as text (:mod:`ledger.protocol.report_text`) to a flush point written without them;
+:func:`check_derived` replays the log from entry 0 in memory and names the first record (or
+aggregate row, or subject's timeline text) where the stored state differs.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import logging
 from collections.abc import Callable
 
 from ledger.errors import ConflictError, FatalError, LedgerError, MalformedError, StorageError
+from ledger.protocol.audit import application_text
+from ledger.protocol.report_text import completion_rows, read_ranges
 from ledger.protocol.state import ProtocolState
 from ledger.protocol.stored import FactCache, StoredProtocolState
 from ledger.protocol.stored_compare import first_difference
@@ -125,6 +128,7 @@ def backfill_derived(
         if progress is not None:
             progress(state.size, target)
     complete_aggregates(store)
+    complete_report_text(store)
     return replayed
 
 
@@ -147,6 +151,52 @@ def complete_aggregates(store: SqlLogStore) -> int | None:
             return None
         log.info("building the precedent's aggregates at flush point %d (once)", point)
         tx.write_derived(point, state.derived_rows(), new_point=False)
+    return point
+
+
+COMPLETION_ROWS = 512
+"""Report text rows written per statement by :func:`complete_report_text` (at most ~16 MB)."""
+
+
+def complete_report_text(store: SqlLogStore) -> int | None:
+    """Complete the latest flush point with the report text of the subjects' timelines and of
+    the applications (:mod:`ledger.protocol.report_text`) if it has none (derived state written
+    by an older release): one scan of the timelines, the applications and every entry's type
+    and log time, the rows
+    written at that flush point under the store's write lock, a few hundred at a time. Returns
+    the flush point completed, or None if there was nothing to do.
+
+    Until this runs (a writer runs it when it starts, after :func:`complete_aggregates`),
+    reports at that flush point write the timelines from the entries' facts, as before; a
+    writer's batches keep no text on top of a flush point without it. Flush points older than
+    the completed one keep none: reports there are computed as before. Memory: the entries'
+    types and log times (9 bytes each), one part per range of
+    :data:`~ledger.protocol.report_text.EVENT_RANGE` entries, and the events of the last,
+    open range."""
+    source = store.derived_source()
+    with store.append_transaction() as tx:
+        point = tx.derived_flush_point()
+        if point is None or read_ranges(source, point) is not None:
+            return None
+        log.info("keeping the report's timelines and applications as text at flush point %d", point)
+        state = StoredProtocolState(source, point, facts=FactCache(chunks=64), writable=False)
+        state.read_ahead()
+        subjects = (
+            (subject.subject_id, timeline)
+            for subject, timeline in state.timelines_of(state.subjects.values())
+        )
+        applications = (
+            (index, application_text(state, app)) for index, app in state.applications.items()
+        )
+        batch: list[tuple[str, bytes, bytes]] = []
+        for row in completion_rows(state, subjects, applications, point):
+            batch.append(row)
+            if len(batch) >= COMPLETION_ROWS:
+                tx.write_derived(point, batch, new_point=False)
+                batch = []
+        # The ``text_ranges`` row comes last: a flush point holds none of the text until the
+        # transaction commits, and all of it after.
+        tx.write_derived(point, batch, new_point=False)
     return point
 
 

@@ -1,0 +1,522 @@
+"""Report text kept in the derived state: the subjects' timelines and the applications.
+
+Most of a full precedent report's bytes are its subjects' timelines (about 112 of 164 MB at a
+million entries) and its applications (35 MB). Both are text that the report only copies:
+
+- a timeline *event*, ``{"detail": …, "index": …, "log_time_ms": …, "type": …}``
+  (:func:`event_text`), depends on its entry alone, so it never changes once the entry is
+  logged;
+- an *application item* (:func:`~ledger.protocol.audit.application_text`) depends on the
+  application's record alone (and the version of the offer it cites, which never changes), so
+  it changes exactly when the record does.
+
+Computing them for a report means reading every entry's facts, every timeline row (a million
+rows) and every application record, and formatting each; this module keeps their text instead,
+written with the records they render, so that a report at any flush point reads a few thousand
+rows of timeline text and one row per application, and concatenates.
+
+**Layout** (kinds of the derived state, versioned by flush point like every record:
+``docs/ARCHITECTURE.md``, "Derived state"):
+
+- ``text_ranges``, key ``ranges``: JSON ``{"ranges": [s0, s1, …], "until": C}``. Its presence
+  marks a flush point that keeps report text (absent: written by an older release; a report
+  there computes everything, :func:`stored_timeline_texts` and
+  :func:`stored_application_texts` return ``None``). Entries ``[0, C)`` are *closed*: their
+  events are in the ``text_part`` rows of the ranges starting at ``s0 = 0 < s1 < … < C``
+  (range ``i`` is ``[s_i, s_{i+1})``, the last ``[s_last, C)``).
+- ``text_open``, key: the 8-byte first entry index of one flush (or of a completion's tail):
+  JSON ``[[subject_id, index, "event text"], …]``, the events of that flush's entries, every
+  one at index ``>= C``, in (index, subject id) order.
+- ``text_part``, key: the range's 8-byte start, then the part's 8-byte number (0, 1, …):
+  JSON ``[[subject_id, "event, event, …"], …]`` in ascending subject id, each item every event
+  of that subject in the range, in index order, joined by ``", "``; a part holds about
+  :data:`PART_BYTES` of text.
+- ``text_application``, key: the application's 8-byte entry index: the UTF-8 text of its item
+  in the report's ``applications`` list, written whenever the application's record is.
+
+**Writing** (:func:`flush_rows`, called by the flush of a
+:class:`~ledger.protocol.stored.StoredProtocolState`, in the transaction that commits the
+entries): the overlay's events become one ``text_open`` row and each changed application its
+text. When the open events span :data:`EVENT_RANGE` entries or more, they are *closed* instead:
+every ``text_open`` row and the new events are grouped by subject into the parts of one new
+range ``[C, size)``, the ``text_open`` rows are deleted (their versions end at this flush point)
+and ``text_ranges`` is written again. So at any flush point the open events span fewer than
+:data:`EVENT_RANGE` entries, and the ranges are a few per :data:`EVENT_RANGE` entries.
+
+**Reading** (:func:`stored_timeline_texts`): a stream per range (a few parts a read), merged by
+subject id with the open events grouped in memory: memory is a few parts per range and the
+open events, never the timelines. The applications are one scan in entry order
+(:func:`stored_application_texts`). Entries replayed on top of the flush point are rendered
+from the state.
+
+Invariant (checked by :func:`report_text_difference`, which ``amnesty check-derived`` runs,
+and by ``tests/test_report_text.py``): at every flush point that has ``text_ranges``, the
+events of every subject, concatenated from its ranges in order and then its open events in
+index order, are exactly its timeline's events as the report writes them, and the
+``text_application`` rows are exactly the applications' items.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
+from json.encoder import encode_basestring
+from typing import TYPE_CHECKING, Any, Protocol
+
+import orjson
+
+from ledger.errors import MalformedError
+from ledger.protocol.tables import TYPE_NAMES
+
+if TYPE_CHECKING:
+    from ledger.protocol.state import ProtocolState
+
+KIND_RANGES = "text_ranges"
+KIND_OPEN = "text_open"
+KIND_PART = "text_part"
+KIND_APPLICATION = "text_application"
+TEXT_KINDS = (KIND_RANGES, KIND_OPEN, KIND_PART, KIND_APPLICATION)
+"""The derived-state kinds this module writes."""
+RANGES_KEY = b"ranges"
+
+EVENT_RANGE = 65_536
+"""Open events are closed into a range once they span this many entries."""
+PART_BYTES = 32_768
+"""About how much text one ``text_part`` row holds (a subject's events in a range, if longer,
+make a part of their own)."""
+PARTS_PER_READ = 16
+"""Parts of one range read at a time: what a reader holds per range."""
+
+_TYPE_TEXT = {name: encode_basestring(name) for name in TYPE_NAMES}
+
+Event = tuple[int, int, str]
+"""One event as written: ``(subject id, entry index, its text)``."""
+ItemText = tuple[int, str]
+"""One application's item as written: ``(its entry index, its text)``."""
+
+
+class Source(Protocol):
+    """What this module reads of the derived state (a
+    :class:`~ledger.protocol.stored.DerivedSource`)."""
+
+    def read(self, kind: str, key: bytes, at: int) -> bytes | None: ...
+
+    def scan(
+        self, kind: str, at: int, after: bytes = b"", before: bytes | None = None
+    ) -> Iterator[tuple[bytes, bytes]]: ...
+
+
+def _u64(value: int) -> bytes:
+    return value.to_bytes(8, "big")
+
+
+def part_key(start: int, number: int) -> bytes:
+    """The key of part ``number`` of the range starting at entry ``start``."""
+    return _u64(start) + _u64(number)
+
+
+def event_text(index: int, detail: str | None, log_time_ms: int, entry_type: str) -> str:
+    """One timeline event's JSON text, exactly as ``json.dumps`` writes
+    ``{"detail": detail, "index": index, "log_time_ms": log_time_ms, "type": entry_type}``
+    with ``ensure_ascii=False`` and sorted keys (the report's encoding)."""
+    return (
+        '{"detail": '
+        + ("null" if detail is None else encode_basestring(detail))
+        + ', "index": '
+        + str(index)
+        + ', "log_time_ms": '
+        + str(log_time_ms)
+        + ', "type": '
+        + _TYPE_TEXT[entry_type]
+        + "}"
+    )
+
+
+def events_of(state: ProtocolState, pairs: Iterable[tuple[int, int]]) -> list[Event]:
+    """The events of ``pairs`` (subject id, entry index), from ``state``'s facts, in (index,
+    subject id) order."""
+    ordered = sorted(pairs, key=lambda pair: (pair[1], pair[0]))
+    facts = state.timeline_facts([index for _, index in ordered])
+    return [
+        (sid, index, event_text(index, detail, time_ms, entry_type))
+        for (sid, _), (index, detail, time_ms, entry_type) in zip(ordered, facts, strict=True)
+    ]
+
+
+# -------------------------------------------------------------------------------- the ranges
+
+
+def read_ranges(source: Source, at: int) -> tuple[list[int], int] | None:
+    """The closed ranges' starts and the first open entry at flush point ``at``, or None if it
+    keeps no timeline text. :class:`MalformedError` for a record this module did not write."""
+    data = source.read(KIND_RANGES, RANGES_KEY, at)
+    if data is None:
+        return None
+    try:
+        value = orjson.loads(data)
+        starts, until = value["ranges"], value["until"]
+    except (orjson.JSONDecodeError, TypeError, KeyError):
+        raise MalformedError("couldn't read the timeline text's ranges: not this format") from None
+    if (
+        type(until) is not int
+        or type(starts) is not list
+        or any(type(s) is not int for s in starts)
+        or starts != sorted(set(starts))
+        or (starts and (starts[0] != 0 or starts[-1] >= until))
+        or (not starts and until != 0)
+    ):
+        raise MalformedError(f"couldn't read the timeline text's ranges: {value!r:.120}")
+    return starts, until
+
+
+def ranges_row(starts: list[int], until: int) -> tuple[str, bytes, bytes]:
+    """The ``text_ranges`` row for closed ranges ``starts`` and first open entry ``until``."""
+    return KIND_RANGES, RANGES_KEY, orjson.dumps({"ranges": starts, "until": until})
+
+
+def _parts(start: int, items: Iterable[tuple[int, str]]) -> Iterator[tuple[str, bytes, bytes]]:
+    """The ``text_part`` rows of the range at ``start`` holding ``items`` (subject id, its
+    events' text), which ascend by subject id."""
+    part: list[tuple[int, str]] = []
+    size = 0
+    number = 0
+    for item in items:
+        part.append(item)
+        size += len(item[1]) + 16
+        if size >= PART_BYTES:
+            yield KIND_PART, part_key(start, number), orjson.dumps(part)
+            number += 1
+            part, size = [], 0
+    if part:
+        yield KIND_PART, part_key(start, number), orjson.dumps(part)
+
+
+def _grouped(events: list[Event]) -> Iterator[tuple[int, str]]:
+    """``events`` as (subject id, its events' text joined), by subject id then index."""
+    events.sort(key=lambda e: (e[0], e[1]))
+    run: list[str] = []
+    current = -1
+    for sid, _, text in events:
+        if sid != current:
+            if run:
+                yield current, ", ".join(run)
+            run, current = [], sid
+        run.append(text)
+    if run:
+        yield current, ", ".join(run)
+
+
+def _open_events(source: Source, at: int) -> list[Event]:
+    events: list[Event] = []
+    for _, data in source.scan(KIND_OPEN, at):
+        for row in _rows(data):
+            if len(row) != 3 or type(row[0]) is not int or type(row[1]) is not int:
+                raise MalformedError("couldn't read the timeline text: an open event is malformed")
+            events.append((row[0], row[1], str(row[2])))
+    return events
+
+
+def _rows(data: bytes) -> list[Any]:
+    try:
+        rows = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        raise MalformedError("couldn't read the timeline text: a row is not JSON") from None
+    if type(rows) is not list or any(type(row) is not list for row in rows):
+        raise MalformedError("couldn't read the timeline text: a row is not a list of items")
+    return rows
+
+
+def flush_rows(
+    source: Source,
+    pinned: int,
+    size: int,
+    new_events: Callable[[], list[Event]],
+    changed_applications: Callable[[], list[ItemText]],
+) -> list[tuple[str, bytes, bytes]]:
+    """The report text rows of a flush from flush point ``pinned`` to size ``size``: the
+    events its entries add (``new_events()``, :func:`events_of`) and the text of each
+    application they created or changed (``changed_applications()``). None when ``pinned``
+    keeps no report text (a store of an older release, until it is completed:
+    :func:`completion_rows`) unless ``pinned`` is 0, the start of a log. The events make one
+    ``text_open`` row, or — when the open events would span :data:`EVENT_RANGE` entries or
+    more — a new closed range (its parts, the deletion of every ``text_open`` row, the new
+    ``text_ranges``)."""
+    ranges = read_ranges(source, pinned)
+    if ranges is None:
+        if pinned != 0:
+            return []
+        ranges = ([], 0)
+    starts, until = ranges
+    rows = [
+        (KIND_APPLICATION, _u64(index), text.encode("utf-8"))
+        for index, text in changed_applications()
+    ]
+    events = new_events()
+    if size - until < EVENT_RANGE:
+        if pinned == 0:
+            rows.append(ranges_row(starts, until))
+        if events:
+            rows.append((KIND_OPEN, _u64(pinned), orjson.dumps(events)))
+        return rows
+    # Close [until, size): every open row's events and this flush's, grouped by subject.
+    rows.extend((KIND_OPEN, key, b"") for key, _ in source.scan(KIND_OPEN, pinned))
+    events = _open_events(source, pinned) + events
+    rows.extend(_parts(until, _grouped(events)))
+    rows.append(ranges_row([*starts, until], size))
+    return rows
+
+
+# --------------------------------------------------------------------------------- reading
+
+
+def _range_stream(source: Source, at: int, start: int) -> Iterator[tuple[int, str]]:
+    """The items of the range at ``start``, :data:`PARTS_PER_READ` parts a read, checked to
+    ascend by subject id and their parts to be numbered without a gap."""
+    number = 0
+    last = -1
+    while True:
+        after = part_key(start, number - 1) if number else _u64(start)
+        rows = list(source.scan(KIND_PART, at, after, part_key(start, number + PARTS_PER_READ)))
+        for key, data in rows:
+            if key != part_key(start, number):
+                raise MalformedError(
+                    f"couldn't read the timeline text of the range at entry {start}: part "
+                    f"{number} is missing"
+                )
+            number += 1
+            for item in _rows(data):
+                sid, text = item if len(item) == 2 else (None, None)
+                if type(sid) is not int or type(text) is not str or sid <= last:
+                    raise MalformedError(
+                        f"couldn't read the timeline text of the range at entry {start}: "
+                        "its subjects do not ascend"
+                    )
+                last = sid
+                yield sid, text
+        if len(rows) < PARTS_PER_READ:
+            return
+
+
+class TimelineTexts:
+    """Each subject's events' text at one state, taken in ascending subject id
+    (:meth:`take`); :meth:`finish` checks that every event was taken."""
+
+    def __init__(self, streams: list[Iterator[tuple[int, str]]], open_events: list[Event]):
+        self._streams = streams
+        self._current: list[str] = [""] * len(streams)
+        self._waiting: dict[int, list[int]] = {}
+        self._open: dict[int, list[tuple[int, str]]] = defaultdict(list)
+        for sid, index, text in open_events:
+            self._open[sid].append((index, text))
+        self._last = -1
+        for position in range(len(streams)):
+            self._advance(position)
+
+    def _advance(self, position: int) -> None:
+        item = next(self._streams[position], None)
+        if item is not None:
+            sid, text = item
+            self._current[position] = text
+            self._waiting.setdefault(sid, []).append(position)
+
+    def take(self, subject_id: int) -> str:
+        """Subject ``subject_id``'s events, joined by ``", "`` (the inside of its timeline's
+        brackets). Subject ids must ascend from call to call."""
+        if subject_id <= self._last:
+            raise ValueError(f"couldn't take timelines in order: {subject_id} after {self._last}")
+        self._last = subject_id
+        pieces: list[str] = []
+        positions = self._waiting.pop(subject_id, None)
+        if positions is not None:
+            positions.sort()  # the ranges in entry order
+            for position in positions:
+                pieces.append(self._current[position])
+                self._advance(position)
+        events = self._open.pop(subject_id, None)
+        if events is not None:
+            events.sort()
+            pieces.extend(text for _, text in events)
+        return ", ".join(pieces)
+
+    def finish(self) -> None:
+        """:class:`MalformedError` if an event of a subject never taken is left (the text
+        names a subject the state does not have)."""
+        left = sorted([*self._waiting, *self._open])
+        if left:
+            raise MalformedError(
+                f"couldn't use the timeline text: it has events of subject {left[0]}, which "
+                "the state does not have"
+            )
+
+
+def stored_timeline_texts(
+    source: Source, at: int, overlay: Callable[[], list[Event]]
+) -> TimelineTexts | None:
+    """The subjects' events' text at flush point ``at`` and the ``overlay`` events (entries
+    replayed on top of it), or None if ``at`` keeps no timeline text."""
+    ranges = read_ranges(source, at)
+    if ranges is None:
+        return None
+    starts, _ = ranges
+    streams = [_range_stream(source, at, start) for start in starts]
+    return TimelineTexts(streams, _open_events(source, at) + overlay())
+
+
+def stored_application_texts(
+    source: Source, at: int, overlay: Callable[[], list[ItemText]]
+) -> Iterator[str] | None:
+    """Every application's item text at flush point ``at``, in entry order, those the
+    ``overlay`` (entries replayed on top of it) created or changed taken from it; or None if
+    ``at`` keeps no report text."""
+    if read_ranges(source, at) is None:
+        return None
+    return _applications(source, at, overlay)
+
+
+def _applications(source: Source, at: int, overlay: Callable[[], list[ItemText]]) -> Iterator[str]:
+    changed = sorted(overlay())
+    position = 0
+    for key, data in source.scan(KIND_APPLICATION, at):
+        if len(key) != 8:
+            raise MalformedError("couldn't read an application's text: its key is no index")
+        index = int.from_bytes(key, "big")
+        while position < len(changed) and changed[position][0] < index:
+            yield changed[position][1]
+            position += 1
+        if position < len(changed) and changed[position][0] == index:
+            yield changed[position][1]
+            position += 1
+            continue
+        try:
+            yield data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise MalformedError(f"couldn't read the text of application {index}") from None
+    for _, text in changed[position:]:
+        yield text
+
+
+# ------------------------------------------------------------------------------ completion
+
+
+def completion_rows(
+    state: ProtocolState,
+    subjects: Iterable[tuple[int, Iterable[int]]],
+    applications: Iterable[ItemText],
+    size: int,
+) -> Iterator[tuple[str, bytes, bytes]]:
+    """The report text rows of a flush point ``size`` that has none (derived state written by
+    an older release): each of ``applications``' text; from ``subjects`` (each subject id,
+    ascending, with its timeline) and ``state``'s facts, the ranges of :data:`EVENT_RANGE`
+    entries below the last multiple of it, the rest as one ``text_open`` row; and last the
+    ``text_ranges`` row that marks the flush point as keeping them. Holds a part per range and
+    the open events."""
+    for index, text in applications:
+        yield KIND_APPLICATION, _u64(index), text.encode("utf-8")
+    until = size // EVENT_RANGE * EVENT_RANGE
+    starts = list(range(0, until, EVENT_RANGE))
+    builders = [_PartBuilder(start) for start in starts]
+    open_events: list[Event] = []
+    for sid, timeline in subjects:
+        runs: dict[int, list[str]] = {}
+        for sid_, index, text in events_of(state, ((sid, i) for i in timeline)):
+            if index < until:
+                runs.setdefault(index // EVENT_RANGE, []).append(text)
+            else:
+                open_events.append((sid_, index, text))
+        for number, texts in runs.items():
+            yield from builders[number].add(sid, ", ".join(texts))
+    for builder in builders:
+        yield from builder.close()
+    if open_events:
+        open_events.sort(key=lambda e: (e[1], e[0]))
+        yield KIND_OPEN, _u64(until), orjson.dumps(open_events)
+    yield ranges_row(starts, until)
+
+
+class _PartBuilder:
+    """The parts of one range, built as its items arrive in ascending subject id."""
+
+    def __init__(self, start: int) -> None:
+        self.start = start
+        self.number = 0
+        self.items: list[tuple[int, str]] = []
+        self.size = 0
+
+    def add(self, sid: int, text: str) -> Iterator[tuple[str, bytes, bytes]]:
+        self.items.append((sid, text))
+        self.size += len(text) + 16
+        if self.size >= PART_BYTES:
+            yield from self.close()
+
+    def close(self) -> Iterator[tuple[str, bytes, bytes]]:
+        if self.items:
+            yield KIND_PART, part_key(self.start, self.number), orjson.dumps(self.items)
+            self.number += 1
+            self.items, self.size = [], 0
+
+
+# ------------------------------------------------------------------------------ checking
+
+
+def report_text_difference(
+    source: Source,
+    at: int,
+    replayed: ProtocolState,
+    application_text: Callable[[ProtocolState, Any], str],
+) -> str | None:
+    """Compare the report text kept at flush point ``at`` with ``replayed`` (the state
+    replayed to size ``at``; ``application_text`` renders an application of it): None if every
+    subject's events are its timeline's and every application's text its item, else the first
+    subject or application that differs (or what is malformed). Nothing to compare where ``at``
+    keeps no text."""
+    try:
+        texts = stored_timeline_texts(source, at, list)
+        kept = stored_application_texts(source, at, list)
+        if texts is None or kept is None:
+            return None
+        for sid, subject in replayed.subjects.items():
+            want = ", ".join(
+                event_text(*fact) for fact in replayed.timeline_facts(subject.timeline)
+            )
+            got = texts.take(sid)
+            if got != want:
+                return (
+                    f"timeline text of subject {sid}: stored {got[:160]!r}, replayed {want[:160]!r}"
+                )
+        texts.finish()
+        stored = iter(kept)
+        for index, app in replayed.applications.items():
+            want = application_text(replayed, app)
+            kept_text = next(stored, None)
+            if kept_text != want:
+                shown = "missing" if kept_text is None else f"stored {kept_text[:160]!r}"
+                return f"text of application {index}: {shown}, replayed {want[:160]!r}"
+        extra = next(stored, None)
+        if extra is not None:
+            return f"text of an application the replay does not have: {extra[:160]!r}"
+    except MalformedError as exc:
+        return str(exc)
+    return None
+
+
+__all__ = [
+    "EVENT_RANGE",
+    "KIND_APPLICATION",
+    "KIND_OPEN",
+    "KIND_PART",
+    "KIND_RANGES",
+    "PARTS_PER_READ",
+    "PART_BYTES",
+    "TEXT_KINDS",
+    "ItemText",
+    "TimelineTexts",
+    "completion_rows",
+    "event_text",
+    "events_of",
+    "flush_rows",
+    "part_key",
+    "read_ranges",
+    "report_text_difference",
+    "stored_application_texts",
+    "stored_timeline_texts",
+]
