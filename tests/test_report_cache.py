@@ -604,13 +604,14 @@ def test_a_claim_of_another_process_is_waited_for_until_that_process_ends(
 
 class SubjectsComputed:
     """Counts the subjects the reports wrote (``audit.subject_text_with`` calls) and the
-    commitments they ruled on (``audit.judgement_segments`` calls)."""
+    commitments whose judgements they read or ruled on (``audit._kept_or_ruled_segments``
+    calls)."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.count = 0
         self.commitments = 0
         subject_text = ledger.protocol.audit.subject_text_with
-        judgement_segments = ledger.protocol.audit.judgement_segments
+        judgement_segments = ledger.protocol.audit._kept_or_ruled_segments
 
         def counted(*args: Any) -> str:
             self.count += 1
@@ -621,7 +622,7 @@ class SubjectsComputed:
             return judgement_segments(*args)
 
         monkeypatch.setattr(ledger.protocol.audit, "subject_text_with", counted)
-        monkeypatch.setattr(ledger.protocol.audit, "judgement_segments", ruled)
+        monkeypatch.setattr(ledger.protocol.audit, "_kept_or_ruled_segments", ruled)
 
 
 def test_reports_at_one_checkpoint_share_the_sections_that_do_not_depend_on_time(

@@ -22,7 +22,9 @@ from test_precedent_stream import _expected, _streamed
 
 from ledger.errors import MalformedError
 from ledger.protocol import report_text
+from ledger.protocol.aggregates import TEXT_RULING
 from ledger.protocol.audit import _application_pieces, _subject_pieces, application_text
+from ledger.protocol.commitments import COMMITMENT_RULES
 from ledger.protocol.report_text import (
     KIND_APPLICATION,
     KIND_OPEN,
@@ -109,7 +111,7 @@ def test_the_kept_text_is_the_timelines_at_every_flush_point_and_between(
         assert size - ranges[1] < event_range  # a flush closes what reaches a range
 
 
-@pytest.mark.parametrize("scenario", range(0, len(GOLDEN), 3), ids=[n for n, _ in GOLDEN[::3]])
+@pytest.mark.parametrize("scenario", range(len(GOLDEN)), ids=[n for n, _ in GOLDEN])
 def test_the_whole_report_from_kept_text_is_byte_for_byte_the_computed_one(scenario: int) -> None:
     _, statements = GOLDEN[scenario]
     with small_ranges(3, 120):
@@ -122,6 +124,7 @@ def test_the_whole_report_from_kept_text_is_byte_for_byte_the_computed_one(scena
         replayed = _replay_memory(statements)
         stored = StoredProtocolState(source, len(statements), writable=False)
         assert stored.timeline_texts() is not None
+        assert all(stored.judgement_texts(c) is not None for c in COMMITMENT_RULES)
         last = replayed.log_time_ms_at(len(statements) - 1)
         for audit in (last, last + 30 * DAY_MS):
             assert _streamed(stored, audit) == _expected(replayed, audit)
@@ -135,11 +138,12 @@ def test_a_flush_point_without_text_is_computed_and_completed_once(db_url: str) 
     store = writer.store
     size = LogView(store).latest().size
     with store.engine.begin() as conn:
-        kinds = ", ".join(f"'{kind}'" for kind in TEXT_KINDS)
+        kinds = ", ".join(f"'{kind}'" for kind in (*TEXT_KINDS, TEXT_RULING))
         conn.exec_driver_sql(f"DELETE FROM derived_records WHERE kind IN ({kinds})")
     source = store.derived_source()
     old = StoredProtocolState(source, size, writable=False)
     assert old.timeline_texts() is None
+    assert old.judgement_texts("decision_within_promised_time") is None
     replayed = _replayed(store, size)
     assert old.application_texts() is None
     assert subjects_text(old) == subjects_text(replayed)
@@ -152,6 +156,8 @@ def test_a_flush_point_without_text_is_computed_and_completed_once(db_url: str) 
     assert stored.timeline_texts() is not None
     assert subjects_text(stored) == subjects_text(replayed)
     assert applications_text(stored) == applications_text(replayed)
+    last = replayed.log_time_ms_at(size - 1)
+    assert _streamed(stored, last + 40 * DAY_MS) == _expected(replayed, last + 40 * DAY_MS)
     assert check_derived(store, ORIGIN) == (size, None)
     earlier = source.flush_point(size - 1)
     assert earlier is not None and read_ranges(source, earlier) is None

@@ -17,7 +17,15 @@ time is a few range reads:
   grievance (:func:`facets_of`);
 - the ``meta`` record ``tallies``: per rule the acts judged, honoured, broken and clocks, and
   the counts' totals (only non-zero values). Its presence says the aggregates are complete at
-  that flush point.
+  that flush point;
+- ``text_ruling``: rule, order (the judgement index for a rule of several tables, else 0),
+  the source's position in the rule's sources, record → the final judgement's JSON text as the
+  report writes it (:func:`~ledger.protocol.audit.judgement_text`), or ``true`` for a running
+  clock: in key order, a rule's judgements in the report's order
+  (:func:`~ledger.protocol.audit.rulings_of`), so that a full report copies them
+  (:func:`kept_judgement_segments`). Kept only where the flush point keeps report text
+  (:mod:`ledger.protocol.report_text`; a flush point of an older release has none, and
+  :func:`~ledger.server.derived.complete_report_text` writes them with the rest of it).
 
 **Upkeep** (:func:`settle`): before a flush writes a batch, every record of a source table the
 batch created or changed is ruled on again (and every subject, application or grievance
@@ -46,7 +54,14 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ledger.protocol.audit import first_applicant_from, summary_item
+from ledger.errors import MalformedError
+from ledger.protocol.audit import (
+    JUDGEMENT_RUN,
+    JudgementSegment,
+    first_applicant_from,
+    judgement_text,
+    summary_item,
+)
 from ledger.protocol.commitments import (
     COMMITMENT_RULES,
     PROMISES,
@@ -59,12 +74,14 @@ from ledger.protocol.commitments import (
     source_records,
 )
 from ledger.protocol.records import ApplicationRecord, GrievanceRecord, SubjectRecord
+from ledger.protocol.report_text import read_ranges
 
 if TYPE_CHECKING:
     from ledger.protocol.state import ProtocolState
     from ledger.protocol.stored import StoredProtocolState, StoredTable
 
-AGGREGATE_KINDS: tuple[str, ...] = ("ruling", "broken", "clock", "by_subject", "facet")
+TEXT_RULING = "text_ruling"
+AGGREGATE_KINDS: tuple[str, ...] = ("ruling", "broken", "clock", "by_subject", "facet", TEXT_RULING)
 """The derived state's kinds of aggregate rows, in the order they are checked and written."""
 META_TALLIES = "tallies"
 """The ``meta`` record of the tallies; absent where the aggregates are not stored."""
@@ -125,6 +142,21 @@ def _index_rows(rule: str, table: str, record: int, b: Brief) -> list[tuple[str,
     return rows
 
 
+def ruling_text_key(rule: str, table: str, record: int, index: int) -> bytes:
+    """The key of a ruling's ``text_ruling`` row: sorts as :func:`~ledger.protocol.audit.
+    rulings_of` orders the rule's judgements (by record for a rule of one table; by judgement
+    index, then the source's position, then record for a rule of several)."""
+    sources = RULE_SOURCES[rule]
+    position = next(n for n, (source, _) in enumerate(sources) if source == table)
+    order = index if len(sources) > 1 else 0
+    return bytes((RULE_CODES[rule],)) + _u64(order) + bytes((position,)) + _u64(record)
+
+
+def ruling_text(ruling: Ruling) -> str | bool:
+    """A ruling's ``text_ruling`` value: its final judgement's text, or True for a clock."""
+    return True if ruling.final is None else judgement_text(ruling.final)
+
+
 def _tally_changes(rule: str, b: Brief) -> dict[str, int]:
     status = b[2]
     kind = "clocks" if status is None else status
@@ -173,31 +205,52 @@ class _Upkeep:
         self.state = state
         self.tallies = tallies
         self.tables: Mapping[str, StoredTable[bytes, Any]] = state.aggregate_tables
+        # The judgements' text is kept where the flush point keeps report text (or at the
+        # start of a log): elsewhere only some rulings would have it.
+        self.keep_text = state.pinned == 0 or read_ranges(state.source, state.pinned) is not None
 
     def rule_again(self, table: SourceTable, record: Any) -> None:
         """Rule on ``record`` (of ``table``) with every rule that bears on its table."""
         key = record.index
         for rule, rule_on in _RULES_OF[table]:
             ruling = rule_on(self.state, record)
-            self._put_ruling(rule, table, key, None if ruling is None else brief(ruling))
+            old = self._put_ruling(rule, table, key, None if ruling is None else brief(ruling))
+            if self.keep_text:
+                self._put_text(rule, table, key, old, ruling)
 
-    def _put_ruling(self, rule: str, table: str, record: int, new: Brief | None) -> None:
+    def _put_ruling(self, rule: str, table: str, record: int, new: Brief | None) -> Brief | None:
+        """Keep ``new`` as the ruling of ``rule`` on ``record``; returns the one it replaced."""
         rulings = self.tables["ruling"]
         key = bytes((RULE_CODES[rule], SOURCE_CODES[table])) + _u64(record)
         old: Brief | None = rulings.get(key)
         if old == new:
-            return
+            return old
         if old is not None:
             for kind, row in _index_rows(rule, table, record, old):
                 del self.tables[kind][row]
             _add(self.tallies, _tally_changes(rule, old), -1)
         if new is None:
             del rulings[key]
-            return
+            return old
         for kind, row in _index_rows(rule, table, record, new):
             self.tables[kind][row] = True
         _add(self.tallies, _tally_changes(rule, new), +1)
         rulings[key] = new
+        return old
+
+    def _put_text(
+        self, rule: str, table: str, record: int, old: Brief | None, ruling: Ruling | None
+    ) -> None:
+        """Keep ``ruling``'s text (its key moves with its judgement index), replacing the text
+        of the ruling ``old`` in brief; a flush writes only the rows whose bytes changed."""
+        texts = self.tables[TEXT_RULING]
+        new_key = None if ruling is None else ruling_text_key(rule, table, record, ruling.index)
+        if old is not None:
+            old_key = ruling_text_key(rule, table, record, old[0])
+            if old_key != new_key and old_key in texts:
+                del texts[old_key]
+        if ruling is not None and new_key is not None:
+            texts[new_key] = ruling_text(ruling)
 
     def facet_again(self, table: str, record: Any, key: int) -> None:
         """Count ``record`` (an application, grievance or subject: ``table``) again."""
@@ -260,10 +313,12 @@ def _build(upkeep: _Upkeep) -> None:
 # -- the full computation, for checks ----------------------------------------------------------
 
 
-def expected_rows(state: ProtocolState) -> tuple[dict[str, dict[bytes, Any]], dict[str, int]]:
+def expected_rows(
+    state: ProtocolState, *, with_text: bool = True
+) -> tuple[dict[str, dict[bytes, Any]], dict[str, int]]:
     """Every aggregate row of ``state`` (any protocol state: the in-memory one a verifier
     replays), computed from scratch with the same functions as :func:`settle`: kind → rows by
-    key, and the tallies."""
+    key, and the tallies; the ``text_ruling`` rows only ``with_text``."""
     rows: dict[str, dict[bytes, Any]] = {kind: {} for kind in AGGREGATE_KINDS}
     tallies: dict[str, int] = {}
     for table in SOURCE_TABLES:
@@ -275,6 +330,9 @@ def expected_rows(state: ProtocolState) -> tuple[dict[str, dict[bytes, Any]], di
                 b = brief(ruling)
                 code = bytes((RULE_CODES[rule], SOURCE_CODES[table]))
                 rows["ruling"][code + _u64(record.index)] = b
+                if with_text:
+                    key = ruling_text_key(rule, table, record.index, ruling.index)
+                    rows[TEXT_RULING][key] = ruling_text(ruling)
                 for kind, key in _index_rows(rule, table, record.index, b):
                     rows[kind][key] = True
                 _add(tallies, _tally_changes(rule, b), +1)
@@ -304,6 +362,52 @@ class CommitmentTally:
     status: Status
     broken_at: list[int]
     acts_judged: int
+
+
+def ruling_text_rows(state: ProtocolState) -> Iterator[tuple[bytes, str | bool]]:
+    """Every ``text_ruling`` row of ``state`` (key, value), from one pass of the rules over
+    the records: what a flush point kept without them gets
+    (:func:`~ledger.server.derived.complete_report_text`)."""
+    for table in SOURCE_TABLES:
+        for record in source_records(state, table):
+            for rule, rule_on in _RULES_OF[table]:
+                ruling = rule_on(state, record)
+                if ruling is not None:
+                    key = ruling_text_key(rule, table, record.index, ruling.index)
+                    yield key, ruling_text(ruling)
+
+
+def kept_judgement_segments(
+    state: StoredProtocolState, rule: str
+) -> Iterator[JudgementSegment] | None:
+    """``rule``'s :func:`~ledger.protocol.audit.judgement_segments`, from its ``text_ruling``
+    rows (the final judgements' text in runs, each clock named by its source and record), or
+    None where the state keeps no judgement text (no aggregates, or no report text)."""
+    if state.stored_tallies() is None or read_ranges(state.source, state.pinned) is None:
+        return None
+    return _kept_segments(state, rule)
+
+
+def _kept_segments(state: StoredProtocolState, rule: str) -> Iterator[JudgementSegment]:
+    sources = RULE_SOURCES[rule]
+    prefix = bytes((RULE_CODES[rule],))
+    end = _after_prefix(prefix)
+    run: list[str] = []
+    for key, value in state.aggregate_tables[TEXT_RULING].items_between(prefix, end):
+        if type(value) is str:
+            run.append(value)
+            if len(run) >= JUDGEMENT_RUN:
+                yield ", ".join(run)
+                run = []
+            continue
+        if value is not True or len(key) != 18 or key[9] >= len(sources):
+            raise MalformedError(f"couldn't read the judgement text of {rule}: key {key.hex()}")
+        if run:
+            yield ", ".join(run)
+            run = []
+        yield sources[key[9]][0], int.from_bytes(key[10:], "big")
+    if run:
+        yield ", ".join(run)
 
 
 def has_aggregates(state: ProtocolState) -> bool:

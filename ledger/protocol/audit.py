@@ -365,6 +365,12 @@ def application_item(state: ProtocolState, app: ApplicationRecord) -> dict[str, 
     }
 
 
+def judgement_text(judgement: Judgement) -> str:
+    """One judgement's JSON text, as the report writes it in a commitment's ``judgements``
+    (and as :mod:`ledger.protocol.aggregates` keeps a final one)."""
+    return _dumps(_judgement(judgement))
+
+
 def application_text(state: ProtocolState, app: ApplicationRecord) -> str:
     """The JSON text of :func:`application_item`, as the report writes it (and as
     :mod:`ledger.protocol.report_text` keeps it)."""
@@ -737,12 +743,21 @@ def judgement_segments(state: ProtocolState, commitment: str) -> Iterator[Judgem
                 run = []
             yield table, index
             continue
-        run.append(_dumps(_judgement(ruling.final)))
+        run.append(judgement_text(ruling.final))
         if len(run) >= JUDGEMENT_RUN:
             yield ", ".join(run)
             run = []
     if run:
         yield ", ".join(run)
+
+
+def _kept_or_ruled_segments(state: ProtocolState, commitment: str) -> Iterator[JudgementSegment]:
+    """``commitment``'s :func:`judgement_segments`: from the final judgements' text the state
+    keeps with its aggregates where it does (:func:`~ledger.protocol.aggregates.
+    kept_judgement_segments`), else ruled on record by record."""
+    kept = getattr(state, "judgement_texts", None)
+    segments = kept(commitment) if kept is not None else None
+    return segments if segments is not None else judgement_segments(state, commitment)
 
 
 def judgement_pieces(
@@ -767,7 +782,7 @@ def judgement_pieces(
             ruling = rule_on(state, _source_record(state, table, index))
             if ruling is None:
                 raise MalformedError(f"{commitment} no longer rules on {table} {index}")
-            text = _dumps(_judgement(ruling.at(audit_time_ms)))
+            text = judgement_text(ruling.at(audit_time_ms))
         yield (", " if position else "") + text
     yield "]"
 
@@ -1015,7 +1030,7 @@ def _report_pieces(
         status, broken_at = verdicts.commitment(commitment)
         yield _dumps(broken_at) + ', "id": ' + _dumps(commitment)
         yield ', "judgements": '
-        segments = judged(commitment, partial(judgement_segments, state, commitment))
+        segments = judged(commitment, partial(_kept_or_ruled_segments, state, commitment))
         yield from judgement_pieces(state, commitment, segments, audit_time_ms)
         yield ', "promise": ' + _dumps(PROMISES[commitment])
         yield ', "status": ' + _dumps(status) + "}"

@@ -67,8 +67,13 @@ from collections.abc import (
 from typing import Any, Generic, Protocol, TypeVar
 
 from ledger.errors import MalformedError
-from ledger.protocol.aggregates import AGGREGATE_KINDS, META_TALLIES, settle
-from ledger.protocol.audit import application_text
+from ledger.protocol.aggregates import (
+    AGGREGATE_KINDS,
+    META_TALLIES,
+    kept_judgement_segments,
+    settle,
+)
+from ledger.protocol.audit import JudgementSegment, application_text
 from ledger.protocol.codec import decode_value, encode_value
 from ledger.protocol.keys import PublicKey
 from ledger.protocol.queries import TYPES_WITH_DETAIL
@@ -393,6 +398,18 @@ class StoredTable(MutableMapping[K, V], Generic[K, V]):
         (one range read)."""
         for code, live, _ in self._merged(after, before):
             yield live if live is not None else self._decode_key(code)
+
+    def items_between(self, after: bytes, before: bytes | None) -> Iterator[tuple[bytes, V]]:
+        """Every ``(encoded key, value)`` whose key lies strictly between ``after`` and
+        ``before`` (None: no upper bound), in order, values decoded one at a time and not
+        kept (one range read)."""
+        resolve = self._state.resolve
+        for code, live, data in self._merged(after, before):
+            if live is not None:
+                yield code, self._live[live]
+            else:
+                assert data is not None
+                yield code, decode_value(data, resolve)
 
     def keys_after(self, after: K | None, limit: int) -> tuple[list[K], bool]:
         """The first ``limit`` keys greater than ``after`` (from the first when ``None``), in
@@ -1157,6 +1174,12 @@ class StoredProtocolState(ProtocolState):
         keeps (:mod:`ledger.protocol.report_text`) and the entries replayed on top of it; None
         where the flush point keeps none (the report writes them from the records)."""
         return stored_application_texts(self.source, self.pinned, self._overlay_applications)
+
+    def judgement_texts(self, commitment: str) -> Iterator[JudgementSegment] | None:
+        """``commitment``'s judgements as segments from the final judgements' text kept with
+        the aggregates (:func:`~ledger.protocol.aggregates.kept_judgement_segments`); None where
+        the flush point keeps none (the report rules on every record)."""
+        return kept_judgement_segments(self, commitment)
 
     def timeline_texts(self) -> TimelineTexts | None:
         """Every subject's timeline events as report text, from what the flush point keeps

@@ -20,7 +20,7 @@ from ledger.errors import MalformedError
 from ledger.protocol.aggregates import AGGREGATE_KINDS, META_TALLIES, expected_rows
 from ledger.protocol.audit import application_text
 from ledger.protocol.codec import decode_value, encode_value
-from ledger.protocol.report_text import report_text_difference
+from ledger.protocol.report_text import read_ranges, report_text_difference
 from ledger.protocol.state import ProtocolState
 from ledger.protocol.stored import (
     META_COUNTS,
@@ -39,7 +39,11 @@ from ledger.protocol.stored import (
 
 
 def _memory_tables(
-    state: ProtocolState, aggregates: bool, signature_strength: bool = True
+    state: ProtocolState,
+    aggregates: bool,
+    signature_strength: bool = True,
+    *,
+    report_text: bool = True,
 ) -> dict[str, tuple[dict[bytes, Any], bool]]:
     """An in-memory state's tables as the stored state keeps them: kind → (rows by encoded
     key, whether values are written by reference); with the precedent's ``aggregates`` and
@@ -72,7 +76,7 @@ def _memory_tables(
         meta[str_key(META_LATEST_VERSION)] = state._latest_version
     aggregate_rows: dict[str, dict[bytes, Any]] = {}
     if aggregates:
-        aggregate_rows, meta[str_key(META_TALLIES)] = expected_rows(state)
+        aggregate_rows, meta[str_key(META_TALLIES)] = expected_rows(state, with_text=report_text)
     if state._log_key is not None:
         meta[str_key(META_LOG_KEY)] = state._log_key
     runs: dict[bytes, Any] = {}
@@ -134,7 +138,12 @@ def first_difference(source: DerivedSource, at: int, replayed: ProtocolState) ->
         # A flush point without the tally means every entry before it is Ed25519-only
         # (StoredProtocolState._signature_strength); the replay must say so too.
         return f"meta {META_SIGNATURE_STRENGTH}: missing from the stored state"
-    tables = _memory_tables(replayed, aggregates, signature_strength=strength)
+    tables = _memory_tables(
+        replayed,
+        aggregates,
+        signature_strength=strength,
+        report_text=read_ranges(source, at) is not None,
+    )
     for kind, (rows, by_reference) in tables.items():
         expected = sorted(rows.items())
         position = 0

@@ -13,11 +13,14 @@ aggregate row, or subject's timeline text) where the stored state differs.
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Callable
 
 from ledger.errors import ConflictError, FatalError, LedgerError, MalformedError, StorageError
+from ledger.protocol.aggregates import TEXT_RULING, has_aggregates, ruling_text_rows
 from ledger.protocol.audit import application_text
+from ledger.protocol.codec import encode_value
 from ledger.protocol.report_text import completion_rows, read_ranges
 from ledger.protocol.state import ProtocolState
 from ledger.protocol.stored import FactCache, StoredProtocolState
@@ -159,10 +162,11 @@ COMPLETION_ROWS = 512
 
 
 def complete_report_text(store: SqlLogStore) -> int | None:
-    """Complete the latest flush point with the report text of the subjects' timelines and of
-    the applications (:mod:`ledger.protocol.report_text`) if it has none (derived state written
-    by an older release): one scan of the timelines, the applications and every entry's type
-    and log time, the rows
+    """Complete the latest flush point with the report text of the subjects' timelines, of
+    the applications (:mod:`ledger.protocol.report_text`) and of the final judgements (with
+    the aggregates: :mod:`ledger.protocol.aggregates`) if it has none (derived state written by
+    an older release): one scan of the timelines, the applications and every entry's type and
+    log time, and one pass of the rules over the records, the rows
     written at that flush point under the store's write lock, a few hundred at a time. Returns
     the flush point completed, or None if there was nothing to do.
 
@@ -188,8 +192,13 @@ def complete_report_text(store: SqlLogStore) -> int | None:
         applications = (
             (index, application_text(state, app)) for index, app in state.applications.items()
         )
+        # The final judgements' text, where the flush point has the aggregates it belongs to.
+        rulings = (
+            (TEXT_RULING, key, encode_value(value)) for key, value in ruling_text_rows(state)
+        )
+        rows = completion_rows(state, subjects, applications, point)
         batch: list[tuple[str, bytes, bytes]] = []
-        for row in completion_rows(state, subjects, applications, point):
+        for row in itertools.chain(rulings if has_aggregates(state) else (), rows):
             batch.append(row)
             if len(batch) >= COMPLETION_ROWS:
                 tx.write_derived(point, batch, new_point=False)
