@@ -200,13 +200,13 @@ def test_the_report_is_built_one_item_at_a_time(
     size = LogView(store).latest().size
     state = StoredProtocolState(store.derived_source(), size, writable=False)
     built: list[int] = []
-    original = audit.subject_text_with
+    original = audit.subject_item_text
 
-    def counted(s: ProtocolState, subject: Any, events: str) -> str:
-        built.append(subject.subject_id)
-        return original(s, subject, events)
+    def counted(head_text: str, events: str) -> str:
+        built.append(len(built))
+        return original(head_text, events)
 
-    monkeypatch.setattr(audit, "subject_text_with", counted)
+    monkeypatch.setattr(audit, "subject_item_text", counted)
     audit_time_ms = state.log_time_ms_at(size - 1)
     pieces = precedent_pieces(state, checkpoint=_checkpoint(size), audit_time_ms=audit_time_ms)
     handed = 0

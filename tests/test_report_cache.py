@@ -603,14 +603,14 @@ def test_a_claim_of_another_process_is_waited_for_until_that_process_ends(
 
 
 class SubjectsComputed:
-    """Counts the subjects the reports wrote (``audit.subject_text_with`` calls) and the
+    """Counts the subjects the reports wrote (``audit.subject_item_text`` calls) and the
     commitments whose judgements they read or ruled on (``audit._kept_or_ruled_segments``
     calls)."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.count = 0
         self.commitments = 0
-        subject_text = ledger.protocol.audit.subject_text_with
+        subject_text = ledger.protocol.audit.subject_item_text
         judgement_segments = ledger.protocol.audit._kept_or_ruled_segments
 
         def counted(*args: Any) -> str:
@@ -621,7 +621,7 @@ class SubjectsComputed:
             self.commitments += 1
             return judgement_segments(*args)
 
-        monkeypatch.setattr(ledger.protocol.audit, "subject_text_with", counted)
+        monkeypatch.setattr(ledger.protocol.audit, "subject_item_text", counted)
         monkeypatch.setattr(ledger.protocol.audit, "_kept_or_ruled_segments", ruled)
 
 

@@ -23,13 +23,19 @@ from test_precedent_stream import _expected, _streamed
 from ledger.errors import MalformedError
 from ledger.protocol import report_text
 from ledger.protocol.aggregates import TEXT_RULING
-from ledger.protocol.audit import _application_pieces, _subject_pieces, application_text
+from ledger.protocol.audit import (
+    _application_pieces,
+    _subject_pieces,
+    application_text,
+    subject_head_text,
+)
 from ledger.protocol.commitments import COMMITMENT_RULES
 from ledger.protocol.report_text import (
     KIND_APPLICATION,
     KIND_OPEN,
     KIND_PART,
     KIND_RANGES,
+    KIND_SUBJECT,
     TEXT_KINDS,
     read_ranges,
     report_text_difference,
@@ -91,7 +97,10 @@ def test_the_kept_text_is_the_timelines_at_every_flush_point_and_between(
             source.write(point, writer.derived_rows())
             writer.committed()
             replayed = _replay_memory(statements[:point])
-            assert report_text_difference(source, point, replayed, application_text) is None, name
+            assert (
+                report_text_difference(source, point, replayed, application_text, subject_head_text)
+                is None
+            ), name
             reader = StoredProtocolState(source, point, writable=False)
             assert reader.timeline_texts() is not None
             assert reader.application_texts() is not None
@@ -180,7 +189,10 @@ def test_the_text_through_the_sequencer_equals_the_replay(db_url: str) -> None:
             point = source.flush_point(at)
             assert point is not None
             replayed = _replayed(store, point)
-            assert report_text_difference(source, point, replayed, application_text) is None, point
+            assert (
+                report_text_difference(source, point, replayed, application_text, subject_head_text)
+                is None
+            ), point
             stored = StoredProtocolState(source, point, writable=False)
             last = replayed.log_time_ms_at(point - 1)
             assert _streamed(stored, last) == _expected(replayed, last), point
@@ -297,3 +309,23 @@ def test_a_damaged_application_text_is_named(sqlite_url: str) -> None:
         )
     _, difference = check_derived(store, ORIGIN)
     assert difference is not None and "text of application" in difference, difference
+
+
+def test_a_damaged_subject_text_is_named(sqlite_url: str) -> None:
+    writer = _write_log(sqlite_url, random.Random(10), fail_rate=0.0, scale=60)
+    store = writer.store
+    with store.engine.begin() as conn:
+        key, data = conn.exec_driver_sql(
+            "SELECT key, data FROM derived_records WHERE kind = ? AND to_size IS NULL "
+            "ORDER BY key LIMIT 1 OFFSET 1",
+            (KIND_SUBJECT,),
+        ).one()
+        conn.exec_driver_sql(
+            "UPDATE derived_records SET data = ? WHERE kind = ? AND key = ? AND to_size IS NULL",
+            (bytes(data).replace(b'"standing": "', b'"standing": "x', 1), KIND_SUBJECT, key),
+        )
+    _, difference = check_derived(store, ORIGIN)
+    sid = int.from_bytes(key, "big")
+    assert difference is not None and difference.startswith(f"text of subject {sid}: stored"), (
+        difference
+    )

@@ -440,8 +440,22 @@ def subject_text(state: ProtocolState, subject: SubjectRecord, timeline: Iterabl
 def subject_text_with(state: ProtocolState, subject: SubjectRecord, events: str) -> str:
     """:func:`subject_text` with the timeline's events already written (``events``: the
     inside of its brackets, as kept by :mod:`ledger.protocol.report_text`)."""
+    return subject_item_text(subject_head_text(state, subject), events)
+
+
+def subject_head_text(state: ProtocolState, subject: SubjectRecord) -> str:
+    """A subject's report item without its timeline, as :mod:`ledger.protocol.report_text`
+    keeps it: the JSON of every key that sorts before ``"timeline"`` without the closing
+    brace, a line feed (which JSON text never holds raw), and the ``"vkeys"`` list."""
     head = _dumps(_subject_head(state, subject))
-    return f'{head[:-1]}, "timeline": [{events}], "vkeys": {_dumps(list(subject.vkeys))}}}'
+    return f"{head[:-1]}\n{_dumps(list(subject.vkeys))}"
+
+
+def subject_item_text(head_text: str, events: str) -> str:
+    """A subject's report item from its :func:`subject_head_text` and its timeline's events
+    (the inside of its brackets)."""
+    head, _, vkeys = head_text.partition("\n")
+    return f'{head}, "timeline": [{events}], "vkeys": {vkeys}}}'
 
 
 def subjects_with_timelines(state: ProtocolState) -> Iterator[tuple[SubjectRecord, Any]]:
@@ -1076,13 +1090,11 @@ def _subject_pieces(state: ProtocolState) -> Iterator[str]:
     events; elsewhere each timeline written from the entries' facts."""
     kept = getattr(state, "timeline_texts", None)
     texts = kept() if kept is not None else None
-    if texts is not None:
+    kept_heads = getattr(state, "subject_texts", None)
+    heads = kept_heads() if texts is not None and kept_heads is not None else None
+    if texts is not None and heads is not None:
         yield from _text_list_pieces(
-            (
-                subject_text_with(state, s, texts.take(s.subject_id))
-                for s in state.subjects.values()
-            ),
-            state,
+            (subject_item_text(head, texts.take(sid)) for sid, head in heads), state
         )
         texts.finish()
         return

@@ -1,19 +1,23 @@
-"""Report text kept in the derived state: the subjects' timelines and the applications.
+"""Report text kept in the derived state: the subjects (heads and timelines) and applications.
 
 Most of a full precedent report's bytes are its subjects' timelines (about 112 of 164 MB at a
-million entries) and its applications (35 MB). Both are text that the report only copies:
+million entries), its applications (35 MB) and its subjects' other keys. All are text that the
+report only copies:
 
 - a timeline *event*, ``{"detail": …, "index": …, "log_time_ms": …, "type": …}``
   (:func:`event_text`), depends on its entry alone, so it never changes once the entry is
   logged;
 - an *application item* (:func:`~ledger.protocol.audit.application_text`) depends on the
   application's record alone (and the version of the offer it cites, which never changes), so
-  it changes exactly when the record does.
+  it changes exactly when the record does; so does a *subject's head*, its item but the
+  timeline (:func:`~ledger.protocol.audit.subject_head_text`).
 
 Computing them for a report means reading every entry's facts, every timeline row (a million
 rows) and every application record, and formatting each; this module keeps their text instead,
 written with the records they render, so that a report at any flush point reads a few thousand
-rows of timeline text and one row per application, and concatenates.
+rows of timeline text and one row per application, and concatenates. (The third kind of text a
+report copies, each final judgement, is kept with the precedent's aggregates: ``text_ruling``,
+:mod:`ledger.protocol.aggregates`, under the same marker.)
 
 **Layout** (kinds of the derived state, versioned by flush point like every record:
 ``docs/ARCHITECTURE.md``, "Derived state"):
@@ -33,11 +37,16 @@ rows of timeline text and one row per application, and concatenates.
   :data:`PART_BYTES` of text.
 - ``text_application``, key: the application's 8-byte entry index: the UTF-8 text of its item
   in the report's ``applications`` list, written whenever the application's record is.
+- ``text_subject``, key: the subject's 8-byte id: the UTF-8 text of its item in the report's
+  ``subjects`` list without the timeline — the item's JSON up to the ``"timeline"`` key, a line
+  feed, and the ``"vkeys"`` list (:func:`~ledger.protocol.audit.subject_head_text`) — written
+  whenever the subject's record is (what else it shows, its restrictions and its offer's
+  version, never changes).
 
 **Writing** (:func:`flush_rows`, called by the flush of a
 :class:`~ledger.protocol.stored.StoredProtocolState`, in the transaction that commits the
-entries): the overlay's events become one ``text_open`` row and each changed application its
-text. When the open events span :data:`EVENT_RANGE` entries or more, they are *closed* instead:
+entries): the overlay's events become one ``text_open`` row and each changed application and
+subject its text. When the open events span :data:`EVENT_RANGE` entries or more, they are *closed* instead:
 every ``text_open`` row and the new events are grouped by subject into the parts of one new
 range ``[C, size)``, the ``text_open`` rows are deleted (their versions end at this flush point)
 and ``text_ranges`` is written again. So at any flush point the open events span fewer than
@@ -45,15 +54,16 @@ and ``text_ranges`` is written again. So at any flush point the open events span
 
 **Reading** (:func:`stored_timeline_texts`): a stream per range (a few parts a read), merged by
 subject id with the open events grouped in memory: memory is a few parts per range and the
-open events, never the timelines. The applications are one scan in entry order
-(:func:`stored_application_texts`). Entries replayed on top of the flush point are rendered
+open events, never the timelines. The applications and the subjects' heads are one scan each,
+in key order (:func:`stored_application_texts`, :func:`stored_subject_texts`). Entries replayed on top of the flush point are rendered
 from the state.
 
 Invariant (checked by :func:`report_text_difference`, which ``amnesty check-derived`` runs,
 and by ``tests/test_report_text.py``): at every flush point that has ``text_ranges``, the
 events of every subject, concatenated from its ranges in order and then its open events in
 index order, are exactly its timeline's events as the report writes them, and the
-``text_application`` rows are exactly the applications' items.
+``text_application`` and ``text_subject`` rows are exactly the applications' items and the
+subjects' heads.
 """
 
 from __future__ import annotations
@@ -75,7 +85,8 @@ KIND_RANGES = "text_ranges"
 KIND_OPEN = "text_open"
 KIND_PART = "text_part"
 KIND_APPLICATION = "text_application"
-TEXT_KINDS = (KIND_RANGES, KIND_OPEN, KIND_PART, KIND_APPLICATION)
+KIND_SUBJECT = "text_subject"
+TEXT_KINDS = (KIND_RANGES, KIND_OPEN, KIND_PART, KIND_APPLICATION, KIND_SUBJECT)
 """The derived-state kinds this module writes."""
 RANGES_KEY = b"ranges"
 
@@ -232,10 +243,12 @@ def flush_rows(
     size: int,
     new_events: Callable[[], list[Event]],
     changed_applications: Callable[[], list[ItemText]],
+    changed_subjects: Callable[[], list[ItemText]],
 ) -> list[tuple[str, bytes, bytes]]:
     """The report text rows of a flush from flush point ``pinned`` to size ``size``: the
     events its entries add (``new_events()``, :func:`events_of`) and the text of each
-    application they created or changed (``changed_applications()``). None when ``pinned``
+    application and subject they created or changed (``changed_applications()``,
+    ``changed_subjects()``). None when ``pinned``
     keeps no report text (a store of an older release, until it is completed:
     :func:`completion_rows`) unless ``pinned`` is 0, the start of a log. The events make one
     ``text_open`` row, or — when the open events would span :data:`EVENT_RANGE` entries or
@@ -251,6 +264,7 @@ def flush_rows(
         (KIND_APPLICATION, _u64(index), text.encode("utf-8"))
         for index, text in changed_applications()
     ]
+    rows.extend((KIND_SUBJECT, _u64(sid), text.encode("utf-8")) for sid, text in changed_subjects())
     events = new_events()
     if size - until < EVENT_RANGE:
         if pinned == 0:
@@ -370,29 +384,43 @@ def stored_application_texts(
     ``at`` keeps no report text."""
     if read_ranges(source, at) is None:
         return None
-    return _applications(source, at, overlay)
+    return (text for _, text in _kept_items(source, at, KIND_APPLICATION, overlay))
 
 
-def _applications(source: Source, at: int, overlay: Callable[[], list[ItemText]]) -> Iterator[str]:
+def stored_subject_texts(
+    source: Source, at: int, overlay: Callable[[], list[ItemText]]
+) -> Iterator[ItemText] | None:
+    """Every subject's id and head text (:func:`~ledger.protocol.audit.subject_head_text`) at
+    flush point ``at``, in id order, those the ``overlay`` created or changed taken from it; or
+    None if ``at`` keeps no report text."""
+    if read_ranges(source, at) is None:
+        return None
+    return _kept_items(source, at, KIND_SUBJECT, overlay)
+
+
+def _kept_items(
+    source: Source, at: int, kind: str, overlay: Callable[[], list[ItemText]]
+) -> Iterator[ItemText]:
+    """The ``kind`` rows at ``at`` (an 8-byte index → UTF-8 text) in key order, merged with
+    ``overlay``'s, which win."""
     changed = sorted(overlay())
     position = 0
-    for key, data in source.scan(KIND_APPLICATION, at):
+    for key, data in source.scan(kind, at):
         if len(key) != 8:
-            raise MalformedError("couldn't read an application's text: its key is no index")
+            raise MalformedError(f"couldn't read the {kind} rows: a key is no index")
         index = int.from_bytes(key, "big")
         while position < len(changed) and changed[position][0] < index:
-            yield changed[position][1]
+            yield changed[position]
             position += 1
         if position < len(changed) and changed[position][0] == index:
-            yield changed[position][1]
+            yield changed[position]
             position += 1
             continue
         try:
-            yield data.decode("utf-8")
+            yield index, data.decode("utf-8")
         except UnicodeDecodeError:
-            raise MalformedError(f"couldn't read the text of application {index}") from None
-    for _, text in changed[position:]:
-        yield text
+            raise MalformedError(f"couldn't read the {kind} row of {index}: not UTF-8") from None
+    yield from changed[position:]
 
 
 # ------------------------------------------------------------------------------ completion
@@ -400,23 +428,24 @@ def _applications(source: Source, at: int, overlay: Callable[[], list[ItemText]]
 
 def completion_rows(
     state: ProtocolState,
-    subjects: Iterable[tuple[int, Iterable[int]]],
+    subjects: Iterable[tuple[int, Iterable[int], str]],
     applications: Iterable[ItemText],
     size: int,
 ) -> Iterator[tuple[str, bytes, bytes]]:
     """The report text rows of a flush point ``size`` that has none (derived state written by
     an older release): each of ``applications``' text; from ``subjects`` (each subject id,
-    ascending, with its timeline) and ``state``'s facts, the ranges of :data:`EVENT_RANGE`
-    entries below the last multiple of it, the rest as one ``text_open`` row; and last the
-    ``text_ranges`` row that marks the flush point as keeping them. Holds a part per range and
-    the open events."""
+    ascending, with its timeline and head text) and ``state``'s facts, each subject's head and
+    the ranges of :data:`EVENT_RANGE` entries below the last multiple of it, the rest as one
+    ``text_open`` row; and last the ``text_ranges`` row that marks the flush point as keeping
+    them. Holds a part per range and the open events."""
     for index, text in applications:
         yield KIND_APPLICATION, _u64(index), text.encode("utf-8")
     until = size // EVENT_RANGE * EVENT_RANGE
     starts = list(range(0, until, EVENT_RANGE))
     builders = [_PartBuilder(start) for start in starts]
     open_events: list[Event] = []
-    for sid, timeline in subjects:
+    for sid, timeline, head in subjects:
+        yield KIND_SUBJECT, _u64(sid), head.encode("utf-8")
         runs: dict[int, list[str]] = {}
         for sid_, index, text in events_of(state, ((sid, i) for i in timeline)):
             if index < until:
@@ -463,6 +492,7 @@ def report_text_difference(
     at: int,
     replayed: ProtocolState,
     application_text: Callable[[ProtocolState, Any], str],
+    subject_head_text: Callable[[ProtocolState, Any], str],
 ) -> str | None:
     """Compare the report text kept at flush point ``at`` with ``replayed`` (the state
     replayed to size ``at``; ``application_text`` renders an application of it): None if every
@@ -472,9 +502,16 @@ def report_text_difference(
     try:
         texts = stored_timeline_texts(source, at, list)
         kept = stored_application_texts(source, at, list)
-        if texts is None or kept is None:
+        heads = stored_subject_texts(source, at, list)
+        if texts is None or kept is None or heads is None:
             return None
+        kept_heads = iter(heads)
         for sid, subject in replayed.subjects.items():
+            want_head = subject_head_text(replayed, subject)
+            head = next(kept_heads, None)
+            if head != (sid, want_head):
+                shown = "missing" if head is None else f"stored {head[1][:160]!r}"
+                return f"text of subject {sid}: {shown}, replayed {want_head[:160]!r}"
             want = ", ".join(
                 event_text(*fact) for fact in replayed.timeline_facts(subject.timeline)
             )
@@ -484,6 +521,9 @@ def report_text_difference(
                     f"timeline text of subject {sid}: stored {got[:160]!r}, replayed {want[:160]!r}"
                 )
         texts.finish()
+        extra_head = next(kept_heads, None)
+        if extra_head is not None:
+            return f"text of subject {extra_head[0]}, which the replay does not have"
         stored = iter(kept)
         for index, app in replayed.applications.items():
             want = application_text(replayed, app)
@@ -505,6 +545,7 @@ __all__ = [
     "KIND_OPEN",
     "KIND_PART",
     "KIND_RANGES",
+    "KIND_SUBJECT",
     "PARTS_PER_READ",
     "PART_BYTES",
     "TEXT_KINDS",
@@ -518,5 +559,6 @@ __all__ = [
     "read_ranges",
     "report_text_difference",
     "stored_application_texts",
+    "stored_subject_texts",
     "stored_timeline_texts",
 ]

@@ -73,7 +73,7 @@ from ledger.protocol.aggregates import (
     kept_judgement_segments,
     settle,
 )
-from ledger.protocol.audit import JudgementSegment, application_text
+from ledger.protocol.audit import JudgementSegment, application_text, subject_head_text
 from ledger.protocol.codec import decode_value, encode_value
 from ledger.protocol.keys import PublicKey
 from ledger.protocol.queries import TYPES_WITH_DETAIL
@@ -98,6 +98,7 @@ from ledger.protocol.report_text import (
     events_of,
     flush_rows,
     stored_application_texts,
+    stored_subject_texts,
     stored_timeline_texts,
 )
 from ledger.protocol.signature_strength import note_entry
@@ -1149,6 +1150,7 @@ class StoredProtocolState(ProtocolState):
             self.size,
             self._overlay_events,
             self._overlay_applications,
+            self._overlay_subjects,
         )
         for table in self._tables:
             rows.extend(table.changed_rows())
@@ -1168,6 +1170,18 @@ class StoredProtocolState(ProtocolState):
         created or changed."""
         table = self._application_table
         return [(index, application_text(self, table[index])) for index in table.changed_keys()]
+
+    def _overlay_subjects(self) -> list[ItemText]:
+        """The head text of each subject the entries applied since the flush point created
+        or changed (:func:`~ledger.protocol.audit.subject_head_text`)."""
+        table = self._subject_table
+        return [(sid, subject_head_text(self, table[sid])) for sid in table.changed_keys()]
+
+    def subject_texts(self) -> Iterator[ItemText] | None:
+        """Every subject's id and head text in id order, from what the flush point keeps
+        (:mod:`ledger.protocol.report_text`) and the entries replayed on top of it; None where
+        the flush point keeps none."""
+        return stored_subject_texts(self.source, self.pinned, self._overlay_subjects)
 
     def application_texts(self) -> Iterator[str] | None:
         """Every application's report item text in entry order, from what the flush point

@@ -18,7 +18,7 @@ from typing import Any
 
 from ledger.errors import MalformedError
 from ledger.protocol.aggregates import AGGREGATE_KINDS, META_TALLIES, expected_rows
-from ledger.protocol.audit import application_text
+from ledger.protocol.audit import application_text, subject_head_text
 from ledger.protocol.codec import decode_value, encode_value
 from ledger.protocol.report_text import read_ranges, report_text_difference
 from ledger.protocol.state import ProtocolState
@@ -173,7 +173,7 @@ def first_difference(source: DerivedSource, at: int, replayed: ProtocolState) ->
             return f"{kind} {_label(kind, expected[position][0])}: missing from the stored state"
     # The report text: the timelines' rows depend on where batches ended, so what is compared
     # is each subject's text with its replayed timeline, and each application's with its item.
-    return report_text_difference(source, at, replayed, application_text)
+    return report_text_difference(source, at, replayed, application_text, subject_head_text)
 
 
 def _all_ed25519_only(state: ProtocolState, size: int) -> bool:

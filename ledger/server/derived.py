@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 from ledger.errors import ConflictError, FatalError, LedgerError, MalformedError, StorageError
 from ledger.protocol.aggregates import TEXT_RULING, has_aggregates, ruling_text_rows
-from ledger.protocol.audit import application_text
+from ledger.protocol.audit import application_text, subject_head_text
 from ledger.protocol.codec import encode_value
 from ledger.protocol.report_text import completion_rows, read_ranges
 from ledger.protocol.state import ProtocolState
@@ -182,11 +182,11 @@ def complete_report_text(store: SqlLogStore) -> int | None:
         point = tx.derived_flush_point()
         if point is None or read_ranges(source, point) is not None:
             return None
-        log.info("keeping the report's timelines and applications as text at flush point %d", point)
+        log.info("keeping the report's text (timelines, applications, judgements) at %d", point)
         state = StoredProtocolState(source, point, facts=FactCache(chunks=64), writable=False)
         state.read_ahead()
         subjects = (
-            (subject.subject_id, timeline)
+            (subject.subject_id, timeline, subject_head_text(state, subject))
             for subject, timeline in state.timelines_of(state.subjects.values())
         )
         applications = (
