@@ -329,3 +329,20 @@ def test_a_damaged_subject_text_is_named(sqlite_url: str) -> None:
     assert difference is not None and difference.startswith(f"text of subject {sid}: stored"), (
         difference
     )
+
+
+@pytest.mark.parametrize("row", [b'[[1, "x", "y"]]', b"[[1, 2]]", b'[[[1], 2, "z"]]', b"{}"])
+def test_a_malformed_open_row_is_refused(sqlite_url: str, row: bytes) -> None:
+    writer = _write_log(sqlite_url, random.Random(12), fail_rate=0.0, scale=40)
+    store = writer.store
+    size = LogView(store).latest().size
+    with store.engine.begin() as conn:
+        conn.exec_driver_sql(
+            "UPDATE derived_records SET data = ? WHERE kind = ? AND to_size IS NULL AND key = "
+            "(SELECT max(key) FROM derived_records WHERE kind = ?)",
+            (row, KIND_OPEN, KIND_OPEN),
+        )
+    with pytest.raises(MalformedError):
+        subjects_text(StoredProtocolState(store.derived_source(), size, writable=False))
+    _, difference = check_derived(store, ORIGIN)
+    assert difference is not None and "timeline text" in difference, difference

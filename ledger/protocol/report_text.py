@@ -202,8 +202,9 @@ def _parts(start: int, items: Iterable[tuple[int, str]]) -> Iterator[tuple[str, 
         yield KIND_PART, part_key(start, number), orjson.dumps(part)
 
 
-def _grouped(events: list[Event]) -> Iterator[tuple[int, str]]:
+def _grouped(events: list[Any]) -> Iterator[tuple[int, str]]:
     """``events`` as (subject id, its events' text joined), by subject id then index."""
+    _check_events(events)
     events.sort(key=lambda e: (e[0], e[1]))
     run: list[str] = []
     current = -1
@@ -217,14 +218,26 @@ def _grouped(events: list[Event]) -> Iterator[tuple[int, str]]:
         yield current, ", ".join(run)
 
 
-def _open_events(source: Source, at: int) -> list[Event]:
-    events: list[Event] = []
+def _open_events(source: Source, at: int) -> list[Any]:
+    """Every ``text_open`` event at ``at``, as parsed (``[subject_id, index, text]`` lists,
+    checked where they are grouped: :class:`TimelineTexts`, :func:`_grouped`)."""
+    events: list[Any] = []
     for _, data in source.scan(KIND_OPEN, at):
-        for row in _rows(data):
-            if len(row) != 3 or type(row[0]) is not int or type(row[1]) is not int:
-                raise MalformedError("couldn't read the timeline text: an open event is malformed")
-            events.append((row[0], row[1], str(row[2])))
+        events.extend(_rows(data))
     return events
+
+
+def _check_events(events: list[Any]) -> None:
+    """:class:`MalformedError` unless every event is ``(int, int, str)``."""
+    try:
+        valid = all(
+            type(sid) is int and type(index) is int and type(text) is str
+            for sid, index, text in events
+        )
+    except (TypeError, ValueError):
+        valid = False
+    if not valid:
+        raise MalformedError("couldn't read the timeline text: an open event is malformed")
 
 
 def _rows(data: bytes) -> list[Any]:
@@ -315,11 +328,13 @@ class TimelineTexts:
     """Each subject's events' text at one state, taken in ascending subject id
     (:meth:`take`); :meth:`finish` checks that every event was taken."""
 
-    def __init__(self, streams: list[Iterator[tuple[int, str]]], open_events: list[Event]):
+    def __init__(self, streams: list[Iterator[tuple[int, str]]], open_events: list[Any]):
+        """``open_events``: ``(subject id, index, text)`` each, checked here."""
         self._streams = streams
         self._current: list[str] = [""] * len(streams)
         self._waiting: dict[int, list[int]] = {}
         self._open: dict[int, list[tuple[int, str]]] = defaultdict(list)
+        _check_events(open_events)
         for sid, index, text in open_events:
             self._open[sid].append((index, text))
         self._last = -1
