@@ -94,6 +94,24 @@ class MemorySource:
         ]
 
 
+def flushed_at(
+    statements: list[LoggedStatement], cuts: list[float]
+) -> Iterator[tuple[MemorySource, int, ProtocolState]]:
+    """The statements written by a writing stored state into a :class:`MemorySource`, a flush
+    point at each of ``cuts`` (fractions of the log) and at its end: after each flush, the
+    source, the flush point and the state replayed in memory to it."""
+    size = len(statements)
+    points = sorted({max(1, round(c * size)) for c in cuts} | {size})
+    source = MemorySource(statements)
+    writer = StoredProtocolState(source, 0, cache_records=3)
+    for point in points:
+        for s in statements[writer.size : point]:
+            writer.apply(s)
+        source.write(point, writer.derived_rows())
+        writer.committed()
+        yield source, point, _replay_memory(statements[:point])
+
+
 def _replay_memory(statements: list[LoggedStatement]) -> ProtocolState:
     state = ProtocolState()
     for s in statements:
@@ -182,16 +200,7 @@ def test_aggregates_equal_the_full_computation_at_every_flush_point(
     scenario: int, cuts: list[float], audit_days: list[int]
 ) -> None:
     name, statements = GOLDEN[scenario]
-    size = len(statements)
-    points = sorted({max(1, round(c * size)) for c in cuts} | {size})
-    source = MemorySource(statements)
-    writer = StoredProtocolState(source, 0, cache_records=3)
-    for point in points:
-        for s in statements[writer.size : point]:
-            writer.apply(s)
-        source.write(point, writer.derived_rows())
-        writer.committed()
-        replayed = _replay_memory(statements[:point])
+    for source, point, replayed in flushed_at(statements, cuts):
         reader = StoredProtocolState(source, point, writable=False)
         last = replayed.log_time_ms_at(point - 1)
         for day in audit_days:

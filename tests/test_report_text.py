@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_derived_state import ORIGIN, _replayed, _write_log
-from test_precedent_aggregates import GOLDEN, MemorySource, _replay_memory
+from test_precedent_aggregates import GOLDEN, MemorySource, _replay_memory, flushed_at
 from test_precedent_stream import _expected, _streamed
 
 from ledger.errors import MalformedError
@@ -85,18 +85,9 @@ def test_the_kept_text_is_the_timelines_at_every_flush_point_and_between(
     scenario: int, cuts: list[float], event_range: int, part_bytes: int
 ) -> None:
     name, statements = GOLDEN[scenario]
-    size = len(statements)
-    points = sorted({max(1, round(c * size)) for c in cuts} | {size})
     with small_ranges(event_range, part_bytes):
-        source = MemorySource(statements)
-        writer = StoredProtocolState(source, 0, cache_records=3)
         previous = 0
-        for point in points:
-            for s in statements[writer.size : point]:
-                writer.apply(s)
-            source.write(point, writer.derived_rows())
-            writer.committed()
-            replayed = _replay_memory(statements[:point])
+        for source, point, replayed in flushed_at(statements, cuts):
             assert (
                 report_text_difference(source, point, replayed, application_text, subject_head_text)
                 is None
@@ -115,9 +106,9 @@ def test_the_kept_text_is_the_timelines_at_every_flush_point_and_between(
                 assert subjects_text(between) == subjects_text(replayed), name
                 assert applications_text(between) == applications_text(replayed), name
             previous = point
-        ranges = read_ranges(source, size)
-        assert ranges is not None
-        assert size - ranges[1] < event_range  # a flush closes what reaches a range
+        ranges = read_ranges(source, point)
+        assert point == len(statements) and ranges is not None
+        assert point - ranges[1] < event_range  # a flush closes what reaches a range
 
 
 @pytest.mark.parametrize("scenario", range(len(GOLDEN)), ids=[n for n, _ in GOLDEN])
@@ -285,50 +276,39 @@ def test_open_events_stay_fewer_than_a_range_and_a_batch(sqlite_url: str) -> Non
     assert subjects_text(stored) == subjects_text(_replayed(store, size))
 
 
-def test_a_damaged_application_text_is_named(sqlite_url: str) -> None:
+@pytest.mark.parametrize(
+    ("kind", "field", "named"),
+    [
+        (KIND_APPLICATION, b'"outcome": "', "application"),
+        (KIND_SUBJECT, b'"standing": "', "subject"),
+    ],
+)
+def test_a_damaged_application_or_subject_text_is_named(
+    sqlite_url: str, kind: str, field: bytes, named: str
+) -> None:
+    """A changed row is named by check-derived as stored against replayed; a missing one as
+    missing."""
     writer = _write_log(sqlite_url, random.Random(9), fail_rate=0.0, scale=60)
     store = writer.store
     with store.engine.begin() as conn:
         key, data = conn.exec_driver_sql(
             "SELECT key, data FROM derived_records WHERE kind = ? AND to_size IS NULL "
             "ORDER BY key LIMIT 1 OFFSET 2",
-            (KIND_APPLICATION,),
+            (kind,),
         ).one()
         conn.exec_driver_sql(
             "UPDATE derived_records SET data = ? WHERE kind = ? AND key = ? AND to_size IS NULL",
-            (bytes(data).replace(b'"outcome": ', b'"outcome": 0', 1), KIND_APPLICATION, key),
+            (bytes(data).replace(field, field + b"x", 1), kind, key),
         )
     _, difference = check_derived(store, ORIGIN)
     index = int.from_bytes(key, "big")
-    assert difference is not None and difference.startswith(
-        f"text of application {index}: stored"
-    ), difference
-    with store.engine.begin() as conn:
-        conn.exec_driver_sql(
-            "DELETE FROM derived_records WHERE kind = ? AND key = ?", (KIND_APPLICATION, key)
-        )
-    _, difference = check_derived(store, ORIGIN)
-    assert difference is not None and "text of application" in difference, difference
-
-
-def test_a_damaged_subject_text_is_named(sqlite_url: str) -> None:
-    writer = _write_log(sqlite_url, random.Random(10), fail_rate=0.0, scale=60)
-    store = writer.store
-    with store.engine.begin() as conn:
-        key, data = conn.exec_driver_sql(
-            "SELECT key, data FROM derived_records WHERE kind = ? AND to_size IS NULL "
-            "ORDER BY key LIMIT 1 OFFSET 1",
-            (KIND_SUBJECT,),
-        ).one()
-        conn.exec_driver_sql(
-            "UPDATE derived_records SET data = ? WHERE kind = ? AND key = ? AND to_size IS NULL",
-            (bytes(data).replace(b'"standing": "', b'"standing": "x', 1), KIND_SUBJECT, key),
-        )
-    _, difference = check_derived(store, ORIGIN)
-    sid = int.from_bytes(key, "big")
-    assert difference is not None and difference.startswith(f"text of subject {sid}: stored"), (
+    assert difference is not None and difference.startswith(f"text of {named} {index}: stored"), (
         difference
     )
+    with store.engine.begin() as conn:
+        conn.exec_driver_sql("DELETE FROM derived_records WHERE kind = ? AND key = ?", (kind, key))
+    _, difference = check_derived(store, ORIGIN)
+    assert difference is not None and f"text of {named} {index}: missing" in difference, difference
 
 
 @pytest.mark.parametrize("row", [b'[[1, "x", "y"]]', b"[[1, 2]]", b'[[[1], 2, "z"]]', b"{}"])

@@ -510,23 +510,22 @@ def report_text_difference(
     subject_head_text: Callable[[ProtocolState, Any], str],
 ) -> str | None:
     """Compare the report text kept at flush point ``at`` with ``replayed`` (the state
-    replayed to size ``at``; ``application_text`` renders an application of it): None if every
-    subject's events are its timeline's and every application's text its item, else the first
-    subject or application that differs (or what is malformed). Nothing to compare where ``at``
-    keeps no text."""
+    replayed to size ``at``; ``application_text`` and ``subject_head_text`` render its
+    records): None if every subject's head and events and every application's item are the
+    replay's, else the first subject or application that differs, is missing or is extra (or
+    what is malformed). Nothing to compare where ``at`` keeps no text."""
+    if read_ranges(source, at) is None:
+        return None
     try:
         texts = stored_timeline_texts(source, at, list)
-        kept = stored_application_texts(source, at, list)
-        heads = stored_subject_texts(source, at, list)
-        if texts is None or kept is None or heads is None:
+        if texts is None:
             return None
-        kept_heads = iter(heads)
-        for sid, subject in replayed.subjects.items():
-            want_head = subject_head_text(replayed, subject)
-            head = next(kept_heads, None)
-            if head != (sid, want_head):
-                shown = "missing" if head is None else f"stored {head[1][:160]!r}"
-                return f"text of subject {sid}: {shown}, replayed {want_head[:160]!r}"
+        heads = _kept_items(source, at, KIND_SUBJECT, list)
+        wanted = ((sid, subject_head_text(replayed, s)) for sid, s in replayed.subjects.items())
+        for sid, difference in _item_differences(heads, wanted, "subject"):
+            if difference is not None:
+                return difference
+            subject = replayed.subjects[sid]
             want = ", ".join(
                 event_text(*fact) for fact in replayed.timeline_facts(subject.timeline)
             )
@@ -536,22 +535,37 @@ def report_text_difference(
                     f"timeline text of subject {sid}: stored {got[:160]!r}, replayed {want[:160]!r}"
                 )
         texts.finish()
-        extra_head = next(kept_heads, None)
-        if extra_head is not None:
-            return f"text of subject {extra_head[0]}, which the replay does not have"
-        stored = iter(kept)
-        for index, app in replayed.applications.items():
-            want = application_text(replayed, app)
-            kept_text = next(stored, None)
-            if kept_text != want:
-                shown = "missing" if kept_text is None else f"stored {kept_text[:160]!r}"
-                return f"text of application {index}: {shown}, replayed {want[:160]!r}"
-        extra = next(stored, None)
-        if extra is not None:
-            return f"text of an application the replay does not have: {extra[:160]!r}"
+        apps = _kept_items(source, at, KIND_APPLICATION, list)
+        wanted = ((i, application_text(replayed, a)) for i, a in replayed.applications.items())
+        for _, difference in _item_differences(apps, wanted, "application"):
+            if difference is not None:
+                return difference
     except MalformedError as exc:
         return str(exc)
     return None
+
+
+def _item_differences(
+    kept: Iterator[ItemText], wanted: Iterable[ItemText], named: str
+) -> Iterator[tuple[int, str | None]]:
+    """Each wanted item's key with None where ``kept`` holds exactly its text (both in key
+    order); at the first that differs, is missing or is extra, its key and the difference in
+    words, and no more."""
+    got = next(kept, None)
+    for key, want in wanted:
+        if got is not None and got[0] < key:
+            yield got[0], f"text of {named} {got[0]}, which the replay does not have"
+            return
+        if got is None or got[0] > key:
+            yield key, f"text of {named} {key}: missing, replayed {want[:160]!r}"
+            return
+        if got[1] != want:
+            yield key, f"text of {named} {key}: stored {got[1][:160]!r}, replayed {want[:160]!r}"
+            return
+        yield key, None
+        got = next(kept, None)
+    if got is not None:
+        yield got[0], f"text of {named} {got[0]}, which the replay does not have"
 
 
 __all__ = [
