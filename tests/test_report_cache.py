@@ -718,3 +718,21 @@ def test_the_code_fingerprint_covers_every_module_that_renders_reports() -> None
     }
     assert rendering
     assert rendering <= set(api.report_cache._CODE_FILES)
+
+
+def test_a_past_size_keeps_only_the_whole_report_where_the_database_keeps_the_text(
+    log: TestLog,
+) -> None:
+    """A report at a past size reads its lists from the report text the database keeps: it
+    writes no sections, only the whole report, and is byte for byte a cache-less server's;
+    the same request again is read back."""
+    path = "/v1/precedent?at=4&audit_time_ms=9999999999000"
+    expected = computed(log, path)
+    folder = log.folder / "log.db.reports"
+    with TestClient(create_app(log.settings(read_only=True))) as client:
+        assert client.get("/checkpoint").text.splitlines()[1] == "5"
+        assert client.get(path).content == expected
+        assert [p.name for p in whole_reports(folder)] == kept_files(folder)
+        assert len(kept_files(folder)) == 1
+        assert client.get(path).content == expected
+        assert len(kept_files(folder)) == 1

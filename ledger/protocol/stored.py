@@ -97,6 +97,7 @@ from ledger.protocol.report_text import (
     TimelineTexts,
     events_of,
     flush_rows,
+    read_ranges,
     stored_application_texts,
     stored_subject_texts,
     stored_timeline_texts,
@@ -1188,6 +1189,10 @@ class StoredProtocolState(ProtocolState):
         keeps (:mod:`ledger.protocol.report_text`) and the entries replayed on top of it; None
         where the flush point keeps none (the report writes them from the records)."""
         return stored_application_texts(self.source, self.pinned, self._overlay_applications)
+
+    def keeps_report_text(self) -> bool:
+        """Whether the flush point keeps report text (:mod:`ledger.protocol.report_text`)."""
+        return read_ranges(self.source, self.pinned) is not None
 
     def judgement_texts(self, commitment: str) -> Iterator[JudgementSegment] | None:
         """``commitment``'s judgements as segments from the final judgements' text kept with
