@@ -46,8 +46,10 @@ HEAVY_WAIT_S = 10.0
 """How long a request waits for its turn to compute before a 503 ``busy``."""
 QUEUE_CHUNKS = 4
 """Chunks of a streamed report waiting for the client at most (the producer waits beyond)."""
-CHUNK_BYTES = 1 << 16
-"""Characters gathered into one chunk of a streamed report."""
+CHUNK_BYTES = 1 << 20
+"""Characters gathered into one chunk of a streamed report (a MiB: a 164 MB report in 160 hand-
+overs to the event loop rather than 2,500, about a tenth faster whole; at most
+:data:`QUEUE_CHUNKS` of them wait)."""
 HAND_OVER_S = 0.5
 """How often a producer waiting for room in the queue looks at its stop flag."""
 REPORT_THREADS = HEAVY_AT_ONCE
