@@ -12,14 +12,17 @@ import json
 import random
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlalchemy import text as sql
 from test_derived_state import ORIGIN, _replayed, _write_log
 from test_precedent_aggregates import GOLDEN, MemorySource, _replay_memory, flushed_at
 from test_precedent_stream import _expected, _streamed
 
+import ledger.protocol.stored
 from ledger.errors import MalformedError
 from ledger.protocol import report_text
 from ledger.protocol.aggregates import TEXT_RULING
@@ -326,3 +329,72 @@ def test_a_malformed_open_row_is_refused(sqlite_url: str, row: bytes) -> None:
         subjects_text(StoredProtocolState(store.derived_source(), size, writable=False))
     _, difference = check_derived(store, ORIGIN)
     assert difference is not None and "timeline text" in difference, difference
+
+
+def test_a_flush_by_a_writer_that_keeps_no_text_is_never_read_as_keeping_it() -> None:
+    """A rolling upgrade: a writer of an older release flushes after one that kept text. The
+    text rows of before stay current, but that flush point, and every later one until the
+    store is completed, keeps none: reports there write the text, and equal the replay."""
+    _, statements = max(GOLDEN, key=lambda item: len(item[1]))
+    third = len(statements) // 3
+    source = MemorySource(statements)
+    writer = StoredProtocolState(source, 0)
+    for s in statements[:third]:
+        writer.apply(s)
+    source.write(third, writer.derived_rows())
+    old = StoredProtocolState(source, third)  # the older release: no text of any kind
+    for s in statements[third : 2 * third]:
+        old.apply(s)
+    text = (*TEXT_KINDS, TEXT_RULING)
+    source.write(2 * third, [r for r in old.derived_rows() if r[0] not in text])
+    new = StoredProtocolState(source, 2 * third)  # this release again, not completed
+    for s in statements[2 * third :]:
+        new.apply(s)
+    rows = new.derived_rows()
+    assert not [r for r in rows if r[0] in text]
+    source.write(len(statements), rows)
+    for point in (2 * third, len(statements)):
+        stored = StoredProtocolState(source, point, writable=False)
+        assert stored.timeline_texts() is None and stored.application_texts() is None
+        assert all(stored.judgement_texts(c) is None for c in COMMITMENT_RULES)
+        replayed = _replay_memory(statements[:point])
+        last = replayed.log_time_ms_at(point - 1)
+        assert _streamed(stored, last) == _expected(replayed, last)
+    assert StoredProtocolState(source, third, writable=False).timeline_texts() is not None
+
+
+def test_stale_text_is_ended_and_written_again_by_the_completion(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A writer of an older release (which keeps no text) flushed after this one: the text
+    rows of before stay current, but no flush point since keeps text. The completion ends
+    every text row and writes all of it again, with nothing of the old left to read twice."""
+    real = ledger.protocol.stored.flush_rows
+
+    def older_release(*args: Any) -> list[tuple[str, bytes, bytes]]:
+        return real(*args) if args[2] < 120 else []  # args[2]: the flush's size
+
+    monkeypatch.setattr(ledger.protocol.stored, "flush_rows", older_release)
+    with small_ranges(40, 2000, 2):
+        writer = _write_log(db_url, random.Random(13), fail_rate=0.0, scale=150)
+    monkeypatch.undo()
+    store = writer.store
+    size = LogView(store).latest().size
+    source = store.derived_source()
+    assert read_ranges(source, size) is None
+    assert StoredProtocolState(source, size, writable=False).timeline_texts() is None
+    with store.engine.begin() as conn:
+        kept = conn.execute(
+            sql("SELECT count(*) FROM derived_records WHERE kind = :k AND to_size IS NULL"),
+            {"k": KIND_RANGES},
+        ).scalar_one()
+    assert kept == 1  # the stale text_ranges of the last flush that kept text
+    with small_ranges(64, 2000, 3):
+        assert complete_report_text(store) == size
+    ranges = read_ranges(source, size)
+    assert ranges is not None and ranges[0] == list(range(0, size // 64 * 64, 64))
+    stored = StoredProtocolState(source, size, writable=False)
+    replayed = _replayed(store, size)
+    last = replayed.log_time_ms_at(size - 1)
+    assert _streamed(stored, last) == _expected(replayed, last)
+    assert check_derived(store, ORIGIN) == (size, None)

@@ -22,10 +22,12 @@ report copies, each final judgement, is kept with the precedent's aggregates: ``
 **Layout** (kinds of the derived state, versioned by flush point like every record:
 ``docs/ARCHITECTURE.md``, "Derived state"):
 
-- ``text_ranges``, key ``ranges``: JSON ``{"ranges": [s0, s1, …], "until": C}``. Its presence
-  marks a flush point that keeps report text (absent: written by an older release; a report
-  there computes everything, :func:`stored_timeline_texts` and
-  :func:`stored_application_texts` return ``None``). Entries ``[0, C)`` are *closed*: their
+- ``text_ranges``, key ``ranges``: JSON ``{"ranges": [s0, s1, …], "until": C, "at": P}``,
+  written by every flush (at flush point ``P``) of a writer that keeps report text, so a flush
+  point ``Q`` keeps it exactly when the version visible there says ``"at": Q`` (absent, or
+  written at an earlier flush point: a flush of an older release wrote ``Q``; a report there
+  computes everything, :func:`stored_timeline_texts` and :func:`stored_application_texts`
+  return ``None``, and no later flush keeps text until the store is completed again). Entries ``[0, C)`` are *closed*: their
   events are in the ``text_part`` rows of the ranges starting at ``s0 = 0 < s1 < … < C``
   (range ``i`` is ``[s_i, s_{i+1})``, the last ``[s_last, C)``).
 - ``text_open``, key: the 8-byte first entry index of one flush (or of a completion's tail):
@@ -64,6 +66,9 @@ events of every subject, concatenated from its ranges in order and then its open
 index order, are exactly its timeline's events as the report writes them, and the
 ``text_application`` and ``text_subject`` rows are exactly the applications' items and the
 subjects' heads.
+
+Kept whole: the layout and its writing, reading, completion and check are one format, whose
+invariant holds only if all of them agree on it.
 """
 
 from __future__ import annotations
@@ -159,30 +164,37 @@ def events_of(state: ProtocolState, pairs: Iterable[tuple[int, int]]) -> list[Ev
 
 def read_ranges(source: Source, at: int) -> tuple[list[int], int] | None:
     """The closed ranges' starts and the first open entry at flush point ``at``, or None if it
-    keeps no timeline text. :class:`MalformedError` for a record this module did not write."""
+    keeps no report text: no ``text_ranges`` row, or one written at an earlier flush point (the
+    flush that wrote ``at`` kept no text: a writer of an older release, during a rolling
+    upgrade). :class:`MalformedError` for a record this module did not write."""
     data = source.read(KIND_RANGES, RANGES_KEY, at)
     if data is None:
         return None
     try:
         value = orjson.loads(data)
-        starts, until = value["ranges"], value["until"]
+        starts, until, written = value["ranges"], value["until"], value["at"]
     except (orjson.JSONDecodeError, TypeError, KeyError):
         raise MalformedError("couldn't read the timeline text's ranges: not this format") from None
     if (
         type(until) is not int
+        or type(written) is not int
         or type(starts) is not list
         or any(type(s) is not int for s in starts)
         or starts != sorted(set(starts))
         or (starts and (starts[0] != 0 or starts[-1] >= until))
         or (not starts and until != 0)
+        or until > written
     ):
         raise MalformedError(f"couldn't read the timeline text's ranges: {value!r:.120}")
+    if written != at:
+        return None
     return starts, until
 
 
-def ranges_row(starts: list[int], until: int) -> tuple[str, bytes, bytes]:
-    """The ``text_ranges`` row for closed ranges ``starts`` and first open entry ``until``."""
-    return KIND_RANGES, RANGES_KEY, orjson.dumps({"ranges": starts, "until": until})
+def ranges_row(starts: list[int], until: int, at: int) -> tuple[str, bytes, bytes]:
+    """The ``text_ranges`` row written at flush point ``at`` for closed ranges ``starts`` and
+    first open entry ``until``."""
+    return KIND_RANGES, RANGES_KEY, orjson.dumps({"ranges": starts, "until": until, "at": at})
 
 
 def _parts(start: int, items: Iterable[tuple[int, str]]) -> Iterator[tuple[str, bytes, bytes]]:
@@ -267,6 +279,8 @@ def flush_rows(
     ``text_open`` row, or — when the open events would span :data:`EVENT_RANGE` entries or
     more — a new closed range (its parts, the deletion of every ``text_open`` row, the new
     ``text_ranges``)."""
+    if size == pinned:
+        return []  # nothing applied (completing a flush point): nothing to write
     ranges = read_ranges(source, pinned)
     if ranges is None:
         if pinned != 0:
@@ -280,16 +294,16 @@ def flush_rows(
     rows.extend((KIND_SUBJECT, _u64(sid), text.encode("utf-8")) for sid, text in changed_subjects())
     events = new_events()
     if size - until < EVENT_RANGE:
-        if pinned == 0:
-            rows.append(ranges_row(starts, until))
         if events:
             rows.append((KIND_OPEN, _u64(pinned), orjson.dumps(events)))
+        # Written at every flush: says that this flush point keeps its text too.
+        rows.append(ranges_row(starts, until, size))
         return rows
     # Close [until, size): every open row's events and this flush's, grouped by subject.
     rows.extend((KIND_OPEN, key, b"") for key, _ in source.scan(KIND_OPEN, pinned))
     events = _open_events(source, pinned) + events
     rows.extend(_parts(until, _grouped(events)))
-    rows.append(ranges_row([*starts, until], size))
+    rows.append(ranges_row([*starts, until], size, size))
     return rows
 
 
@@ -474,7 +488,7 @@ def completion_rows(
     if open_events:
         open_events.sort(key=lambda e: (e[1], e[0]))
         yield KIND_OPEN, _u64(until), orjson.dumps(open_events)
-    yield ranges_row(starts, until)
+    yield ranges_row(starts, until, size)
 
 
 class _PartBuilder:

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from ledger.errors import ConflictError, FatalError, LedgerError, MalformedError, StorageError
 from ledger.protocol.aggregates import TEXT_RULING, has_aggregates, ruling_text_rows
 from ledger.protocol.audit import application_text, subject_head_text
 from ledger.protocol.codec import encode_value
-from ledger.protocol.report_text import completion_rows, read_ranges
+from ledger.protocol.report_text import TEXT_KINDS, completion_rows, read_ranges
 from ledger.protocol.state import ProtocolState
 from ledger.protocol.stored import FactCache, StoredProtocolState
 from ledger.protocol.stored_compare import first_difference
@@ -172,7 +173,9 @@ def complete_report_text(store: SqlLogStore) -> int | None:
 
     Until this runs (a writer runs it when it starts, after :func:`complete_aggregates`),
     reports at that flush point write the timelines from the entries' facts, as before; a
-    writer's batches keep no text on top of a flush point without it. Flush points older than
+    writer's batches keep no text on top of a flush point without it. A flush point written
+    by a writer that keeps no text after one that did (an older release still writing during
+    a rolling upgrade) has none either: its stale rows are ended, then all written again. Flush points older than
     the completed one keep none: reports there are computed as before. Memory: the entries'
     types and log times (9 bytes each), one part per range of
     :data:`~ledger.protocol.report_text.EVENT_RANGE` entries, and the events of the last,
@@ -183,6 +186,13 @@ def complete_report_text(store: SqlLogStore) -> int | None:
         if point is None or read_ranges(source, point) is not None:
             return None
         log.info("keeping the report's text (timelines, applications, judgements) at %d", point)
+        # Text that an earlier flush kept and a writer of an older release then left behind
+        # (a rolling upgrade) is ended first, every row of it: none of it is read again.
+        _end_rows(
+            tx,
+            point,
+            ((kind, key) for kind in STALE_TEXT_KINDS for key, _ in source.scan(kind, point)),
+        )
         state = StoredProtocolState(source, point, facts=FactCache(chunks=64), writable=False)
         state.read_ahead()
         subjects = (
@@ -207,6 +217,23 @@ def complete_report_text(store: SqlLogStore) -> int | None:
         # transaction commits, and all of it after.
         tx.write_derived(point, batch, new_point=False)
     return point
+
+
+STALE_TEXT_KINDS = (*TEXT_KINDS, TEXT_RULING)
+"""Every kind of report text: what :func:`complete_report_text` ends before it writes."""
+
+
+def _end_rows(tx: Any, point: int, keys: Iterable[tuple[str, bytes]]) -> None:
+    """End the current version of each ``(kind, key)`` at flush point ``point`` (a few hundred
+    rows a statement)."""
+    batch: list[tuple[str, bytes, bytes]] = []
+    for kind, key in keys:
+        batch.append((kind, key, b""))
+        if len(batch) >= COMPLETION_ROWS:
+            tx.write_derived(point, batch, new_point=False)
+            batch = []
+    if batch:
+        tx.write_derived(point, batch, new_point=False)
 
 
 def check_derived(
