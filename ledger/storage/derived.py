@@ -168,6 +168,7 @@ class SqlDerivedSource:
         self._open: list[Any] = []
         self._open_lock = threading.Lock()
         mark = "%s" if engine.dialect.name == "postgresql" else "?"
+        self._binary = engine.dialect.name == "postgresql"
         # Versions superseded after a flush point are found by (kind, to_size): none at the
         # latest flush point, few near it. SQLite, without statistics, would walk every version
         # of the kind by key instead (the primary key), a scan of the whole kind.
@@ -212,7 +213,9 @@ class SqlDerivedSource:
                 self._local.conn = conn
                 with self._open_lock:
                     self._open.append(conn)
-            cursor = conn.cursor()  # type: ignore[union-attr]
+            # Results in PostgreSQL's binary format: a record's bytes as they are, not as
+            # hexadecimal text twice their size that the driver then decodes.
+            cursor = conn.cursor(binary=True) if self._binary else conn.cursor()  # type: ignore[union-attr]
             try:
                 cursor.execute(self._sql[name], params)
                 return list(cursor.fetchall())
