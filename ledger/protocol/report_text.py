@@ -273,12 +273,12 @@ def flush_rows(
     """The report text rows of a flush from flush point ``pinned`` to size ``size``: the
     events its entries add (``new_events()``, :func:`events_of`) and the text of each
     application and subject they created or changed (``changed_applications()``,
-    ``changed_subjects()``). None when ``pinned``
-    keeps no report text (a store of an older release, until it is completed:
-    :func:`completion_rows`) unless ``pinned`` is 0, the start of a log. The events make one
+    ``changed_subjects()``). None when ``pinned`` keeps no report text (a store of an older
+    release, or written by one, until it is completed: :func:`completion_rows`) unless
+    ``pinned`` is 0, the start of a log, nor when nothing was applied. The events make one
     ``text_open`` row, or — when the open events would span :data:`EVENT_RANGE` entries or
-    more — a new closed range (its parts, the deletion of every ``text_open`` row, the new
-    ``text_ranges``)."""
+    more — a new closed range (its parts and the deletion of every ``text_open`` row); either
+    way ``text_ranges`` is written again, naming ``size``."""
     if size == pinned:
         return []  # nothing applied (completing a flush point): nothing to write
     ranges = read_ranges(source, pinned)
