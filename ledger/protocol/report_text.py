@@ -197,21 +197,38 @@ def ranges_row(starts: list[int], until: int, at: int) -> tuple[str, bytes, byte
     return KIND_RANGES, RANGES_KEY, orjson.dumps({"ranges": starts, "until": until, "at": at})
 
 
+class _PartBuilder:
+    """The parts of one range, built as its items arrive in ascending subject id."""
+
+    def __init__(self, start: int) -> None:
+        self.start = start
+        self.number = 0
+        self.items: list[tuple[int, str]] = []
+        self.size = 0
+
+    def add(self, sid: int, text: str) -> Iterator[tuple[str, bytes, bytes]]:
+        """Add subject ``sid``'s events' text; the part's row once it holds
+        :data:`PART_BYTES` or more."""
+        self.items.append((sid, text))
+        self.size += len(text) + 16
+        if self.size >= PART_BYTES:
+            yield from self.close()
+
+    def close(self) -> Iterator[tuple[str, bytes, bytes]]:
+        """The row of the part being built, if it holds anything."""
+        if self.items:
+            yield KIND_PART, part_key(self.start, self.number), orjson.dumps(self.items)
+            self.number += 1
+            self.items, self.size = [], 0
+
+
 def _parts(start: int, items: Iterable[tuple[int, str]]) -> Iterator[tuple[str, bytes, bytes]]:
     """The ``text_part`` rows of the range at ``start`` holding ``items`` (subject id, its
     events' text), which ascend by subject id."""
-    part: list[tuple[int, str]] = []
-    size = 0
-    number = 0
-    for item in items:
-        part.append(item)
-        size += len(item[1]) + 16
-        if size >= PART_BYTES:
-            yield KIND_PART, part_key(start, number), orjson.dumps(part)
-            number += 1
-            part, size = [], 0
-    if part:
-        yield KIND_PART, part_key(start, number), orjson.dumps(part)
+    builder = _PartBuilder(start)
+    for sid, text in items:
+        yield from builder.add(sid, text)
+    yield from builder.close()
 
 
 def _grouped(events: list[Any]) -> Iterator[tuple[int, str]]:
@@ -489,28 +506,6 @@ def completion_rows(
         open_events.sort(key=lambda e: (e[1], e[0]))
         yield KIND_OPEN, _u64(until), orjson.dumps(open_events)
     yield ranges_row(starts, until, size)
-
-
-class _PartBuilder:
-    """The parts of one range, built as its items arrive in ascending subject id."""
-
-    def __init__(self, start: int) -> None:
-        self.start = start
-        self.number = 0
-        self.items: list[tuple[int, str]] = []
-        self.size = 0
-
-    def add(self, sid: int, text: str) -> Iterator[tuple[str, bytes, bytes]]:
-        self.items.append((sid, text))
-        self.size += len(text) + 16
-        if self.size >= PART_BYTES:
-            yield from self.close()
-
-    def close(self) -> Iterator[tuple[str, bytes, bytes]]:
-        if self.items:
-            yield KIND_PART, part_key(self.start, self.number), orjson.dumps(self.items)
-            self.number += 1
-            self.items, self.size = [], 0
 
 
 # ------------------------------------------------------------------------------ checking

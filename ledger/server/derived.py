@@ -167,16 +167,17 @@ def complete_report_text(store: SqlLogStore) -> int | None:
     the applications (:mod:`ledger.protocol.report_text`) and of the final judgements (with
     the aggregates: :mod:`ledger.protocol.aggregates`) if it has none (derived state written by
     an older release): one scan of the timelines, the applications and every entry's type and
-    log time, and one pass of the rules over the records, the rows
-    written at that flush point under the store's write lock, a few hundred at a time. Returns
+    log time, and one pass of the rules over the records, the rows written at that flush point
+    under the store's write lock, a few hundred at a time. Returns
     the flush point completed, or None if there was nothing to do.
 
     Until this runs (a writer runs it when it starts, after :func:`complete_aggregates`),
     reports at that flush point write the timelines from the entries' facts, as before; a
     writer's batches keep no text on top of a flush point without it. A flush point written
     by a writer that keeps no text after one that did (an older release still writing during
-    a rolling upgrade) has none either: its stale rows are ended, then all written again. Flush points older than
-    the completed one keep none: reports there are computed as before. Memory: the entries'
+    a rolling upgrade) has none either: its stale rows are ended, then all written again.
+    Flush points older than the completed one keep none: reports there are computed as
+    before. Memory: the entries'
     types and log times (9 bytes each), one part per range of
     :data:`~ledger.protocol.report_text.EVENT_RANGE` entries, and the events of the last,
     open range."""
@@ -188,10 +189,10 @@ def complete_report_text(store: SqlLogStore) -> int | None:
         log.info("keeping the report's text (timelines, applications, judgements) at %d", point)
         # Text that an earlier flush kept and a writer of an older release then left behind
         # (a rolling upgrade) is ended first, every row of it: none of it is read again.
-        _end_rows(
+        _write_rows(
             tx,
             point,
-            ((kind, key) for kind in STALE_TEXT_KINDS for key, _ in source.scan(kind, point)),
+            ((kind, key, b"") for kind in STALE_TEXT_KINDS for key, _ in source.scan(kind, point)),
         )
         state = StoredProtocolState(source, point, facts=FactCache(chunks=64), writable=False)
         state.read_ahead()
@@ -207,15 +208,9 @@ def complete_report_text(store: SqlLogStore) -> int | None:
             (TEXT_RULING, key, encode_value(value)) for key, value in ruling_text_rows(state)
         )
         rows = completion_rows(state, subjects, applications, point)
-        batch: list[tuple[str, bytes, bytes]] = []
-        for row in itertools.chain(rulings if has_aggregates(state) else (), rows):
-            batch.append(row)
-            if len(batch) >= COMPLETION_ROWS:
-                tx.write_derived(point, batch, new_point=False)
-                batch = []
         # The ``text_ranges`` row comes last: a flush point holds none of the text until the
         # transaction commits, and all of it after.
-        tx.write_derived(point, batch, new_point=False)
+        _write_rows(tx, point, itertools.chain(rulings if has_aggregates(state) else (), rows))
     return point
 
 
@@ -223,12 +218,12 @@ STALE_TEXT_KINDS = (*TEXT_KINDS, TEXT_RULING)
 """Every kind of report text: what :func:`complete_report_text` ends before it writes."""
 
 
-def _end_rows(tx: Any, point: int, keys: Iterable[tuple[str, bytes]]) -> None:
-    """End the current version of each ``(kind, key)`` at flush point ``point`` (a few hundred
-    rows a statement)."""
+def _write_rows(tx: Any, point: int, rows: Iterable[tuple[str, bytes, bytes]]) -> None:
+    """Write ``rows`` at flush point ``point``, which they complete (an empty value ends its
+    record's current version), :data:`COMPLETION_ROWS` a statement."""
     batch: list[tuple[str, bytes, bytes]] = []
-    for kind, key in keys:
-        batch.append((kind, key, b""))
+    for row in rows:
+        batch.append(row)
         if len(batch) >= COMPLETION_ROWS:
             tx.write_derived(point, batch, new_point=False)
             batch = []
